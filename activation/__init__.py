@@ -1,0 +1,15 @@
+"""Activation: diff-based reverse-ETL. Sync specs (YAML) name an audience table, a field mapping
+and a destination; the engine sends only what changed since the destination last acknowledged,
+keeps a ledger of every row operation, and retries failed rows on the next run."""
+
+from activation.destinations import Batch, BatchResult, Destination, build_destination
+from activation.diff import SyncPlan, plan_sync
+from activation.engine import SyncResult, run_sync
+from activation.errors import ActivationError
+from activation.spec import DestinationSpec, SyncSpec, load_sync_spec, load_sync_specs
+from activation.state import ensure_state_tables
+
+__all__ = [
+    "ActivationError", "Batch", "BatchResult", "Destination", "DestinationSpec", "SyncPlan", "SyncResult", "SyncSpec",
+    "build_destination", "ensure_state_tables", "load_sync_spec", "load_sync_specs", "plan_sync", "run_sync",
+]

@@ -1,0 +1,76 @@
+"""Files as a destination: one change file per run, and the full current audience, written
+atomically (temp file in the same directory, then rename) so readers never see half a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from activation.destinations import Batch, BatchResult
+from activation.spec import SyncSpec
+
+OPERATION = "_op"
+
+
+def write_atomically(frame: pl.DataFrame, path: Path, file_format: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        if file_format == "csv":
+            frame.write_csv(temp_name)
+        elif file_format == "jsonl":
+            frame.write_ndjson(temp_name)
+        else:
+            frame.write_parquet(temp_name)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class FileDestination:
+    directory: Path
+    file_format: str
+    sync_name: str
+    fields: list[str]
+
+    @classmethod
+    def from_settings(cls, spec: SyncSpec, base_dir: Path) -> FileDestination:
+        directory = Path(spec.destination.settings["path"])
+        return cls(
+            directory=directory if directory.is_absolute() else Path(base_dir) / directory,
+            file_format=spec.destination.settings["format"],
+            sync_name=spec.name,
+            fields=list(spec.fields),
+        )
+
+    def _frame(self, rows: list[dict], operation: str | None = None) -> pl.DataFrame:
+        frame = pl.DataFrame(rows, schema={name: pl.String for name in self.fields}, strict=False) if rows else \
+            pl.DataFrame(schema={name: pl.String for name in self.fields})
+        return frame.with_columns(pl.lit(operation).alias(OPERATION)).select([OPERATION, *self.fields]) if operation \
+            else frame
+
+    def send(self, batch: Batch) -> BatchResult:
+        changes = pl.concat([self._frame([_text(r) for r in batch.upserts], "upsert"),
+                             self._frame([_text(r) for r in batch.deletes], "delete")])
+        if changes.height:
+            path = self.directory / f"{self.sync_name}__{batch.run_id}__{batch.number:05d}.{self.file_format}"
+            write_atomically(changes, path, self.file_format)
+        return BatchResult()
+
+    def finish(self, held_rows: Iterable[dict]) -> list[str]:
+        path = self.directory / f"{self.sync_name}__current.{self.file_format}"
+        write_atomically(self._frame([_text(r) for r in held_rows]), path, self.file_format)
+        return [str(path)]
+
+
+def _text(row: dict) -> dict:
+    """File values as text, so every run writes the same schema whatever the values."""
+    return {k: None if v is None else str(v) for k, v in row.items()}

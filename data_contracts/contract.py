@@ -1,0 +1,181 @@
+"""Data contracts: one YAML file per source table, validated when loaded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_contracts.errors import ContractError
+
+CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+
+COLUMN_TYPES = ("string", "integer", "decimal", "float", "boolean", "date", "timestamp")
+FILE_FORMATS = ("csv", "jsonl", "parquet")
+PII_CLASSES = ("direct", "indirect", "none")
+PARTIES = ("first", "second", "third")
+# Adobe data-usage labels: contract (C1..C12), identity (I1 direct, I2 indirect), sensitive (S1, S2).
+STANDARD_LABELS = tuple(f"C{i}" for i in range(1, 13)) + ("I1", "I2", "S1", "S2")
+CUSTOM_LABEL_PREFIX = "custom:"
+
+TABLE_KEYS = ("source", "table", "description", "format", "owner", "party", "primary_key", "event_time",
+              "max_reject_rate", "columns")
+COLUMN_KEYS = ("type", "required", "description", "allowed_values", "pii", "labels")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    required: bool = False
+    description: str = ""
+    allowed_values: tuple[str, ...] | None = None
+    pii: str = "none"
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Contract:
+    source: str
+    table: str
+    path: Path
+    columns: dict[str, Column]
+    primary_key: tuple[str, ...]
+    format: str | None = None
+    description: str = ""
+    owner: str = ""
+    party: str = "first"
+    event_time: str | None = None
+    max_reject_rate: float = 0.05
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}__{self.table}"
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.required]
+
+
+def _line_of(node: yaml.Node | None) -> str:
+    return f" (line {node.start_mark.line + 1})" if node is not None else ""
+
+
+def _key_nodes(mapping_node: yaml.Node) -> dict[str, yaml.Node]:
+    if not isinstance(mapping_node, yaml.MappingNode):
+        return {}
+    return {key.value: key for key, _ in mapping_node.value}
+
+
+def _check_choice(path: Path, where: str, value: Any, allowed: tuple[str, ...], node: yaml.Node | None) -> None:
+    if value not in allowed:
+        raise ContractError(
+            f"{path}{_line_of(node)}: {where} is {value!r}; expected one of {', '.join(allowed)}. "
+            "Fix the contract file."
+        )
+
+
+def load_contract(path: str | Path) -> Contract:
+    """Read and validate one contract file."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ContractError(f"{path}: not valid YAML ({error}). Fix the syntax.") from error
+    if not isinstance(data, dict):
+        raise ContractError(f"{path}: expected a mapping with keys {', '.join(TABLE_KEYS)}; found {type(data).__name__}.")
+    table_nodes = _key_nodes(root)
+    for key in data:
+        if key not in TABLE_KEYS:
+            raise ContractError(
+                f"{path}{_line_of(table_nodes.get(key))}: unknown key {key!r}; allowed keys are "
+                f"{', '.join(TABLE_KEYS)}. Remove or rename it."
+            )
+    for key in ("source", "table", "primary_key", "columns"):
+        if key not in data:
+            raise ContractError(f"{path}: missing required key {key!r}. Add it (see docs/sources.md for examples).")
+    if data.get("format") is not None:
+        _check_choice(path, "format", data["format"], FILE_FORMATS, table_nodes.get("format"))
+    _check_choice(path, "party", data.get("party", "first"), PARTIES, table_nodes.get("party"))
+
+    columns_node = next((v for k, v in root.value if k.value == "columns"), None)
+    column_nodes = _key_nodes(columns_node) if columns_node is not None else {}
+    columns: dict[str, Column] = {}
+    for name, spec in (data["columns"] or {}).items():
+        node = column_nodes.get(name)
+        where = f"column {name!r}"
+        if not isinstance(spec, dict):
+            raise ContractError(f"{path}{_line_of(node)}: {where} must be a mapping like {{type: string}}; found {spec!r}.")
+        for key in spec:
+            if key not in COLUMN_KEYS:
+                raise ContractError(
+                    f"{path}{_line_of(node)}: {where} has unknown key {key!r}; allowed keys are "
+                    f"{', '.join(COLUMN_KEYS)}."
+                )
+        _check_choice(path, f"{where} type", spec.get("type"), COLUMN_TYPES, node)
+        _check_choice(path, f"{where} pii", spec.get("pii", "none"), PII_CLASSES, node)
+        labels = tuple(spec.get("labels") or ())
+        for label in labels:
+            if label not in STANDARD_LABELS and not str(label).startswith(CUSTOM_LABEL_PREFIX):
+                raise ContractError(
+                    f"{path}{_line_of(node)}: {where} has unknown data-usage label {label!r}; expected one of "
+                    f"{', '.join(STANDARD_LABELS)} or a custom label written '{CUSTOM_LABEL_PREFIX}<name>'."
+                )
+        allowed = spec.get("allowed_values")
+        columns[name] = Column(
+            name=name,
+            type=spec["type"],
+            required=bool(spec.get("required", False)),
+            description=spec.get("description", ""),
+            allowed_values=tuple(str(v) for v in allowed) if allowed is not None else None,
+            pii=spec.get("pii", "none"),
+            labels=labels,
+        )
+
+    primary_key = tuple(data["primary_key"]) if isinstance(data["primary_key"], list) else (data["primary_key"],)
+    for key_column in primary_key:
+        if key_column not in columns:
+            raise ContractError(
+                f"{path}{_line_of(table_nodes.get('primary_key'))}: primary key column {key_column!r} is not "
+                f"among the columns ({', '.join(columns)}). Declare it under columns."
+            )
+    event_time = data.get("event_time")
+    if event_time is not None and columns.get(event_time, Column("", "")).type not in ("timestamp", "date"):
+        raise ContractError(
+            f"{path}{_line_of(table_nodes.get('event_time'))}: event_time {event_time!r} must name a timestamp "
+            "or date column."
+        )
+    return Contract(
+        source=str(data["source"]),
+        table=str(data["table"]),
+        path=path,
+        columns=columns,
+        primary_key=primary_key,
+        format=data.get("format"),
+        description=data.get("description", ""),
+        owner=data.get("owner", ""),
+        party=data.get("party", "first"),
+        event_time=event_time,
+        max_reject_rate=float(data.get("max_reject_rate", 0.05)),
+    )
+
+
+def load_contracts(directory: str | Path | None = None) -> dict[str, Contract]:
+    """Every contract in `directory` (default: the contracts shipped with the package), by name."""
+    directory = Path(directory) if directory else CONTRACTS_DIR
+    contracts = {}
+    for path in sorted(directory.glob("*.yml")):
+        contract = load_contract(path)
+        expected_name = path.stem
+        if contract.name != expected_name:
+            raise ContractError(
+                f"{path}: declares source {contract.source!r} and table {contract.table!r}, so the file must be "
+                f"named {contract.name}.yml. Rename the file or fix the keys."
+            )
+        contracts[contract.name] = contract
+    return contracts

@@ -1,0 +1,127 @@
+"""Row-level contract checks in polars: each row is accepted (typed) or rejected with its reasons.
+
+Rules, in the order a row's first failure is reported:
+  missing_required   empty or null value in a required column
+  invalid_type       a value that does not parse as the column's type
+  not_allowed_value  a value outside the column's allowed values
+  duplicate_primary_key  the second and later rows with the same primary key in one file
+  malformed_line     (from the reader) a line that could not be parsed at all
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from data_contracts.contract import Column, Contract
+from data_contracts.readers import ROW_NUMBER
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "decimal": pl.Decimal(18, 2),
+    "float": pl.Float64(),
+    "boolean": pl.Boolean(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us"),
+}
+TRUE_VALUES = ("true", "t", "yes", "y", "1")
+FALSE_VALUES = ("false", "f", "no", "n", "0")
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    accepted: pl.DataFrame  # contract columns, typed, plus _row_number
+    rejected: pl.DataFrame  # contract columns as text, plus _row_number, _rule, _column, _value, _errors
+
+
+def _parse(column: Column) -> pl.Expr:
+    text = pl.col(column.name)
+    if column.type == "string":
+        return text
+    if column.type == "timestamp":
+        # ISO-8601: with an offset or Z -> converted to UTC; without -> taken as UTC; a bare date -> midnight.
+        iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")
+        with_offset = (
+            iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us")
+            .dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        )
+        naive = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
+        date_only = iso.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
+        return pl.coalesce(with_offset, naive, date_only)
+    if column.type == "date":
+        return text.str.to_date("%Y-%m-%d", strict=False)
+    if column.type == "boolean":
+        lowered = text.str.to_lowercase()
+        return pl.when(lowered.is_in(TRUE_VALUES)).then(True).when(lowered.is_in(FALSE_VALUES)).then(False)
+    return text.cast(POLARS_TYPES[column.type], strict=False)
+
+
+def validate(rows: pl.DataFrame, contract: Contract) -> ValidationResult:
+    """Check `rows` (text columns + _row_number, as readers.py returns them) against `contract`."""
+    columns = list(contract.columns.values())
+    missing = [c.name for c in columns if c.name not in rows.columns]
+    # Optional columns absent from the file are null; required ones are caught by the loader first.
+    text = rows.with_columns([pl.lit(None, pl.String).alias(name) for name in missing]).with_columns(
+        [pl.col(c.name).str.strip_chars().replace("", None).alias(c.name) for c in columns]
+    )
+    parsed = text.with_columns([_parse(c).alias(f"__typed_{c.name}") for c in columns])
+
+    failures: list[tuple[str, str, pl.Expr]] = []  # (rule, column, failing-row predicate)
+    for c in columns:
+        if c.required:
+            failures.append(("missing_required", c.name, pl.col(c.name).is_null()))
+    for c in columns:
+        if c.type != "string":
+            failures.append(("invalid_type", c.name, pl.col(c.name).is_not_null() & pl.col(f"__typed_{c.name}").is_null()))
+    for c in columns:
+        if c.allowed_values is not None:
+            failures.append(("not_allowed_value", c.name,
+                             pl.col(c.name).is_not_null() & ~pl.col(c.name).is_in(list(c.allowed_values))))
+    flags = parsed.with_columns([predicate.alias(f"__fail_{i}") for i, (_, _, predicate) in enumerate(failures)])
+    any_failure = pl.any_horizontal([pl.col(f"__fail_{i}") for i in range(len(failures))]) if failures else pl.lit(False)
+    flags = flags.with_columns(any_failure.alias("__failed"))
+
+    # Duplicate keys among otherwise valid rows: the first in the file wins.
+    key = list(contract.primary_key)
+    flags = flags.with_columns(
+        (~pl.col("__failed") & ~pl.struct(key).is_first_distinct().over("__failed")).alias("__duplicate")
+    )
+
+    accepted = flags.filter(~pl.col("__failed") & ~pl.col("__duplicate")).select(
+        [pl.col(f"__typed_{c.name}").alias(c.name) for c in columns] + [pl.col(ROW_NUMBER)]
+    )
+    rejected_flags = flags.filter(pl.col("__failed") | pl.col("__duplicate"))
+    rejected = _describe_rejections(rejected_flags, columns, failures, key)
+    return ValidationResult(accepted=accepted, rejected=rejected)
+
+
+def _describe_rejections(
+    rejected: pl.DataFrame, columns: list[Column], failures: list[tuple[str, str, pl.Expr]], key: list[str]
+) -> pl.DataFrame:
+    """One row per rejected row: the first failure as _rule/_column/_value, all of them in _errors."""
+    names = [c.name for c in columns]
+    records = []
+    for row in rejected.iter_rows(named=True):
+        errors = [
+            {"rule": rule, "column": column, "value": row[column]}
+            for i, (rule, column, _) in enumerate(failures)
+            if row[f"__fail_{i}"]
+        ]
+        if row["__duplicate"]:
+            errors.append({"rule": "duplicate_primary_key", "column": ",".join(key),
+                           "value": ",".join(str(row[k]) for k in key)})
+        first = errors[0]
+        records.append({
+            **{name: row[name] for name in names},
+            ROW_NUMBER: row[ROW_NUMBER],
+            "_rule": first["rule"],
+            "_column": first["column"],
+            "_value": first["value"],
+            "_errors": json.dumps(errors),
+        })
+    schema = {**{name: pl.String for name in names}, ROW_NUMBER: pl.Int64,
+              "_rule": pl.String, "_column": pl.String, "_value": pl.String, "_errors": pl.String}
+    return pl.DataFrame(records, schema=schema)

@@ -1,0 +1,33 @@
+with
+
+source as (
+    select * from {{ source('loyalty', 'members') }}
+),
+
+calling_codes as (
+    select * from {{ ref('country_calling_codes') }}
+),
+
+latest_versions as (
+    {{ deduplicate('source', 'loyalty_id', 'updated_at desc, _loaded_at desc, _source_file desc, _row_number desc') }}
+),
+
+renamed as (
+    select
+        latest_versions.loyalty_id,
+        {{ normalize_email('latest_versions.email') }} as email,
+        {{ normalize_phone('latest_versions.phone', 'calling_codes.calling_code', 'calling_codes.trunk_prefix') }} as phone,
+        nullif(trim(latest_versions.first_name), '') as first_name,
+        nullif(trim(latest_versions.last_name), '') as last_name,
+        lower(latest_versions.tier) as loyalty_tier,
+        latest_versions.points as loyalty_points,
+        upper(nullif(trim(latest_versions.country), '')) as country_code,
+        latest_versions.joined_at,
+        latest_versions.updated_at
+    from latest_versions
+    left join calling_codes
+        on calling_codes.country_code
+            = coalesce(upper(nullif(trim(latest_versions.country), '')), '{{ var("default_phone_country") }}')
+)
+
+select * from renamed

@@ -1,0 +1,1 @@
+"""Dagster assets: source loads, dbt models, audience syncs."""

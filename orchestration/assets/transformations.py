@@ -1,0 +1,14 @@
+"""Every dbt model, seed and test, built in one `dbt build`; dbt tests become asset checks."""
+
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from orchestration.dbt_project import DBT_PROJECT, TRANSLATOR, prepare_manifest
+
+prepare_manifest()
+
+
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, dagster_dbt_translator=TRANSLATOR)
+def cdp_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    yield from dbt.cli(["build"], context=context).stream()

@@ -1,0 +1,84 @@
+"""`cdp bench`: per-stage wall time and peak memory of the pipeline on N generated people.
+
+Each stage runs as its own process, so its peak resident memory (from wait4) is its own: the
+generator, the loader, each dbt layer and the syncs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestration.settings import DBT_PROJECT_DIR
+
+BENCH_AS_OF = "2026-06-30"
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    stage: str
+    seconds: float
+    peak_rss_mib: float
+
+
+def _dbt(*args: str) -> list[str]:
+    dbt = Path(sys.executable).with_name("dbt")
+    return [str(dbt), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"]
+
+
+def _stages(people: int) -> list[tuple[str, list[str]]]:
+    python = sys.executable
+    return [
+        ("generate", [python, "-m", "orchestration.cli", "generate", "--people", str(people), "--as-of", BENCH_AS_OF]),
+        ("load (contracts + raw)", [python, "-m", "orchestration.cli", "load"]),
+        ("dbt seeds", _dbt("build", "--select", "resource_type:seed")),
+        ("dbt staging + xdm", _dbt("build", "--select", "path:models/staging", "path:models/xdm")),
+        ("dbt identity", _dbt("build", "--select", "path:models/identity")),
+        ("dbt profiles", _dbt("build", "--select", "path:models/profiles")),
+        ("dbt segments", _dbt("build", "--select", "path:models/segments")),
+        ("activation (syncs)", [python, "-m", "orchestration.cli", "sync"]),
+    ]
+
+
+def _run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"benchmark stage failed: {' '.join(command)}\n{stderr[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def run_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] = print) -> list[StageFigures]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"cdp-bench-{people}-"))
+    env = {
+        **os.environ,
+        "CDP_DATA_DIR": str(data_dir),
+        "CDP_WAREHOUSE": str(data_dir / "warehouse.duckdb"),
+        "CDP_AS_OF": BENCH_AS_OF,
+    }
+    figures = []
+    try:
+        echo(f"cdp bench: {people:,} people, data in {data_dir}")
+        echo(f"{'stage':<26}{'wall s':>10}{'peak RSS MiB':>14}")
+        for stage, command in _stages(people):
+            seconds, peak = _run_measured(command, env)
+            figures.append(StageFigures(stage, seconds, peak))
+            echo(f"{stage:<26}{seconds:>10.2f}{peak:>14.0f}")
+        total = sum(f.seconds for f in figures)
+        echo(f"{'total':<26}{total:>10.2f}{max(f.peak_rss_mib for f in figures):>14.0f}")
+        warehouse_mib = (data_dir / "warehouse.duckdb").stat().st_size / 2**20
+        echo(f"warehouse file: {warehouse_mib:.0f} MiB")
+    finally:
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return figures

@@ -1,0 +1,166 @@
+"""The `cdp` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from orchestration.settings import current_paths, export_paths
+
+
+@click.group()
+def main() -> None:
+    """Customer Data Platform: load, unify, segment and activate customer data on your warehouse."""
+    export_paths(current_paths())
+
+
+@main.command()
+@click.option("--people", default=5000, show_default=True, help="Number of simulated people.")
+@click.option("--seed", default=42, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day of the simulated history (default: today, UTC).")
+def generate(people: int, seed: int, as_of: dt.datetime | None) -> None:
+    """Write the demo landing files and their ground truth into the data dir."""
+    from orchestration.demo.generator import generate_demo
+
+    paths = current_paths()
+    started = time.perf_counter()
+    summary = generate_demo(paths.data_dir, people=people, seed=seed, as_of=as_of.date() if as_of else None)
+    click.echo(f"Generated demo data for {people:,} people in {time.perf_counter() - started:.1f} s "
+               f"under {paths.landing_dir} ({sum(summary.row_counts.values()):,} rows).")
+
+
+@main.command()
+def run() -> None:
+    """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
+    _run_pipeline_and_report()
+
+
+@main.command()
+@click.option("--people", default=5000, show_default=True, help="Number of simulated people.")
+@click.option("--seed", default=42, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, people: int, seed: int) -> None:
+    """Generate the demo data (unless it exists already) and run the whole pipeline on it."""
+    paths = current_paths()
+    if not any(paths.landing_dir.glob("*/*/*")):
+        ctx.invoke(generate, people=people, seed=seed, as_of=None)
+    _run_pipeline_and_report()
+
+
+def _run_pipeline_and_report() -> None:
+    from orchestration.pipeline import run_pipeline
+    from orchestration.summary import pipeline_summary
+
+    paths = current_paths()
+    started = time.perf_counter()
+    outcome = run_pipeline()
+    elapsed = time.perf_counter() - started
+    click.echo(pipeline_summary(paths.warehouse, outcome.run_id))
+    click.echo(f"Pipeline run {outcome.run_id} finished in {elapsed:.1f} s.")
+    if not outcome.success:
+        click.echo(f"The run failed (full log: {outcome.log_path}):", err=True)
+        for step in outcome.failed_steps:
+            click.echo(f"  step failed: {step}", err=True)
+        for check in outcome.failed_checks:
+            click.echo(f"  check failed: {check}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+def load() -> None:
+    """Load new landing files of every source into raw tables (rejects go to quarantine)."""
+    import uuid
+
+    import duckdb
+
+    import data_contracts
+
+    paths = current_paths()
+    load_id = f"cli-{uuid.uuid4().hex[:12]}"
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(paths.warehouse)) as con:
+        for contract in data_contracts.load_contracts().values():
+            data_contracts.ensure_tables(con, contract)
+            report = data_contracts.load_table(con, contract, paths.landing_dir, load_id=load_id)
+            click.echo(f"{contract.name:<28} read {report.rows_read:>10,}  accepted {report.rows_accepted:>10,}  "
+                       f"quarantined {report.rows_quarantined:>7,}")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Show what would be sent, send nothing.")
+def sync(names: tuple[str, ...], dry_run: bool) -> None:
+    """Sync audiences to their destinations (all sync specs unless NAMES are given)."""
+    import uuid
+
+    import duckdb
+
+    import activation
+
+    paths = current_paths()
+    specs = activation.load_sync_specs()
+    unknown = sorted(set(names) - set(specs))
+    if unknown:
+        raise click.BadParameter(f"unknown sync {', '.join(unknown)}; known: {', '.join(sorted(specs))}",
+                                 param_hint="NAMES")
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    with duckdb.connect(str(paths.warehouse)) as con:
+        for name in names or sorted(specs):
+            result = activation.run_sync(con, specs[name], run_id=run_id, base_dir=paths.destinations_dir,
+                                         dry_run=dry_run)
+            click.echo(f"{name:<28} added {result.added:>8,}  changed {result.changed:>8,}  "
+                       f"removed {result.removed:>8,}  invalid {result.invalid:>6,}  sent {result.sent:>8,}"
+                       f"{'  (dry run)' if dry_run else ''}")
+
+
+@main.command()
+def summary() -> None:
+    """Print what the warehouse holds now."""
+    from orchestration.summary import pipeline_summary
+
+    click.echo(pipeline_summary(current_paths().warehouse, run_id=None))
+
+
+@main.group()
+def identity() -> None:
+    """Identity resolution tools."""
+
+
+@identity.command("evaluate")
+@click.option("--truth", "truth_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV of source, table, record_id, person_id (default: truth/record_truth.csv in the data dir).")
+def identity_evaluate(truth_path: Path | None) -> None:
+    """Pairwise precision, recall and F1 of the profiles against a ground truth."""
+    import duckdb
+
+    from orchestration.identity_evaluation import evaluate_clustering
+
+    paths = current_paths()
+    truth_path = truth_path or paths.truth_dir / "record_truth.csv"
+    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+        quality = evaluate_clustering(con, truth_path)
+    click.echo(quality.describe())
+    for profile_id, persons in quality.worst_overmerges:
+        click.echo(f"  over-merge: profile {profile_id} holds records of {persons} persons")
+    for person_id, profiles in quality.worst_undermerges:
+        click.echo(f"  under-merge: person {person_id} is split over {profiles} profiles")
+
+
+@main.command()
+@click.option("--people", default=10000, show_default=True, help="Number of simulated people.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's data dir.")
+def bench(people: int, keep: bool) -> None:
+    """Generate N people in a temporary dir and print wall time and peak memory per stage."""
+    from orchestration.bench import run_benchmark
+
+    run_benchmark(people=people, keep=keep, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The dbt project as Dagster sees it: asset keys by warehouse schema, and a manifest kept fresh."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+
+from orchestration.settings import DBT_PROJECT_DIR
+
+DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR)
+
+_SOURCE_FILES = ("*.sql", "*.py", "*.yml", "*.csv")
+
+
+def manifest_is_stale() -> bool:
+    manifest = DBT_PROJECT.manifest_path
+    if not manifest.exists():
+        return True
+    built_at = manifest.stat().st_mtime
+    return any(
+        path.stat().st_mtime > built_at
+        for pattern in _SOURCE_FILES
+        for path in DBT_PROJECT_DIR.rglob(pattern)
+        if "target" not in path.parts and "logs" not in path.parts
+    )
+
+
+def prepare_manifest() -> None:
+    """Parse the dbt project when its manifest is missing or older than a model, macro or seed,
+    so `cdp`, tests and `dagster dev` always load the current asset graph."""
+    if manifest_is_stale():
+        DBT_PROJECT.preparer.prepare(DBT_PROJECT)
+
+
+class CdpDbtTranslator(DagsterDbtTranslator):
+    """Asset keys name the warehouse schema: ["staging", "stg_crm__contacts"], and a dbt source is
+    the raw table its load asset writes: ["raw", "crm__contacts"]."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["identifier"]])
+        schema = dbt_resource_props.get("config", {}).get("schema") or "main"
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return dbt_resource_props.get("config", {}).get("schema") or "dbt"
+
+
+TRANSLATOR = CdpDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

@@ -1,0 +1,44 @@
+"""Where the platform keeps its files. Every path can be moved with an environment variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+    warehouse: Path
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def truth_dir(self) -> Path:
+        """Ground truth written by the demo generator; the pipeline never reads it."""
+        return self.data_dir / "truth"
+
+    @property
+    def destinations_dir(self) -> Path:
+        """Base directory that relative destination paths of sync specs resolve against."""
+        return self.data_dir
+
+
+def current_paths() -> Paths:
+    """Paths from CDP_DATA_DIR (default: data/ in the project) and CDP_WAREHOUSE
+    (default: warehouse.duckdb in the data dir)."""
+    data_dir = Path(os.environ.get("CDP_DATA_DIR") or PROJECT_ROOT / "data").resolve()
+    warehouse = Path(os.environ.get("CDP_WAREHOUSE") or data_dir / "warehouse.duckdb").resolve()
+    return Paths(data_dir=data_dir, warehouse=warehouse)
+
+
+def export_paths(paths: Paths) -> None:
+    """Make the paths visible to subprocesses (dbt reads CDP_WAREHOUSE from its profile)."""
+    os.environ["CDP_DATA_DIR"] = str(paths.data_dir)
+    os.environ["CDP_WAREHOUSE"] = str(paths.warehouse)

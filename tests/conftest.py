@@ -1,0 +1,50 @@
+"""Shared fixtures: a pipeline run in its own data dir, through the real `cdp` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEMO_AS_OF = "2026-06-30"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    data_dir: Path
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "CDP_DATA_DIR": str(self.data_dir),
+            "CDP_WAREHOUSE": str(self.warehouse),
+            "CDP_AS_OF": DEMO_AS_OF,
+        }
+
+    def cdp(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `cdp ARGS` as a user would; fail the test with its output when it fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestration.cli", *args],
+            cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True, timeout=900,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"`cdp {' '.join(args)}` exited {result.returncode}\n"
+                        f"stdout:\n{result.stdout[-5000:]}\nstderr:\n{result.stderr[-5000:]}")
+        return result
+
+
+@pytest.fixture(scope="session")
+def make_workspace(tmp_path_factory):
+    def make(name: str) -> Workspace:
+        return Workspace(tmp_path_factory.mktemp(name))
+    return make

@@ -1,0 +1,244 @@
+"""The whole pipeline, end to end, through the `cdp` command on a small generated dataset.
+
+Three runs in one data dir: the first builds everything; the second, with no new data, must change
+no table and sync nothing; before the third, one late order turns a lapsed buyer into a high-value
+customer, and the syncs must send exactly that change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+import pytest
+
+from conftest import DEMO_AS_OF, Workspace
+
+PEOPLE = 1500
+SEED = 11
+MODEL_SCHEMAS = ("raw", "quarantine", "staging", "xdm", "identity", "profiles", "segments")
+HIGH_VALUE_MIN_REVENUE = 1000
+LAPSED_AFTER_DAYS = 90
+AS_OF_END = dt.datetime.fromisoformat(DEMO_AS_OF) + dt.timedelta(days=1)
+
+
+@dataclass
+class PipelineRuns:
+    workspace: Workspace
+    outputs: list[str]
+    fingerprints: list[dict[str, tuple]]
+    syncs_by_run: list[dict[str, dict]]
+    promoted_profile: str
+
+
+def table_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """Row count and an order-independent hash of every model table, and of the sync state."""
+    tables = con.execute(
+        f"""
+        select table_schema || '.' || table_name from information_schema.tables
+        where table_schema in {MODEL_SCHEMAS} or (table_schema = 'activation' and table_name = 'sync_state')
+        order by 1
+        """
+    ).fetchall()
+    return {name: con.execute(f"select count(*), bit_xor(hash(t)) from {name} as t").fetchone() for (name,) in tables}
+
+
+def latest_sync_runs(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    frame = con.execute(
+        """
+        select * from activation.sync_runs
+        where run_id = (select run_id from activation.sync_runs order by started_at desc limit 1)
+        """
+    ).pl()
+    return {row["sync_name"]: row for row in frame.to_dicts()}
+
+
+def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
+    """Write one big completed order, dated the as-of day, for a lapsed buyer who is not high value
+    and has a shop account; return that buyer's profile id."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        profile_id, shop_customer_id = con.execute(
+            """
+            select lapsed.profile_id, min(graph.identity_value)
+            from segments.seg_lapsed_buyers as lapsed
+            inner join identity.identity_graph as graph
+                on graph.profile_id = lapsed.profile_id and graph.namespace = 'shop_customer_id'
+            where lapsed.profile_id not in (select profile_id from segments.seg_high_value)
+            group by 1 order by 1 limit 1
+            """
+        ).fetchone()
+        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
+    order = {
+        "order_id": "E2E-LATE-1", "customer_id": shop_customer_id, "email": None, "phone": None,
+        "ordered_at": f"{DEMO_AS_OF}T12:00:00Z", "total_amount": "5000.00", "currency": currency,
+        "status": "completed", "shipping_city": None, "shipping_postcode": None, "shipping_country": None,
+    }
+    orders_dir = workspace.data_dir / "landing" / "webshop" / "orders"
+    (orders_dir / "orders_late_addition.jsonl").write_text(json.dumps(order) + "\n")
+    return profile_id
+
+
+@pytest.fixture(scope="module")
+def runs(make_workspace) -> PipelineRuns:
+    workspace = make_workspace("e2e")
+    workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
+    outputs, fingerprints, syncs = [], [], []
+    promoted = ""
+    for run_number in (1, 2, 3):
+        if run_number == 3:
+            promoted = add_late_order_for_a_lapsed_buyer(workspace)
+        outputs.append(workspace.cdp("run").stdout)
+        with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+            fingerprints.append(table_fingerprints(con))
+            syncs.append(latest_sync_runs(con))
+    return PipelineRuns(workspace, outputs, fingerprints, syncs, promoted)
+
+
+def query(runs: PipelineRuns, sql: str) -> pl.DataFrame:
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        return con.execute(sql).pl()
+
+
+def test_summary_reports_every_stage(runs):
+    summary = runs.outputs[0]
+    for expected in ("crm__contacts", "quarantined", "profiles built", "segment high_value",
+                     "segment lapsed_buyers", "sync high_value_to_csv", "warehouse:"):
+        assert expected in summary, f"summary lacks {expected!r}:\n{summary}"
+
+
+def test_every_stage_produces_rows(runs):
+    empty = [name for name, (rows, _) in runs.fingerprints[0].items()
+             if rows == 0 and not name.startswith("quarantine.")]
+    assert not empty, f"tables without rows after the first run: {empty}"
+    quarantined = sum(rows for name, (rows, _) in runs.fingerprints[0].items() if name.startswith("quarantine."))
+    assert quarantined > 0, "the demo data plants bad rows: some must be quarantined"
+    destination_files = list((runs.workspace.data_dir / "destinations").rglob("*__current.*"))
+    assert len(destination_files) == 2, destination_files
+
+
+def test_rows_in_equal_accepted_plus_quarantined(runs):
+    """Count the landing rows independently of the loader and compare with raw + quarantine."""
+    landing = runs.workspace.data_dir / "landing"
+    for table_dir in sorted(p for p in landing.glob("*/*") if p.is_dir()):
+        name = f"{table_dir.parent.name}__{table_dir.name}"
+        rows_in = 0
+        for file in table_dir.iterdir():
+            if file.suffix == ".parquet":
+                rows_in += pl.read_parquet(file).height
+            else:
+                lines = [line for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line]
+                rows_in += len(lines) - (1 if file.suffix == ".csv" else 0)
+        stored = query(runs, f"select (select count(*) from raw.{name}) + (select count(*) from quarantine.{name})").item()
+        assert stored == rows_in, f"{name}: {rows_in} rows in landing files, {stored} in raw + quarantine"
+
+
+def test_planted_bad_rows_are_quarantined(runs):
+    planted = pl.read_csv(runs.workspace.data_dir / "truth" / "planted_bad_rows.csv", infer_schema=False)
+    assert planted.height > 0
+    for row in planted.to_dicts():
+        name = f"{row['source']}__{row['table']}"
+        found = query(
+            runs,
+            f"select _rule from quarantine.{name} where _source_file like '%{row['file'].split('/')[-1]}' "
+            f"and _row_number = {int(row['line'])}",
+        )
+        assert found.height == 1, f"planted {row['defect']} at {row['file']}:{row['line']} is not in quarantine.{name}"
+        assert found.item() == row["defect"], f"{row['file']}:{row['line']}: planted {row['defect']}, quarantined as {found.item()}"
+
+
+def test_identity_clustering_against_ground_truth(runs, capsys):
+    from orchestration.identity_evaluation import evaluate_clustering
+
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        quality = evaluate_clustering(con, runs.workspace.data_dir / "truth" / "record_truth.csv")
+    with capsys.disabled():
+        print(f"\nidentity on {PEOPLE} demo people: {quality.describe()}")
+    assert quality.records > PEOPLE
+    assert quality.precision >= 0.98, quality.describe()
+    assert quality.recall >= 0.90, quality.describe()
+
+
+def independent_purchases(runs: PipelineRuns) -> pl.DataFrame:
+    """Completed purchases per profile, computed in polars from the raw tables (latest version of
+    each order), attributed to profiles by the identity stage's record_profiles."""
+    orders = query(runs, "select * from raw.webshop__orders")
+    latest_orders = (
+        orders.sort(["_loaded_at", "_source_file", "_row_number"], descending=True)
+        .unique("order_id", keep="first")
+        .filter(pl.col("status") == "completed")
+        .select(record_id=pl.lit("webshop__orders:") + pl.col("order_id"),
+                amount=pl.col("total_amount").cast(pl.Float64), at=pl.col("ordered_at"))
+    )
+    store = (
+        query(runs, "select * from raw.pos__transactions").unique("transaction_id")
+        .select(record_id=pl.lit("pos__transactions:") + pl.col("transaction_id"),
+                amount=pl.col("total_amount").cast(pl.Float64), at=pl.col("transacted_at"))
+    )
+    record_profiles = query(runs, "select record_id, profile_id from identity.record_profiles")
+    return (
+        pl.concat([latest_orders, store])
+        .join(record_profiles, on="record_id", how="inner")
+        .group_by("profile_id")
+        .agg(revenue=pl.col("amount").sum(), last_purchase_at=pl.col("at").max())
+    )
+
+
+def test_segments_equal_an_independent_computation(runs):
+    purchases = independent_purchases(runs)
+    known = set(query(
+        runs,
+        """select distinct profile_id from identity.identity_graph
+           where namespace in ('crm_id', 'shop_customer_id', 'loyalty_id', 'email', 'phone')""",
+    )["profile_id"])
+    expected_high_value = set(
+        purchases.filter(pl.col("revenue") >= HIGH_VALUE_MIN_REVENUE - 1e-6)["profile_id"]) & known
+    lapsed_before = AS_OF_END - dt.timedelta(days=LAPSED_AFTER_DAYS)
+    expected_lapsed = set(purchases.filter(pl.col("last_purchase_at") < lapsed_before)["profile_id"]) & known
+
+    high_value = set(query(runs, "select profile_id from segments.seg_high_value")["profile_id"])
+    lapsed = set(query(runs, "select profile_id from segments.seg_lapsed_buyers")["profile_id"])
+    assert expected_high_value and expected_lapsed, "the demo data must populate both segments"
+    assert high_value == expected_high_value, (
+        f"seg_high_value differs: {len(high_value - expected_high_value)} unexpected, "
+        f"{len(expected_high_value - high_value)} missing")
+    assert lapsed == expected_lapsed, (
+        f"seg_lapsed_buyers differs: {len(lapsed - expected_lapsed)} unexpected, "
+        f"{len(expected_lapsed - lapsed)} missing")
+
+
+def test_first_run_syncs_every_member(runs):
+    first = runs.syncs_by_run[0]
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        sizes = {}
+        for sync_name, audience in (("high_value_to_csv", "seg_high_value"), ("lapsed_buyers_to_jsonl", "seg_lapsed_buyers")):
+            sizes[sync_name] = con.execute(f"select count(*) from segments.{audience}").fetchone()[0]
+    # Sizes now are after the third run, which moved one profile from lapsed to high value.
+    assert first["high_value_to_csv"]["sent"] == first["high_value_to_csv"]["added"] == sizes["high_value_to_csv"] - 1
+    assert first["lapsed_buyers_to_jsonl"]["sent"] == sizes["lapsed_buyers_to_jsonl"] + 1
+
+
+def test_second_run_changes_no_table_and_syncs_nothing(runs):
+    first, second = runs.fingerprints[0], runs.fingerprints[1]
+    changed = sorted(name for name in first if first[name] != second.get(name))
+    assert not changed, f"a rerun with no new data changed: {changed}"
+    for name, sync_run in runs.syncs_by_run[1].items():
+        assert sync_run["sent"] == 0, f"{name} sent {sync_run['sent']} rows on a rerun with no change"
+
+
+def test_changed_audience_sends_only_the_change(runs):
+    third = runs.syncs_by_run[2]
+    high_value, lapsed = third["high_value_to_csv"], third["lapsed_buyers_to_jsonl"]
+    assert (high_value["added"], high_value["changed"], high_value["removed"]) == (1, 0, 0), high_value
+    assert (lapsed["added"], lapsed["changed"], lapsed["removed"]) == (0, 0, 1), lapsed
+    ledger = query(
+        runs,
+        f"""select sync_name, record_key, change_kind from activation.sync_ledger
+            where run_id = '{high_value["run_id"]}' and status = 'sent' order by 1""",
+    )
+    assert ledger.rows() == [
+        ("high_value_to_csv", runs.promoted_profile, "added"),
+        ("lapsed_buyers_to_jsonl", runs.promoted_profile, "removed"),
+    ]
