@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
 
 from orchestration.settings import DBT_PROJECT_DIR
 
 DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR)
+# The dbt installed beside this Python, so the CLI works from a venv that is not activated.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 _SOURCE_FILES = ("*.sql", "*.py", "*.yml", "*.csv")
 
@@ -32,7 +36,12 @@ def prepare_manifest() -> None:
     """Parse the dbt project when its manifest is missing or older than a model, macro or seed,
     so `cdp`, tests and `dagster dev` always load the current asset graph."""
     if manifest_is_stale():
-        DBT_PROJECT.preparer.prepare(DBT_PROJECT)
+        dbt = DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE)
+        dbt.cli(["parse", "--quiet"], target_path=DBT_PROJECT.target_path).wait()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE)
 
 
 class CdpDbtTranslator(DagsterDbtTranslator):

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from orchestration.assets.activation import SYNC_ASSETS
 from orchestration.assets.sources import SOURCE_LOAD_ASSETS
 from orchestration.assets.transformations import cdp_dbt_models
-from orchestration.dbt_project import DBT_PROJECT
+from orchestration.dbt_project import dbt_resource
 from orchestration.settings import current_paths, export_paths
 from orchestration.warehouse import WarehouseResource
 
@@ -38,8 +34,7 @@ defs = dg.Definitions(
     schedules=[daily_schedule],
     resources={
         "warehouse": WarehouseResource(path=str(paths.warehouse)),
-        # The dbt installed beside this Python, so the venv works without being activated.
-        "dbt": DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=str(Path(sys.executable).with_name("dbt"))),
+        "dbt": dbt_resource(),
     },
     executor=dg.in_process_executor,
 )

@@ -15,10 +15,12 @@ def model(dbt, session):
     dbt.config(materialized="table")
 
     nodes = (
-        dbt.ref("identity_identifiers").filter("is_linkable").project("identity_key").arrow().read_all()
+        dbt.ref("identity_identifiers").filter("is_linkable").project("identity_key").order("identity_key")
+        .arrow().read_all()
     ).column("identity_key").combine_chunks()
     edges = dbt.ref("identity_edges").project("left_identity_key, right_identity_key").arrow().read_all()
 
+    # Nodes sorted by key: the same input gives the same component ids on every run.
     # Dense integer node ids: the position of each identifier key in `nodes` (a hash lookup).
     left = pc.index_in(edges.column(0), value_set=nodes).to_numpy(zero_copy_only=False)
     right = pc.index_in(edges.column(1), value_set=nodes).to_numpy(zero_copy_only=False)
