@@ -22,7 +22,7 @@ CUSTOM_LABEL_PREFIX = "custom:"
 
 TABLE_KEYS = ("source", "table", "description", "format", "owner", "party", "primary_key", "event_time",
               "max_reject_rate", "columns")
-COLUMN_KEYS = ("type", "required", "description", "allowed_values", "pii", "labels")
+COLUMN_KEYS = ("type", "required", "description", "allowed_values", "pii", "labels", "format")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class Column:
     allowed_values: tuple[str, ...] | None = None
     pii: str = "none"
     labels: tuple[str, ...] = ()
+    format: str | None = None  # strptime pattern of a date or timestamp column, e.g. "%Y%m%d"
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,11 @@ def load_contract(path: str | Path) -> Contract:
                     f"{path}{_line_of(node)}: {where} has unknown data-usage label {label!r}; expected one of "
                     f"{', '.join(STANDARD_LABELS)} or a custom label written '{CUSTOM_LABEL_PREFIX}<name>'."
                 )
+        if "format" in spec and spec["type"] not in ("date", "timestamp"):
+            raise ContractError(
+                f"{path}{_line_of(node)}: {where} has a format but is of type {spec['type']!r}; format (a strptime "
+                "pattern such as '%Y%m%d') applies to date and timestamp columns only."
+            )
         allowed = spec.get("allowed_values")
         columns[name] = Column(
             name=name,
@@ -135,6 +141,7 @@ def load_contract(path: str | Path) -> Contract:
             allowed_values=tuple(str(v) for v in allowed) if allowed is not None else None,
             pii=spec.get("pii", "none"),
             labels=labels,
+            format=spec.get("format"),
         )
 
     primary_key = tuple(data["primary_key"]) if isinstance(data["primary_key"], list) else (data["primary_key"],)

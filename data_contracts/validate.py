@@ -41,6 +41,10 @@ def _parse(column: Column) -> pl.Expr:
     text = pl.col(column.name)
     if column.type == "string":
         return text
+    if column.format and column.type == "date":
+        return text.str.to_date(column.format, strict=False)
+    if column.format:
+        return text.str.to_datetime(column.format, strict=False, time_unit="us")
     if column.type == "timestamp":
         # ISO-8601: with an offset or Z -> converted to UTC; without -> taken as UTC; a bare date -> midnight.
         iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T").str.replace(r"Z$", "+00:00")

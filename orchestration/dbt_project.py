@@ -46,11 +46,11 @@ def dbt_resource() -> DbtCliResource:
 
 class CdpDbtTranslator(DagsterDbtTranslator):
     """Asset keys name the warehouse schema: ["staging", "stg_crm__contacts"], and a dbt source is
-    the raw table its load asset writes: ["raw", "crm__contacts"]."""
+    the table the Python asset upstream writes: ["raw", "crm__contacts"], ["predictions", ...]."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey(["raw", dbt_resource_props["identifier"]])
+            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["identifier"]])
         schema = dbt_resource_props.get("config", {}).get("schema") or "main"
         return dg.AssetKey([schema, dbt_resource_props["name"]])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from orchestration.assets.activation import SYNC_ASSETS
+from orchestration.assets.predictions import PREDICTION_ASSETS, TRAINED_MODELS
 from orchestration.assets.sources import SOURCE_LOAD_ASSETS
 from orchestration.assets.transformations import cdp_dbt_models
 from orchestration.dbt_project import dbt_resource
@@ -28,10 +29,22 @@ daily_schedule = dg.ScheduleDefinition(
     name="cdp_pipeline_daily", job=pipeline_job, cron_schedule="0 3 * * *", execution_timezone="UTC"
 )
 
+model_retraining_job = dg.define_asset_job(
+    "model_retraining",
+    selection=dg.AssetSelection.assets(TRAINED_MODELS),
+    description="Retrain the predictive models (the daily pipeline only retrains stale ones).",
+    config={"ops": {"predictions__trained_models": {"config": {"force_retrain": True}}}},
+    executor_def=dg.in_process_executor,
+)
+
+weekly_retraining_schedule = dg.ScheduleDefinition(
+    name="model_retraining_weekly", job=model_retraining_job, cron_schedule="0 2 * * 0", execution_timezone="UTC"
+)
+
 defs = dg.Definitions(
-    assets=[*SOURCE_LOAD_ASSETS, cdp_dbt_models, *SYNC_ASSETS],
-    jobs=[pipeline_job],
-    schedules=[daily_schedule],
+    assets=[*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *SYNC_ASSETS],
+    jobs=[pipeline_job, model_retraining_job],
+    schedules=[daily_schedule, weekly_retraining_schedule],
     resources={
         "warehouse": WarehouseResource(path=str(paths.warehouse)),
         "dbt": dbt_resource(),

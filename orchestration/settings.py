@@ -42,3 +42,13 @@ def export_paths(paths: Paths) -> None:
     """Make the paths visible to subprocesses (dbt reads CDP_WAREHOUSE from its profile)."""
     os.environ["CDP_DATA_DIR"] = str(paths.data_dir)
     os.environ["CDP_WAREHOUSE"] = str(paths.warehouse)
+
+
+def as_of_instant() -> "datetime.datetime":
+    """The instant time windows are measured from (same rule as dbt's as_of_timestamp macro): the end
+    of day CDP_AS_OF (YYYY-MM-DD) if set, else the end of today, UTC, as a naive UTC datetime."""
+    import datetime
+
+    day = os.environ.get("CDP_AS_OF")
+    date = datetime.date.fromisoformat(day) if day else datetime.datetime.now(datetime.UTC).date()
+    return datetime.datetime.combine(date + datetime.timedelta(days=1), datetime.time())
