@@ -44,6 +44,36 @@ def _decode(path: Path) -> str:
 
 def read_csv(path: Path) -> FileRows:
     text = _decode(path)
+    if '"' not in text and "\r" not in text:
+        return _read_unquoted_csv(text)
+    return _read_quoted_csv(text)
+
+
+def _read_unquoted_csv(text: str) -> FileRows:
+    """Fast path for CSV without quoting (most exports): one line is one row, so fields are counted
+    and split with vectorized string operations, and a line with the wrong field count is malformed."""
+    lines = pl.Series("line", text.split("\n"))
+    if lines.len() == 0 or not lines[0].strip():
+        return FileRows(pl.DataFrame(schema={ROW_NUMBER: pl.Int64}), _malformed_frame([]), [])
+    header = [name.strip().lstrip("\ufeff") for name in lines[0].split(",")]
+    width = len(header)
+    body = pl.DataFrame({"line": lines}).with_row_index(ROW_NUMBER, offset=1).slice(1).filter(
+        pl.col("line").str.len_chars() > 0).with_columns(
+        (pl.col("line").str.count_matches(",", literal=True) + 1).alias("_fields"), pl.col(ROW_NUMBER).cast(pl.Int64))
+    good = body.filter(pl.col("_fields") == width)
+    bad = body.filter(pl.col("_fields") != width)
+    frame = good.select(
+        pl.col("line").str.split_exact(",", width - 1).struct.rename_fields(header).alias("_row"), pl.col(ROW_NUMBER)
+    ).unnest("_row")
+    malformed = _malformed_frame([
+        (number, line, f"expected {width} fields, found {fields}")
+        for number, line, fields in bad.select(ROW_NUMBER, "line", "_fields").iter_rows()
+    ])
+    return FileRows(frame, malformed, header)
+
+
+def _read_quoted_csv(text: str) -> FileRows:
+    """Quote-aware path (Python's csv module): quoted separators and line breaks inside fields."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -74,11 +104,37 @@ def read_csv(path: Path) -> FileRows:
 
 
 def read_jsonl(path: Path) -> FileRows:
+    text = _decode(path)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if lines and all(lines):  # no blank lines: polars' rows are the file's lines, in order
+        try:
+            frame = pl.read_ndjson(io.StringIO(text), infer_schema_length=None)
+        except Exception:  # a malformed line: the line-by-line path finds and keeps it
+            frame = None
+        if frame is not None and frame.height == len(lines) and all(
+                dtype.is_numeric() or dtype in (pl.String, pl.Null, pl.Boolean) for dtype in frame.dtypes):
+            header = frame.columns
+            frame = frame.select([_json_text(pl.col(name), frame.schema[name]).alias(name) for name in header]
+                                 ).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER))
+            return FileRows(frame, _malformed_frame([]), header)
+    return _read_jsonl_lines(text)
+
+
+def _json_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A JSON value as the text the line-by-line reader would give (json.dumps of non-strings)."""
+    if dtype == pl.Boolean:
+        return pl.when(column).then(pl.lit("true")).when(~column).then(pl.lit("false")).otherwise(None)
+    return column.cast(pl.String)
+
+
+def _read_jsonl_lines(text: str) -> FileRows:
     records: list[dict[str, str | None]] = []
     numbers: list[int] = []
     malformed: list[tuple[int, str, str]] = []
     names: dict[str, None] = {}
-    for line_number, line in enumerate(_decode(path).splitlines(), start=1):
+    for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

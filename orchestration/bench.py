@@ -41,8 +41,12 @@ def _stages(people: int) -> list[tuple[str, list[str]]]:
         ("dbt seeds", _dbt("build", "--select", "resource_type:seed")),
         ("dbt staging + xdm", _dbt("build", "--select", "path:models/staging", "path:models/xdm")),
         ("dbt identity", _dbt("build", "--select", "path:models/identity")),
-        ("dbt profiles", _dbt("build", "--select", "path:models/profiles")),
-        ("dbt segments", _dbt("build", "--select", "path:models/segments")),
+        ("dbt profiles", _dbt("build", "--select", "path:models/profiles", "--exclude", "profile_predictions")),
+        ("dbt segments", _dbt("build", "--select", "path:models/segments",
+                              "--exclude", "seg_lookalike_high_value", "seg_likely_buyers", "segment_memberships")),
+        ("predictions (train+score)", [python, "-m", "orchestration.cli", "predict", "--retrain"]),
+        ("dbt predictive layer", _dbt("build", "--select", "profile_predictions", "seg_lookalike_high_value",
+                                      "seg_likely_buyers", "segment_memberships")),
         ("activation (syncs)", [python, "-m", "orchestration.cli", "sync"]),
     ]
 

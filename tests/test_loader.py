@@ -140,3 +140,25 @@ def test_shipped_contracts_match_the_documented_sources():
     assert set(contracts) == set(documented)
     for name, contract in contracts.items():
         assert list(contract.columns) == documented[name], name
+
+
+def test_fast_and_quote_aware_csv_readers_agree(tmp_path):
+    from data_contracts.readers import _read_quoted_csv, _read_unquoted_csv
+
+    text = "order_id,email,total_amount\nO1,a@x.com,1.00\n\nO2,,2.00\nO3,c@x.com,3.00,EXTRA\nO4,d@x.com\nO5,e@x.com,5.00\n"
+    fast, careful = _read_unquoted_csv(text), _read_quoted_csv(text)
+    assert fast.columns == careful.columns == ["order_id", "email", "total_amount"]
+    assert fast.rows.equals(careful.rows)
+    assert fast.malformed.equals(careful.malformed)
+    assert fast.malformed["_row_number"].to_list() == [5, 6]
+
+
+def test_fast_and_line_by_line_jsonl_readers_agree(tmp_path):
+    from data_contracts.readers import _read_jsonl_lines, read_jsonl
+
+    rows = [{"order_id": "J1", "amount": 12.5, "paid": True, "note": None},
+            {"order_id": "J2", "amount": 3.25, "paid": False, "note": "gift, wrapped"}]
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    fast, careful = read_jsonl(path), _read_jsonl_lines(path.read_text())
+    assert fast.rows.equals(careful.rows), (fast.rows, careful.rows)

@@ -306,3 +306,16 @@ def test_lookalikes_resemble_the_seed_better_than_random(runs):
     print(f"\nlook-alikes: planted share {picked['planted'].mean():.3f} vs {non_members['planted'].mean():.3f} at "
           f"random ({share_ratio:.2f}x); mean purchase rate {rate_ratio:.2f}x the non-members'")
     assert share_ratio > 1.2 and rate_ratio > 1.15
+
+
+def test_predictions_are_usable_in_audiences(runs):
+    """seg_likely_buyers (top propensity decile with email consent) equals its definition."""
+    predictions = query(runs, "select profile_id, purchase_percentile_30d from profiles.profile_predictions")
+    consented = set(query(runs, """select profile_id from raw.preferences__consents as c
+        inner join identity.record_profiles as r on r.record_id = 'preferences__consents:' || c.consent_event_id
+        where c.purpose = 'marketing_email'
+        qualify row_number() over (partition by r.profile_id order by c.recorded_at desc, c.consent_event_id desc) = 1
+            and c.status = 'y'""")["profile_id"])
+    expected = set(predictions.filter(pl.col("purchase_percentile_30d") >= 90)["profile_id"]) & consented
+    actual = set(query(runs, "select profile_id from segments.seg_likely_buyers")["profile_id"])
+    assert expected and actual == expected

@@ -10,7 +10,6 @@ from orchestration.warehouse import WarehouseResource
 
 PROFILE_INPUTS = [dg.AssetKey(["profiles", "profile_events"]), dg.AssetKey(["profiles", "profiles"])]
 TRAINED_MODELS = dg.AssetKey(["predictions", "trained_models"])
-LOOKALIKE_SEED = "segments.seg_high_value"
 
 
 class TrainingConfig(dg.Config):
@@ -31,8 +30,7 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, wa
         if stored and not config.force_retrain and oldest and oldest >= age_limit:
             return dg.MaterializeResult(metadata={"retrained": False, "models": sorted(stored),
                                                   "oldest_trained_at": str(oldest)})
-        artifacts, reports = run.train_models(con, as_of)
-        run.store_models(con, artifacts, reports, run_id=context.run_id, as_of=as_of)
+        reports = run.train_and_store(con, as_of, run_id=context.run_id)
     metadata: dict = {"retrained": True}
     for report in reports:
         name = report["model_name"]
@@ -51,9 +49,7 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, wa
           description="Daily scores of every known profile with the latest trained models.")
 def profile_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
-        scores = run.score_profiles(con, {name: model for name, (model, _) in run.latest_models(con).items()},
-                                    as_of_instant())
-        run.replace_table(con, "predictions.profile_scores", scores)
+        scores = run.score_and_store(con, as_of_instant())
     return dg.MaterializeResult(metadata={"profiles_scored": scores.height})
 
 
@@ -63,9 +59,7 @@ def profile_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                       "predictions.lookalike_high_value_reach.")
 def lookalike_high_value(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
-        scores, reach = run.lookalike_audience(con, LOOKALIKE_SEED, as_of_instant())
-        run.replace_table(con, "predictions.lookalike_high_value", scores)
-        run.replace_table(con, "predictions.lookalike_high_value_reach", reach)
+        scores, reach = run.lookalikes_and_store(con, as_of_instant())
     return dg.MaterializeResult(metadata={
         "scored": scores.height,
         "reach_curve": dg.MetadataValue.md(

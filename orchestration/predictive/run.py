@@ -164,3 +164,27 @@ def lookalike_audience(con: duckdb.DuckDBPyConnection, seed_table: str, as_of: d
                        ) -> tuple[pl.DataFrame, pl.DataFrame]:
     seed = {pid for (pid,) in con.execute(f"select profile_id from {seed_table}").fetchall()}
     return lookalike.score_lookalikes(features_as_of(con, as_of), seed)
+
+
+def train_and_store(con: duckdb.DuckDBPyConnection, as_of: dt.datetime, run_id: str) -> list[dict]:
+    artifacts, reports = train_models(con, as_of)
+    store_models(con, artifacts, reports, run_id=run_id, as_of=as_of)
+    return reports
+
+
+def score_and_store(con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> pl.DataFrame:
+    """Score with the latest stored models into predictions.profile_scores."""
+    scores = score_profiles(con, {name: model for name, (model, _) in latest_models(con).items()}, as_of)
+    replace_table(con, "predictions.profile_scores", scores)
+    return scores
+
+
+LOOKALIKE_SEED = "segments.seg_high_value"
+
+
+def lookalikes_and_store(con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Look-alikes of LOOKALIKE_SEED into predictions.lookalike_high_value (+ _reach)."""
+    scores, reach = lookalike_audience(con, LOOKALIKE_SEED, as_of)
+    replace_table(con, "predictions.lookalike_high_value", scores)
+    replace_table(con, "predictions.lookalike_high_value_reach", reach)
+    return scores, reach

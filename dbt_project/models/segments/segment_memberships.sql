@@ -1,5 +1,5 @@
 -- Current members of every audience, one row per (audience, profile).
-{%- set audiences = ['seg_high_value', 'seg_lapsed_buyers', 'seg_lookalike_high_value'] %}
+{%- set audiences = ['seg_high_value', 'seg_lapsed_buyers', 'seg_lookalike_high_value', 'seg_likely_buyers'] %}
 
 with
 
