@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,15 @@ STANDARD_LABELS = tuple(f"C{i}" for i in range(1, 13)) + ("I1", "I2", "S1", "S2"
 CUSTOM_LABEL_PREFIX = "custom:"
 
 TABLE_KEYS = ("source", "table", "description", "format", "owner", "party", "primary_key", "event_time",
-              "max_reject_rate", "columns")
-COLUMN_KEYS = ("type", "required", "description", "allowed_values", "pii", "labels", "format")
+              "freshness", "records", "max_reject_rate", "columns")
+COLUMN_KEYS = ("type", "required", "unique", "description", "allowed_values", "min", "max", "max_length", "format",
+               "pattern", "pii", "labels")
+# Named formats of string columns (a custom regular expression goes in `pattern`).
+STRING_FORMATS = ("email", "phone", "url", "country_code", "currency_code", "iso8601")
+# versioned: a later file may carry a newer version of a record (same key); immutable: a key seen
+# before (events) is a duplicate, quarantined.
+RECORD_KINDS = ("versioned", "immutable")
+FRESHNESS_KEYS = ("max_age_hours",)
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,13 @@ class Column:
     allowed_values: tuple[str, ...] | None = None
     pii: str = "none"
     labels: tuple[str, ...] = ()
-    format: str | None = None  # strptime pattern of a date or timestamp column, e.g. "%Y%m%d"
+    # Date/timestamp columns: a strptime pattern such as "%Y%m%d". String columns: one of STRING_FORMATS.
+    format: str | None = None
+    pattern: str | None = None  # custom regular expression a string value must fully match
+    unique: bool = False
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class Contract:
     owner: str = ""
     party: str = "first"
     event_time: str | None = None
+    max_age_hours: float | None = None  # freshness: the newest event_time may not be older than this
+    records: str = "versioned"
     max_reject_rate: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -127,11 +144,28 @@ def load_contract(path: str | Path) -> Contract:
                     f"{path}{_line_of(node)}: {where} has unknown data-usage label {label!r}; expected one of "
                     f"{', '.join(STANDARD_LABELS)} or a custom label written '{CUSTOM_LABEL_PREFIX}<name>'."
                 )
-        if "format" in spec and spec["type"] not in ("date", "timestamp"):
+        if "format" in spec and spec["type"] == "string":
+            _check_choice(path, f"{where} format", spec["format"], STRING_FORMATS, node)
+        elif "format" in spec and spec["type"] not in ("date", "timestamp"):
             raise ContractError(
-                f"{path}{_line_of(node)}: {where} has a format but is of type {spec['type']!r}; format (a strptime "
-                "pattern such as '%Y%m%d') applies to date and timestamp columns only."
+                f"{path}{_line_of(node)}: {where} has a format but is of type {spec['type']!r}; format applies to "
+                f"string columns ({', '.join(STRING_FORMATS)}) and date/timestamp columns (a strptime pattern "
+                "such as '%Y%m%d')."
             )
+        if "pattern" in spec:
+            try:
+                re.compile(spec["pattern"])
+            except re.error as error:
+                raise ContractError(f"{path}{_line_of(node)}: {where} pattern {spec['pattern']!r} is not a valid "
+                                    f"regular expression ({error}).") from error
+        for bound in ("min", "max"):
+            if bound in spec and (spec["type"] not in ("integer", "decimal", "float")
+                                  or not isinstance(spec[bound], (int, float))):
+                raise ContractError(f"{path}{_line_of(node)}: {where} {bound} must be a number on a numeric column; "
+                                    f"found {spec[bound]!r} on type {spec['type']!r}.")
+        if "max_length" in spec and (not isinstance(spec["max_length"], int) or spec["max_length"] < 1):
+            raise ContractError(f"{path}{_line_of(node)}: {where} max_length must be a positive integer; "
+                                f"found {spec['max_length']!r}.")
         allowed = spec.get("allowed_values")
         columns[name] = Column(
             name=name,
@@ -142,6 +176,11 @@ def load_contract(path: str | Path) -> Contract:
             pii=spec.get("pii", "none"),
             labels=labels,
             format=spec.get("format"),
+            pattern=spec.get("pattern"),
+            unique=bool(spec.get("unique", False)),
+            min=spec.get("min"),
+            max=spec.get("max"),
+            max_length=spec.get("max_length"),
         )
 
     primary_key = tuple(data["primary_key"]) if isinstance(data["primary_key"], list) else (data["primary_key"],)
@@ -157,6 +196,15 @@ def load_contract(path: str | Path) -> Contract:
             f"{path}{_line_of(table_nodes.get('event_time'))}: event_time {event_time!r} must name a timestamp "
             "or date column."
         )
+    records = data.get("records", "versioned")
+    _check_choice(path, "records", records, RECORD_KINDS, table_nodes.get("records"))
+    freshness = data.get("freshness") or {}
+    if not isinstance(freshness, dict) or set(freshness) - set(FRESHNESS_KEYS):
+        raise ContractError(f"{path}{_line_of(table_nodes.get('freshness'))}: freshness takes "
+                            f"{', '.join(FRESHNESS_KEYS)}; found {freshness!r}.")
+    if freshness and event_time is None:
+        raise ContractError(f"{path}{_line_of(table_nodes.get('freshness'))}: freshness needs an event_time column "
+                            "to measure age against. Add event_time.")
     return Contract(
         source=str(data["source"]),
         table=str(data["table"]),
@@ -168,13 +216,16 @@ def load_contract(path: str | Path) -> Contract:
         owner=data.get("owner", ""),
         party=data.get("party", "first"),
         event_time=event_time,
+        max_age_hours=freshness.get("max_age_hours"),
+        records=records,
         max_reject_rate=float(data.get("max_reject_rate", 0.05)),
     )
 
 
 def load_contracts(directory: str | Path | None = None) -> dict[str, Contract]:
-    """Every contract in `directory` (default: the contracts shipped with the package), by name."""
-    directory = Path(directory) if directory else CONTRACTS_DIR
+    """Every contract in `directory` (default: $CDP_CONTRACTS_DIR, else the contracts shipped with
+    the package), by name."""
+    directory = Path(directory or os.environ.get("CDP_CONTRACTS_DIR") or CONTRACTS_DIR)
     contracts = {}
     for path in sorted(directory.glob("*.yml")):
         contract = load_contract(path)

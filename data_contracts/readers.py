@@ -43,17 +43,30 @@ def _decode(path: Path) -> str:
 
 
 def read_csv(path: Path) -> FileRows:
-    text = _decode(path)
+    raw = path.read_bytes()
+    if raw.strip() and b'"' not in raw and b"\r" not in raw:
+        try:
+            # Lines read natively (no quoting, so a line is a row); invalid UTF-8 takes the decoding path.
+            lines = pl.read_csv(raw, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+                                infer_schema=False, raise_if_empty=False)["line"].fill_null("")
+        except (pl.exceptions.ComputeError, UnicodeDecodeError):
+            lines = None
+        if lines is not None and lines.str.count_matches("\x1f", literal=True).sum() == 0:
+            return _read_unquoted_lines(lines)
+    text = raw.decode("utf-8", errors="replace")
     if '"' not in text and "\r" not in text:
         return _read_unquoted_csv(text)
     return _read_quoted_csv(text)
 
 
 def _read_unquoted_csv(text: str) -> FileRows:
+    return _read_unquoted_lines(pl.Series("line", text.split("\n")))
+
+
+def _read_unquoted_lines(lines: pl.Series) -> FileRows:
     """Fast path for CSV without quoting (most exports): one line is one row, so fields are counted
     and split with vectorized string operations, and a line with the wrong field count is malformed."""
-    lines = pl.Series("line", text.split("\n"))
-    if lines.len() == 0 or not lines[0].strip():
+    if lines.len() == 0 or not (lines[0] or "").strip():
         return FileRows(pl.DataFrame(schema={ROW_NUMBER: pl.Int64}), _malformed_frame([]), [])
     header = [name.strip().lstrip("\ufeff") for name in lines[0].split(",")]
     width = len(header)

@@ -73,7 +73,9 @@ def _run_pipeline_and_report() -> None:
 
 
 @main.command()
-def load() -> None:
+@click.option("--expectations/--no-expectations", default=True, show_default=True,
+              help="Also validate each file with the contract's Great Expectations suite.")
+def load(expectations: bool) -> None:
     """Load new landing files of every source into raw tables (rejects go to quarantine)."""
     import uuid
 
@@ -87,9 +89,12 @@ def load() -> None:
     with duckdb.connect(str(paths.warehouse)) as con:
         for contract in data_contracts.load_contracts().values():
             data_contracts.ensure_tables(con, contract)
-            report = data_contracts.load_table(con, contract, paths.landing_dir, load_id=load_id)
+            report = data_contracts.load_table(con, contract, paths.landing_dir, load_id=load_id,
+                                               run_expectations=expectations)
             click.echo(f"{contract.name:<28} read {report.rows_read:>10,}  accepted {report.rows_accepted:>10,}  "
                        f"quarantined {report.rows_quarantined:>7,}")
+            for problem in report.errors + report.expectation_failures:
+                click.echo(f"  {problem}", err=True)
 
 
 @main.command()
@@ -152,6 +157,64 @@ def summary() -> None:
 
 
 @main.group()
+def contracts() -> None:
+    """Data contracts: Great Expectations data docs."""
+
+
+@contracts.command("docs")
+def contracts_docs() -> None:
+    """Build the Great Expectations data docs of every contract's suite (static HTML)."""
+    import data_contracts
+    from data_contracts.expectations import build_data_docs
+
+    index = build_data_docs(data_contracts.load_contracts(), current_paths().data_dir / "gx")
+    click.echo(f"data docs: {index}")
+
+
+@contracts.command("dbt-meta")
+@click.option("--check", is_flag=True, help="Only report columns whose meta differs from the contracts.")
+def contracts_dbt_meta(check: bool) -> None:
+    """Write each staging and XDM column's PII class and data-usage labels (dbt meta) from the contracts."""
+    from orchestration.dbt_meta import sync_dbt_meta
+
+    differences = sync_dbt_meta(check=check)
+    for difference in differences:
+        click.echo(difference)
+    if check and differences:
+        sys.exit(1)
+    click.echo(f"{len(differences)} column(s) {'differ' if check else 'updated'}")
+
+
+@main.group()
+def quarantine() -> None:
+    """Quarantined rows."""
+
+
+@quarantine.command("replay")
+@click.argument("tables", nargs=-1)
+def quarantine_replay(tables: tuple[str, ...]) -> None:
+    """Validate quarantined rows again with the current contracts (after a fix); rows that pass move
+    to raw. All tables unless TABLES (<source>__<table>) are given."""
+    import uuid
+
+    import duckdb
+
+    import data_contracts
+
+    all_contracts = data_contracts.load_contracts()
+    unknown = sorted(set(tables) - set(all_contracts))
+    if unknown:
+        raise click.BadParameter(f"no contract for {', '.join(unknown)}; known: {', '.join(all_contracts)}",
+                                 param_hint="TABLES")
+    replay_id = f"replay-{uuid.uuid4().hex[:12]}"
+    with duckdb.connect(str(current_paths().warehouse)) as con:
+        for name in tables or sorted(all_contracts):
+            report = data_contracts.replay_quarantine(con, all_contracts[name], load_id=replay_id)
+            click.echo(f"{name:<28} replayed {report.rows_read:>7,}  now accepted {report.rows_accepted:>7,}  "
+                       f"still quarantined {report.rows_quarantined:>7,}")
+
+
+@main.group()
 def identity() -> None:
     """Identity resolution tools."""
 
@@ -184,6 +247,15 @@ def bench(people: int, keep: bool) -> None:
     from orchestration.bench import run_benchmark
 
     run_benchmark(people=people, keep=keep, echo=click.echo)
+
+
+@main.command("bench-load")
+@click.option("--rows", default=20_000_000, show_default=True, help="Event rows to load.")
+def bench_load(rows: int) -> None:
+    """Loader throughput and peak memory on N event rows, next to a no-checks floor."""
+    from orchestration.bench_load import run_load_benchmark
+
+    run_load_benchmark(rows, echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ DEMO_AS_OF = "2026-06-30"
 @dataclass(frozen=True)
 class Workspace:
     data_dir: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def warehouse(self) -> Path:
@@ -29,6 +30,7 @@ class Workspace:
             "CDP_DATA_DIR": str(self.data_dir),
             "CDP_WAREHOUSE": str(self.warehouse),
             "CDP_AS_OF": DEMO_AS_OF,
+            **self.env_overrides,
         }
 
     def cdp(self, *args: str) -> subprocess.CompletedProcess[str]:

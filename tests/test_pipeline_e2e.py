@@ -319,3 +319,14 @@ def test_predictions_are_usable_in_audiences(runs):
     expected = set(predictions.filter(pl.col("purchase_percentile_30d") >= 90)["profile_id"]) & consented
     actual = set(query(runs, "select profile_id from segments.seg_likely_buyers")["profile_id"])
     assert expected and actual == expected
+
+
+def test_every_staging_column_carries_contract_labels(runs):
+    """The lineage behind dbt meta covers every column the staging views really have."""
+    from orchestration.dbt_meta import STAGING_LINEAGE
+
+    columns = query(runs, "select table_name, column_name from information_schema.columns "
+                          "where table_schema = 'staging' order by table_name, ordinal_position")
+    for model, (_, lineage) in STAGING_LINEAGE.items():
+        actual = columns.filter(pl.col("table_name") == model)["column_name"].to_list()
+        assert actual == list(lineage), f"{model}: view has {actual}, lineage lists {list(lineage)}"
