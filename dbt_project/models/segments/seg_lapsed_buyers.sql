@@ -11,11 +11,7 @@ traits as (
 
 final as (
     select
-        profiles.profile_id,
-        profiles.email,
-        profiles.phone,
-        profiles.first_name,
-        profiles.last_name,
+        {{ audience_columns('profiles') }},
         traits.lifetime_orders,
         traits.lifetime_revenue,
         traits.last_purchase_at

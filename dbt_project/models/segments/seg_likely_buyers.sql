@@ -17,11 +17,7 @@ email_consent as (
 
 final as (
     select
-        profiles.profile_id,
-        profiles.email,
-        profiles.phone,
-        profiles.first_name,
-        profiles.last_name,
+        {{ audience_columns('profiles') }},
         predictions.purchase_probability_30d,
         predictions.purchase_percentile_30d
     from predictions

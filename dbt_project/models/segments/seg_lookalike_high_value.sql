@@ -16,11 +16,7 @@ profiles as (
 
 final as (
     select
-        profiles.profile_id,
-        profiles.email,
-        profiles.phone,
-        profiles.first_name,
-        profiles.last_name,
+        {{ audience_columns('profiles') }},
         cast(lookalikes.similarity as double) as similarity,
         cast(lookalikes.similarity_rank as bigint) as similarity_rank
     from lookalikes
