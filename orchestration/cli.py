@@ -215,6 +215,29 @@ def quarantine_replay(tables: tuple[str, ...]) -> None:
 
 
 @main.group()
+def profile() -> None:
+    """Profiles."""
+
+
+@profile.command("explain")
+@click.argument("first")
+@click.argument("second")
+def profile_explain(first: str, second: str) -> None:
+    """Why FIRST and SECOND (each <namespace>:<normalized value>, e.g. email:ana@x.com) are in one
+    profile (the chain of source records), or why not."""
+    import duckdb
+
+    from orchestration.explain import explain
+
+    for identifier in (first, second):
+        if ":" not in identifier:
+            raise click.BadParameter(f"{identifier!r}: expected <namespace>:<value>, e.g. email:ana@example.com")
+    with duckdb.connect(str(current_paths().warehouse), read_only=True) as con:
+        for line in explain(con, first, second):
+            click.echo(line)
+
+
+@main.group()
 def identity() -> None:
     """Identity resolution tools."""
 
