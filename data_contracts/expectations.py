@@ -4,7 +4,6 @@ decide row by row; GX judges the batch, each expectation allowed the contract's 
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -169,6 +168,3 @@ def describe(outcome: SuiteOutcome) -> str:
         for o in outcome.failed
     )
 
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

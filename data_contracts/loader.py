@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,9 @@ def export_paths(paths: Paths) -> None:
     os.environ["CDP_WAREHOUSE"] = str(paths.warehouse)
 
 
-def as_of_instant() -> "datetime.datetime":
+def as_of_instant() -> datetime.datetime:
     """The instant time windows are measured from (same rule as dbt's as_of_timestamp macro): the end
     of day CDP_AS_OF (YYYY-MM-DD) if set, else the end of today, UTC, as a naive UTC datetime."""
-    import datetime
-
     day = os.environ.get("CDP_AS_OF")
     date = datetime.date.fromisoformat(day) if day else datetime.datetime.now(datetime.UTC).date()
     return datetime.datetime.combine(date + datetime.timedelta(days=1), datetime.time())

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 
 import data_contracts

@@ -11,8 +11,6 @@ bytes.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import shutil
 import unicodedata
 from dataclasses import dataclass, field
