@@ -255,6 +255,7 @@ def identity_evaluate(truth_path: Path | None) -> None:
     with duckdb.connect(str(paths.warehouse), read_only=True) as con:
         quality = evaluate_clustering(con, truth_path)
     click.echo(quality.describe())
+    click.echo("records per profile: " + ", ".join(f"{band}: {n:,}" for band, n in quality.size_histogram))
     for profile_id, persons in quality.worst_overmerges:
         click.echo(f"  over-merge: profile {profile_id} holds records of {persons} persons")
     for person_id, profiles in quality.worst_undermerges:
