@@ -61,6 +61,7 @@ def _run_pipeline_and_report() -> None:
     outcome = run_pipeline()
     elapsed = time.perf_counter() - started
     click.echo(pipeline_summary(paths.warehouse, outcome.run_id))
+    click.echo(_publication_line(paths.serving_store, outcome.run_id))
     click.echo(f"Pipeline run {outcome.run_id} finished in {elapsed:.1f} s.")
     if not outcome.success:
         click.echo(f"The run failed (full log: {outcome.log_path}):", err=True)
@@ -69,6 +70,42 @@ def _run_pipeline_and_report() -> None:
         for check in outcome.failed_checks:
             click.echo(f"  check failed: {check}", err=True)
         sys.exit(1)
+
+
+def _publication_line(store: Path, run_id: str) -> str:
+    from orchestration.serving.publish import latest_publication
+
+    latest = latest_publication(store)
+    if latest is None:
+        return f"serving store: nothing published yet at {store}"
+    if latest["run_id"] != run_id:
+        return (f"serving store: {store} still holds run {latest['run_id']} "
+                f"(published {latest['published_at']:%Y-%m-%d %H:%M} UTC); this run published nothing")
+    return f"serving store: {store} (published in {latest['publish_seconds']:.1f} s; BI tools and `cdp serve` read it)"
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, help="Server processes (each with its own read pool).")
+@click.option("--pool-size", default=8, show_default=True, help="Read-only connections per process.")
+def serve(host: str, port: int, workers: int, pool_size: int) -> None:
+    """Serve the read-only profile API over the serving store (OpenAPI document at /docs)."""
+    import os
+
+    import uvicorn
+
+    from orchestration.serving.api import FULL_KEYS_ENV, MASKED_KEYS_ENV, ApiKeys
+
+    keys = ApiKeys.from_env()
+    if not keys.full and not keys.masked:
+        raise click.UsageError(f"no API keys: set {FULL_KEYS_ENV} (sees direct identifiers) and/or "
+                               f"{MASKED_KEYS_ENV} (sees BI-safe masked fields), comma-separated")
+    os.environ["CDP_API_POOL_SIZE"] = str(pool_size)
+    store = current_paths().serving_store
+    click.echo(f"Serving {store} on http://{host}:{port} (OpenAPI: /openapi.json, docs: /docs)")
+    uvicorn.run("orchestration.serving.api:app_from_environment", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")
 
 
 @main.command()
@@ -283,3 +320,33 @@ def bench_load(rows: int) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command("bench-serve")
+@click.option("--data-dir", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Data dir whose build warehouse to publish (default: CDP_DATA_DIR).")
+@click.option("--repeats", default=3, show_default=True,
+              help="Publications to time (0: only the API, on the store as it is).")
+@click.option("--rate", default=200.0, show_default=True, help="API lookups per second (0: skip the API).")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds of API load.")
+@click.option("--during-run", is_flag=True, help="Run the pipeline on the data dir during the API load "
+                                                  "(killed with SIGKILL afterwards).")
+@click.option("--workers", default=1, show_default=True, help="`cdp serve` processes.")
+def bench_serve(data_dir: Path | None, repeats: int, rate: float, duration: float, during_run: bool,
+                workers: int) -> None:
+    """Benchmark publishing (and its alternatives) and the profile API under load."""
+    from orchestration.bench_serving import run_serving_benchmark
+
+    run_serving_benchmark((data_dir or current_paths().data_dir).resolve(), repeats, rate, duration, during_run,
+                          echo=click.echo, workers=workers)
+
+
+@main.command("bench-identity")
+@click.option("--links", default=10_000_000, show_default=True, help="Identity links in the synthetic graph.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's data dir.")
+def bench_identity(links: int, keep: bool) -> None:
+    """Benchmark the identity stage (components + stable ids) and the SQL fallback against raw scipy."""
+    from orchestration.bench_identity import run_identity_benchmark
+
+    run_identity_benchmark(links, keep=keep, echo=click.echo)
+

@@ -6,6 +6,7 @@ import dagster as dg
 
 from orchestration.assets.activation import SYNC_ASSETS
 from orchestration.assets.predictions import PREDICTION_ASSETS, TRAINED_MODELS
+from orchestration.assets.serving import build_publication_asset, serving_store_freshness_sensor
 from orchestration.assets.sources import SOURCE_LOAD_ASSETS
 from orchestration.assets.transformations import cdp_dbt_models
 from orchestration.dbt_project import dbt_resource
@@ -17,10 +18,14 @@ PIPELINE_JOB_NAME = "cdp_pipeline"
 paths = current_paths()
 export_paths(paths)  # dbt's subprocess reads CDP_WAREHOUSE
 
+BUILD_ASSETS = [*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *SYNC_ASSETS]
+publication = build_publication_asset(BUILD_ASSETS)
+
 pipeline_job = dg.define_asset_job(
     PIPELINE_JOB_NAME,
     selection=dg.AssetSelection.all(),
-    description="Load every source, build every dbt model and test, sync every audience.",
+    description="Load every source, build every dbt model and test, sync every audience, then publish "
+                "the public tables to the serving store.",
     # One process: DuckDB allows one writer per file, and on 2 cores it is also the fastest.
     executor_def=dg.in_process_executor,
 )
@@ -42,9 +47,10 @@ weekly_retraining_schedule = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *SYNC_ASSETS],
+    assets=[*BUILD_ASSETS, publication],
     jobs=[pipeline_job, model_retraining_job],
     schedules=[daily_schedule, weekly_retraining_schedule],
+    sensors=[serving_store_freshness_sensor],
     resources={
         "warehouse": WarehouseResource(path=str(paths.warehouse)),
         "dbt": dbt_resource(),

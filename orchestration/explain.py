@@ -1,5 +1,5 @@
 """`cdp profile explain`: the chain of source records that joins two identifiers, or why they are
-not joined (unknown, blocked value, hub, or simply no record links them)."""
+not joined (unknown, blocked value, hub, a link dropped by the linking rules, or no record links them)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,26 @@ def explain(con: duckdb.DuckDBPyConnection, first: str, second: str) -> list[str
     if None in profiles:
         return lines + ["so the two identifiers are not joined"]
     if profiles[0] != profiles[1]:
+        dropped = con.execute(
+            """select links.left_identity_key, links.right_identity_key, links.example_record_id, links.drop_rule,
+                      links.drop_detail
+               from identity.identity_links as links
+               inner join identity.identity_graph as l on l.identity_key = links.left_identity_key
+               inner join identity.identity_graph as r on r.identity_key = links.right_identity_key
+               where not links.is_kept and ((l.profile_id = ? and r.profile_id = ?) or (l.profile_id = ? and r.profile_id = ?))
+               order by 1, 2""", [profiles[0], profiles[1], profiles[1], profiles[0]]).fetchall()
+        if dropped:
+            return [f"{first} is in profile {profiles[0]}, {second} in profile {profiles[1]}: the linking rules "
+                    "dropped the link(s) that would join them:",
+                    *(f"  {left} -- {right} (record {record}): {rule}, {detail}"
+                      for left, right, record, rule, detail in dropped)]
         return [f"{first} is in profile {profiles[0]}, {second} in profile {profiles[1]}: no source record links "
                 "them (directly or through other identifiers)"]
     edges = con.execute(
         """select left_identity_key, right_identity_key, example_record_id, record_count
-           from identity.identity_edges
-           where left_identity_key in (select identity_key from identity.identity_graph where profile_id = ?)""",
+           from identity.identity_links
+           where is_kept
+             and left_identity_key in (select identity_key from identity.identity_graph where profile_id = ?)""",
         [profiles[0]]).fetchall()
     neighbours: dict[str, list[tuple[str, str, int]]] = {}
     for left, right, record, count in edges:

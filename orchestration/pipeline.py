@@ -40,6 +40,12 @@ def run_pipeline(log_level: str = "WARNING") -> PipelineRun:
     failed_steps = [
         event.step_key for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_FAILURE
     ]
+    # A skipped step means an upstream asset did not materialize: its outputs (and the publication to
+    # the serving store, which waits for every asset) did not happen either.
+    failed_steps += [
+        f"{event.step_key} (skipped: an upstream asset did not materialize)"
+        for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_SKIPPED
+    ]
     failed_checks = [
         f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
         for event in result.all_events
@@ -49,7 +55,7 @@ def run_pipeline(log_level: str = "WARNING") -> PipelineRun:
     ]
     return PipelineRun(
         run_id=result.run_id,
-        success=result.success and not failed_checks,
+        success=result.success and not failed_checks and not failed_steps,
         failed_steps=failed_steps,
         failed_checks=failed_checks,
         log_path=str(log_path),

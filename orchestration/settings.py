@@ -15,6 +15,7 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 class Paths:
     data_dir: Path
     warehouse: Path
+    serving_store: Path
 
     @property
     def landing_dir(self) -> Path:
@@ -32,17 +33,20 @@ class Paths:
 
 
 def current_paths() -> Paths:
-    """Paths from CDP_DATA_DIR (default: data/ in the project) and CDP_WAREHOUSE
-    (default: warehouse.duckdb in the data dir)."""
+    """Paths from CDP_DATA_DIR (default: data/ in the project), CDP_WAREHOUSE (default:
+    warehouse.duckdb in the data dir; the build warehouse a run writes) and CDP_SERVING_STORE
+    (default: serving/published.duckdb in the data dir; what BI tools and `cdp serve` read)."""
     data_dir = Path(os.environ.get("CDP_DATA_DIR") or PROJECT_ROOT / "data").resolve()
     warehouse = Path(os.environ.get("CDP_WAREHOUSE") or data_dir / "warehouse.duckdb").resolve()
-    return Paths(data_dir=data_dir, warehouse=warehouse)
+    serving_store = Path(os.environ.get("CDP_SERVING_STORE") or data_dir / "serving" / "published.duckdb").resolve()
+    return Paths(data_dir=data_dir, warehouse=warehouse, serving_store=serving_store)
 
 
 def export_paths(paths: Paths) -> None:
     """Make the paths visible to subprocesses (dbt reads CDP_WAREHOUSE from its profile)."""
     os.environ["CDP_DATA_DIR"] = str(paths.data_dir)
     os.environ["CDP_WAREHOUSE"] = str(paths.warehouse)
+    os.environ["CDP_SERVING_STORE"] = str(paths.serving_store)
 
 
 def as_of_instant() -> datetime.datetime:

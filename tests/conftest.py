@@ -29,6 +29,8 @@ class Workspace:
             **os.environ,
             "CDP_DATA_DIR": str(self.data_dir),
             "CDP_WAREHOUSE": str(self.warehouse),
+            # Set here, not inherited: importing the Dagster definitions exports the default paths.
+            "CDP_SERVING_STORE": str(self.data_dir / "serving" / "published.duckdb"),
             "CDP_AS_OF": DEMO_AS_OF,
             **self.env_overrides,
         }

@@ -33,3 +33,13 @@ def test_dbt_tests_and_contract_results_are_asset_checks():
     assert ("raw/crm__contacts", "rows_accounted") in check_keys
     assert ("raw/crm__contacts", "reject_rate_within_contract") in check_keys
     assert any(asset == "profiles/profiles" and "unique" in name for asset, name in check_keys)
+
+
+def test_publication_runs_after_every_other_asset():
+    from orchestration.assets.serving import PUBLICATION
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    everything_else = set(graph.get_all_asset_keys()) - {PUBLICATION}
+    assert graph.get(PUBLICATION).parent_keys == everything_else
+    assert any(sensor.name == "serving_store_freshness" for sensor in defs.sensors)

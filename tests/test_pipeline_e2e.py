@@ -167,6 +167,46 @@ def test_identity_clustering_against_ground_truth(runs, capsys):
     assert sum(n for _, n in quality.size_histogram) == quality.predicted_profiles
 
 
+def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
+    """The pure-SQL fallback (large-star/small-star macro) against the scipy model, on the run's graph."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.settings import DBT_PROJECT_DIR
+
+    dbt = Path(sys.executable).with_name("dbt")
+    result = subprocess.run(
+        # Its own target path: the var enables a model, and the project's manifest (what Dagster
+        # builds its asset graph from) must not learn about it.
+        [str(dbt), "run", "--select", "identity_components_sql", "--vars", "{identity_components_sql: true}",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(runs.workspace.data_dir / "dbt-target-sql-fallback")],
+        env=runs.workspace.env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "converged after" in result.stdout
+    comparison = query(runs, """
+        with joined as (
+            select * from identity.identity_components
+            full join identity.identity_components_sql using (identity_key)
+        )
+        select
+            count(*) as nodes,
+            count(*) filter (where component_id is null or component_key is null) as unmatched,
+            count(distinct component_id) as scipy_components,
+            count(distinct component_key) as sql_components,
+            count(distinct (component_id, component_key)) as pairs
+        from joined
+    """).to_dicts()[0]
+    # The same partition: every scipy component maps to exactly one SQL component and back.
+    assert comparison["unmatched"] == 0, comparison
+    assert comparison["scipy_components"] == comparison["sql_components"] == comparison["pairs"], comparison
+    assert comparison["nodes"] > comparison["scipy_components"] > PEOPLE // 2, comparison
+    leftovers = query(runs, "select count(*) from information_schema.tables where table_name like '%\\_\\_cc\\_%' escape '\\'")
+    assert leftovers.item() == 0, "work tables of the SQL fallback were left behind"
+
+
 def independent_purchases(runs: PipelineRuns) -> pl.DataFrame:
     """Completed purchases per profile, computed in polars from the raw tables (latest version of
     each order), attributed to profiles by the identity stage's record_profiles."""

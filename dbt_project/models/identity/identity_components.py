@@ -18,7 +18,10 @@ def model(dbt, session):
         dbt.ref("identity_identifiers").filter("is_linkable").project("identity_key").order("identity_key")
         .arrow().read_all()
     ).column("identity_key").combine_chunks()
-    edges = dbt.ref("identity_edges").project("left_identity_key, right_identity_key").arrow().read_all()
+    # Only the links the linking rules kept (identity_links records the dropped ones and why).
+    edges = (
+        dbt.ref("identity_links").filter("is_kept").project("left_identity_key, right_identity_key").arrow().read_all()
+    )
 
     # Nodes sorted by key: the same input gives the same component ids on every run.
     # Dense integer node ids: the position of each identifier key in `nodes` (a hash lookup).

@@ -1,0 +1,365 @@
+"""The serving store and the profile API: readers during a run, killed and failed runs, BI access,
+lookups, auth and a fuzzed OpenAPI document.
+
+One workspace, in order: run 1 publishes; run 2 executes while a reader process (alternating the
+duckdb client and SQLAlchemy with the README's connection string) queries the store in a loop; a run
+killed with SIGKILL and a publication killed midway leave the store as it was; a run that fails a
+blocking check publishes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import PROJECT_ROOT, Workspace
+
+PEOPLE = 1500
+SEED = 5
+FULL_KEY = "test-full-key-5b0c"
+MASKED_KEY = "test-masked-key-91fe"
+
+
+@dataclass
+class ServingRuns:
+    workspace: Workspace
+    store: Path
+    first_run: dict
+    second_run: dict
+    reader_report: dict
+
+
+def latest(store: Path) -> dict:
+    from orchestration.serving.publish import latest_publication
+
+    record = latest_publication(store)
+    assert record is not None, f"nothing published at {store}"
+    return record
+
+
+def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
+    contacts_dir = workspace.data_dir / "landing" / "crm" / "contacts"
+    header = next(contacts_dir.glob("*.csv")).read_text().splitlines()[0]
+    (contacts_dir / name).write_text("\n".join([header, *rows]) + "\n")
+
+
+@pytest.fixture(scope="module")
+def serving(make_workspace) -> ServingRuns:
+    workspace = make_workspace("serving")
+    store = workspace.data_dir / "serving" / "published.duckdb"
+    workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", "2026-06-30")
+    workspace.cdp("run")
+    first = latest(store)
+
+    # Run 2 adds contacts (so its counts differ) while a reader queries the store in a loop.
+    add_contacts(workspace, "contacts_serving_addition.csv", [
+        f"CSERVE{i:04d},Test,Reader{i},serving.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
+        "2026-06-01T10:00:00Z,2026-06-01T10:00:00Z" for i in range(40)
+    ])
+    stop_file, report_file = workspace.data_dir / "stop-reader", workspace.data_dir / "reader.json"
+    reader = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tests" / "published_reader.py"),
+                               str(store), str(stop_file), str(report_file)], env=workspace.env)
+    try:
+        workspace.cdp("run")
+        time.sleep(1)  # a few reads of the new publication
+    finally:
+        stop_file.touch()
+        reader.wait(timeout=120)
+    return ServingRuns(workspace, store, first, latest(store), json.loads(report_file.read_text()))
+
+
+def test_run_publishes_every_public_table(serving):
+    record = serving.first_run
+    for table in ("profiles.profiles", "profiles.profile_traits", "profiles.profile_identities",
+                  "segments.segment_memberships", "segments.seg_high_value"):
+        assert record["row_counts"].get(table, 0) > 0, f"{table} missing or empty in {record['row_counts']}"
+    # The record says what the run checked and loaded.
+    assert record["checks"]["checks_failed"] == [] and record["checks"]["checks_evaluated"] > 50, record["checks"]
+    assert record["checks"]["rows_accepted"] > PEOPLE and record["checks"]["files_loaded"] >= 11, record["checks"]
+    assert record["row_counts"]["serving.profile_documents"] == record["row_counts"]["profiles.profiles"]
+    with duckdb.connect(str(serving.store), read_only=True) as con:
+        runs = [r[0] for r in con.execute("select run_id from serving.publications order by published_at").fetchall()]
+    assert runs == [serving.first_run["run_id"], serving.second_run["run_id"]]
+
+
+def test_readers_during_a_run_see_one_whole_publication(serving):
+    report = serving.reader_report
+    assert report["error_count"] == 0, report["errors"]
+    assert report["iterations"] >= 20, report
+    # The reader saw the old run during run 2 and the new one after it: both, and nothing else.
+    assert set(report["runs_seen"]) == {serving.first_run["run_id"], serving.second_run["run_id"]}, report
+    assert serving.second_run["row_counts"]["profiles.profiles"] > serving.first_run["row_counts"]["profiles.profiles"]
+
+
+def test_bi_safe_views_hold_no_direct_identifier(serving):
+    persons = pl.read_csv(serving.workspace.data_dir / "truth" / "persons.csv", infer_schema=False)
+    emails = set(persons["email"].drop_nulls().str.to_lowercase())
+    phones = set(persons["phone_e164"].drop_nulls())
+    with duckdb.connect(str(serving.store), read_only=True) as con:
+        views = [r[0] for r in con.execute(
+            "select view_name from duckdb_views() where schema_name = 'bi' and not internal").fetchall()]
+        assert {"profiles", "profile_identities", "seg_high_value"} <= set(views), views
+        leaked = []
+        for view in views:
+            frame = con.execute(f"select * from bi.{view}").pl()
+            for column in frame.columns:
+                if frame[column].dtype == pl.String:
+                    values = set(frame[column].drop_nulls())
+                    if values & emails or values & phones:
+                        leaked.append(f"bi.{view}.{column}")
+        # The unmasked tables do hold them (so the check above can fail).
+        assert con.execute("select count(*) from profiles.profiles where email is not null").fetchone()[0] > 0
+    assert not leaked, f"direct identifiers readable in BI-safe views: {leaked}"
+
+
+def test_killed_run_publishes_nothing(serving):
+    before = latest(serving.store)
+    inode = serving.store.stat().st_ino
+    process = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "run"], cwd=PROJECT_ROOT,
+                               env=serving.workspace.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(25)  # well into the dbt build
+    assert process.poll() is None, "the run ended before it could be killed; kill it earlier"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert serving.store.stat().st_ino == inode
+    assert latest(serving.store) == before
+
+
+def test_publication_killed_midway_leaves_the_store_and_is_cleaned_up(serving):
+    before = latest(serving.store)
+    staging_file = serving.store.with_name(f".{serving.store.name}.publishing")
+    code = ("import sys; from pathlib import Path; from orchestration.serving.publish import publish; "
+            "publish(Path(sys.argv[1]), Path(sys.argv[2]), run_id='killed-publication')")
+    process = subprocess.Popen([sys.executable, "-c", code, str(serving.workspace.warehouse), str(serving.store)],
+                               cwd=PROJECT_ROOT, env=serving.workspace.env)
+    deadline = time.monotonic() + 60
+    while not staging_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert staging_file.exists(), "the killed publication should have left its half-written file"
+    assert latest(serving.store) == before
+
+    from orchestration.serving.publish import publish
+
+    publish(serving.workspace.warehouse, serving.store, run_id="after-the-kill")
+    assert not staging_file.exists()
+    assert latest(serving.store)["run_id"] == "after-the-kill"
+
+
+def test_run_failing_a_blocking_check_publishes_nothing(serving):
+    before = latest(serving.store)
+    add_contacts(serving.workspace, "contacts_all_bad.csv",
+                 [f",No,Id{i},bad{i}@example.org,,,,,,,,," for i in range(200)])  # every row lacks its key
+    result = subprocess.run([sys.executable, "-m", "orchestration.cli", "run"], cwd=PROJECT_ROOT,
+                            env=serving.workspace.env, capture_output=True, text=True, timeout=900)
+    assert result.returncode != 0, result.stdout
+    assert "reject_rate_within_contract" in result.stderr
+    assert "this run published nothing" in result.stdout
+    assert latest(serving.store) == before
+
+
+# --- the API -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(serving) -> TestClient:
+    from orchestration.serving.api import ApiKeys, create_app
+
+    app = create_app(serving.store, ApiKeys(full=frozenset({FULL_KEY}), masked=frozenset({MASKED_KEY})))
+    return TestClient(app)
+
+
+def known_person_identifiers(workspace: Workspace) -> list[dict[str, str]]:
+    """People seen logging in on a cookie with a shop account whose orders carry email and phone:
+    identifiers in four namespaces that the landing files themselves say belong together."""
+    landing = workspace.data_dir / "landing"
+    logins = pl.concat([pl.read_ndjson(f, infer_schema_length=None) for f in (landing / "web" / "events").glob("*.jsonl")],
+                       how="diagonal_relaxed").filter(pl.col("customer_id").is_not_null())
+    orders = pl.concat([pl.read_ndjson(f, infer_schema_length=None) for f in (landing / "webshop" / "orders").glob("*.jsonl")],
+                       how="diagonal_relaxed")
+    orders = orders.filter(pl.col("email").is_not_null() & pl.col("phone").is_not_null()
+                           & pl.col("phone").str.starts_with("+"))
+    joined = logins.join(orders, on="customer_id").unique("customer_id", keep="first").sort("customer_id")
+    return [{"cookie_id": row["cookie_id"], "shop_customer_id": row["customer_id"],
+             "email": row["email"], "phone": row["phone"]} for row in joined.head(30).to_dicts()]
+
+
+def test_lookups_by_email_phone_and_cookie_return_the_same_profile(serving, client):
+    people = known_person_identifiers(serving.workspace)
+    assert people, "the demo data should have logged-in shoppers with email and phone"
+    complete = 0
+    for person in people:
+        found = {}
+        for namespace, value in person.items():
+            response = client.get(f"/profiles/{namespace}/{value}", headers={"X-API-Key": FULL_KEY})
+            assert response.status_code in (200, 404), response.text
+            if response.status_code == 200:
+                found[namespace] = response.json()
+        assert len({p["profile_id"] for p in found.values()}) <= 1, f"{person} resolved to several profiles"
+        if len(found) == 4:
+            complete += 1
+            profile = found["email"]
+            values = {(i["namespace"], i["value"]) for i in profile["identities"]}
+            assert ("cookie_id", person["cookie_id"]) in values and ("email", person["email"].strip().lower()) in values
+            assert profile["published_run_id"] == latest(serving.store)["run_id"]
+    assert complete >= len(people) // 2, f"only {complete} of {len(people)} people found by all four identifiers"
+
+
+def test_email_lookup_is_normalized_and_masked_scope_hides_identifiers(serving, client):
+    person = known_person_identifiers(serving.workspace)[0]
+    shouted = "  " + person["email"].upper() + " "
+    full = client.get(f"/profiles/email/{shouted}", headers={"X-API-Key": FULL_KEY})
+    masked = client.get(f"/profiles/email/{person['email']}", headers={"X-API-Key": MASKED_KEY})
+    assert full.status_code == masked.status_code == 200, (full.text, masked.text)
+    assert full.json()["profile_id"] == masked.json()["profile_id"]
+    assert full.json()["scope"] == "full" and masked.json()["scope"] == "masked"
+    masked_text = masked.text.lower()
+    assert person["email"].lower() not in masked_text and person["phone"] not in masked_text
+    assert masked.json()["attributes"]["email"].startswith(person["email"][0].lower() + "***@")
+    assert all(i["value"].startswith("sha256:") for i in masked.json()["identities"])
+
+
+def test_api_masking_agrees_with_the_bi_safe_views(serving, client):
+    """The masked scope masks in Python what the bi views mask in SQL: the same values, for any profile."""
+    with duckdb.connect(str(serving.store), read_only=True) as con:
+        sample = con.execute("""select i.namespace, i.identity_value, i.profile_id from profiles.profile_identities i
+                                join profiles.profiles p using (profile_id)
+                                where p.email is not null and p.phone is not null and p.street is not null
+                                order by i.profile_id limit 15""").fetchall()
+        for namespace, value, profile_id in sample:
+            answer = client.get(f"/profiles/{namespace}/{value}", headers={"X-API-Key": MASKED_KEY}).json()
+            view = con.execute("select * exclude (profile_id) from bi.profiles where profile_id = ?", [profile_id]).pl()
+            for column, expected in view.to_dicts()[0].items():
+                if isinstance(expected, str) or expected is None:
+                    assert answer["attributes"][column] == expected, (column, answer["attributes"][column], expected)
+            hashed = {v for (v,) in con.execute("select identity_value from bi.profile_identities where profile_id = ?",
+                                                [profile_id]).fetchall()}
+            assert {i["value"] for i in answer["identities"]} == hashed
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
+def test_missing_or_wrong_key_is_401_and_reveals_nothing(serving, client, headers):
+    person = known_person_identifiers(serving.workspace)[0]
+    existing = client.get(f"/profiles/email/{person['email']}", headers=headers)
+    unknown = client.get("/profiles/email/nobody.at.all@example.org", headers=headers)
+    malformed = client.get("/profiles/nonsense/x", headers=headers)
+    assert existing.status_code == unknown.status_code == malformed.status_code == 401
+    assert existing.json() == unknown.json() == malformed.json()
+    assert client.get("/segments", headers=headers).status_code == 401
+
+
+def test_unknown_identifier_is_404_and_malformed_input_is_422(client):
+    key = {"X-API-Key": FULL_KEY}
+    assert client.get("/profiles/email/nobody.at.all@example.org", headers=key).status_code == 404
+    assert client.get("/profiles/cookie_id/0000dead0000beef", headers=key).status_code == 404
+    for path, expected in [("/profiles/passport/X123", "unknown identity namespace"),
+                           ("/profiles/Bad-Namespace/X123", "malformed identity namespace"),
+                           ("/profiles/email/a@b.co?events=600", "less than or equal"),
+                           ("/profiles/email/not-an-email", "email must look like"),
+                           ("/profiles/phone/555-1234", "international form"),
+                           ("/profiles/phone/+12", "8 to 15 digits"),
+                           ("/profiles/crm_id/" + "x" * 400, "printable characters")]:
+        response = client.get(path, headers=key)
+        assert response.status_code == 422, (path, response.text)
+        assert expected in str(response.json()["detail"]), (path, response.text)
+    assert client.get("/profiles/email/a@b.co?events=-1", headers=key).status_code == 422
+    assert client.get("/segments/no_such_segment/members", headers=key).status_code == 404
+
+
+def test_segment_members_page_through_the_whole_segment(serving, client):
+    key = {"X-API-Key": FULL_KEY}
+    sizes = {s["name"]: s["members"] for s in client.get("/segments", headers=key).json()["segments"]}
+    assert sizes == {k.split(".seg_")[1]: v for k, v in serving.second_run["row_counts"].items() if ".seg_" in k}
+    seen, after = [], None
+    while True:
+        page = client.get("/segments/lapsed_buyers/members", headers=key,
+                          params={"limit": 250, **({"after": after} if after else {})}).json()
+        seen.extend(m["profile_id"] for m in page["members"])
+        after = page["next_after"]
+        if after is None:
+            break
+    assert len(seen) == len(set(seen)) == sizes["lapsed_buyers"]
+    assert seen == sorted(seen)
+
+
+def test_profile_lookup_is_an_index_scan(serving):
+    """The API's two lookups (identifier -> profile id -> document) use the ART indexes, not scans."""
+    with duckdb.connect(str(serving.store), read_only=True) as con:
+        email, profile_id = con.execute("select identity_value, profile_id from profiles.profile_identities "
+                                        "where namespace = 'email' order by 1 limit 1").fetchone()
+        literal = "'" + email.replace("'", "''") + "'"
+        for query in (f"select namespace, profile_id from profiles.profile_identities where identity_value = {literal}",
+                      f"select document from serving.profile_documents where profile_id = '{profile_id}'"):
+            plan = con.execute(f"explain analyze {query}").fetchall()[0][1]
+            assert "Index Scan" in plan, plan
+
+
+def test_health_reports_the_published_run(serving, client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["run_id"] == latest(serving.store)["run_id"]
+    assert 0 <= health["age_seconds"] < 3600
+
+
+def test_api_switches_to_a_new_publication_without_restart(serving, client):
+    from orchestration.serving.publish import publish
+
+    publish(serving.workspace.warehouse, serving.store, run_id="republished-for-the-api")
+    assert client.get("/health").json()["run_id"] == "republished-for-the-api"
+    segments = client.get("/segments", headers={"X-API-Key": FULL_KEY}).json()
+    assert segments["published_run_id"] == "republished-for-the-api"
+
+
+def test_freshness_check_reads_the_store(serving, monkeypatch):
+    from orchestration.assets.serving import store_freshness
+
+    monkeypatch.setenv("CDP_SERVING_STORE", str(serving.store))
+    published_at = latest(serving.store)["published_at"]
+    assert store_freshness(now=published_at + dt.timedelta(hours=1)).passed
+    stale = store_freshness(now=published_at + dt.timedelta(hours=27))
+    assert not stale.passed and "27.0 h old" in stale.description
+    monkeypatch.setenv("CDP_SERVING_STORE", str(serving.store.with_name("missing.duckdb")))
+    assert not store_freshness().passed
+
+
+def test_openapi_fuzzing_finds_no_server_error(client):
+    """Requests generated from the OpenAPI document, with each key and none: no 5xx, and every
+    response has a documented status code, content type and shape."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import (content_type_conformance, not_a_server_error, response_schema_conformance,
+                                     status_code_conformance)
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    calls, failures = [], []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def fuzz(case):
+            for key in (FULL_KEY, MASKED_KEY, None):
+                response = case.call(headers={"X-API-Key": key} if key else {})
+                calls.append(response.status_code)
+                try:
+                    case.validate_response(response, checks=checks)
+                except Exception as failure:  # collect them all, report together
+                    failures.append(f"{case.method} {case.formatted_path}: {str(failure)[:400]}")
+
+        fuzz()
+    assert len(calls) >= 300 and {200, 401} <= set(calls), sorted(set(calls))
+    assert not failures, failures[:5]
