@@ -20,17 +20,18 @@ MASKING_RULES_TABLE = "serving.masking_rules"
 BATCH_PROFILES = 100_000  # documents are built in profile id ranges of this size: memory stays bounded
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
 
 
 def mask_sql(column: str, masking: str) -> str:
     """SQL that shows a direct identifier without revealing it (the BI-safe views)."""
-    c = _quote(column)
+    c = quote_identifier(column)
     return {
         # a***@example.com: the domain stays (useful for deliverability analysis), the person does not
         "email": f"case when {c} is null then null else left({c}, 1) || '***@' || split_part({c}, '@', 2) end",
@@ -64,7 +65,7 @@ def _json_field(column: str, data_type: str, masking: str | None) -> str:
     """One field of a document: RFC 3339 UTC timestamps, JSON text embedded as JSON."""
     if masking:
         return mask_sql(column, masking)
-    c = _quote(column)
+    c = quote_identifier(column)
     if data_type.startswith("TIMESTAMP"):
         return f"strftime({c}, '%Y-%m-%dT%H:%M:%SZ')"
     if "top_factors" in column and data_type == "VARCHAR":
@@ -75,7 +76,7 @@ def _json_field(column: str, data_type: str, masking: str | None) -> str:
 
 
 def _struct(columns: list[tuple[str, str]], masked: dict[str, str]) -> str:
-    fields = [f"{_literal(name)}: {_json_field(name, data_type, masked.get(name))}"
+    fields = [f"{sql_literal(name)}: {_json_field(name, data_type, masked.get(name))}"
               for name, data_type in columns if name != "profile_id"]
     return "{" + ", ".join(fields) + "}"
 
@@ -95,7 +96,7 @@ def build_profile_documents(con: duckdb.DuckDBPyConnection, run_id: str, masked:
     predictions = _columns(con, "profiles", "profile_predictions")
 
     document = f"""to_json({{
-            'profile_id': p.profile_id, 'published_run_id': {_literal(run_id)}, 'scope': 'full',
+            'profile_id': p.profile_id, 'published_run_id': {sql_literal(run_id)}, 'scope': 'full',
             'attributes': {_struct(profiles, {})},
             'traits': t.document, 'predictions': pr.document,
             'segments': coalesce(s.names, []),
@@ -117,7 +118,7 @@ def build_profile_documents(con: duckdb.DuckDBPyConnection, run_id: str, masked:
     con.execute(f"create table {DOCUMENTS_TABLE} (profile_id varchar, document varchar)")
     for number, lower in enumerate(bounds):
         upper = bounds[number + 1] if number + 1 < len(bounds) else None
-        in_range = f"profile_id >= {_literal(lower)}" + (f" and profile_id < {_literal(upper)}" if upper else "")
+        in_range = f"profile_id >= {sql_literal(lower)}" + (f" and profile_id < {sql_literal(upper)}" if upper else "")
         con.execute(_documents_sql(document, traits, predictions, in_range))
     con.execute(f"create index profile_documents__profile_id on {DOCUMENTS_TABLE} (profile_id)")
     return con.execute(f"select count(*) from {DOCUMENTS_TABLE}").fetchone()[0]

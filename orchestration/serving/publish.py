@@ -23,7 +23,8 @@ from typing import Any
 import duckdb
 
 from orchestration.dbt_project import DBT_PROJECT
-from orchestration.serving.documents import DOCUMENTS_TABLE, build_profile_documents, mask_sql
+from orchestration.serving.documents import (DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier,
+                                             sql_literal)
 
 PUBLICATIONS_TABLE = "serving.publications"
 MASKINGS = ("email", "phone", "initial", "hash", "redact")  # see documents.mask_sql
@@ -87,14 +88,6 @@ def published_tables(manifest_path: Path | None = None) -> list[PublishedTable]:
     return sorted(tables, key=lambda t: t.relation)
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(text: str | Path) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
     return [row[0] for row in con.execute(
         "select column_name from information_schema.columns "
@@ -108,7 +101,7 @@ def _previous_publications(store: Path) -> list[tuple]:
         return []
     try:
         with duckdb.connect(":memory:") as con:
-            con.execute(f"attach {_literal(store)} as previous (read_only)")
+            con.execute(f"attach {sql_literal(str(store))} as previous (read_only)")
             return con.execute(f"select * from previous.{PUBLICATIONS_TABLE} order by published_at").fetchall()
     except duckdb.Error:
         return []  # an unreadable previous store is replaced, its history with it
@@ -131,7 +124,7 @@ def publish(warehouse: Path, store: Path, run_id: str, started_at: dt.datetime |
     con = duckdb.connect(str(staging_file))
     try:
         con.execute("set enable_progress_bar = false")
-        con.execute(f"attach {_literal(warehouse)} as build (read_only)")
+        con.execute(f"attach {sql_literal(str(warehouse))} as build (read_only)")
         for table in tables:
             columns = _columns(con, table.schema, table.name)
             if not columns:
@@ -139,21 +132,21 @@ def publish(warehouse: Path, store: Path, run_id: str, started_at: dt.datetime |
                     f"{table.relation} is marked for publishing but does not exist in {warehouse}; "
                     "run the pipeline (or dbt build) before publishing"
                 )
-            con.execute(f"create schema if not exists {_quote(table.schema)}")
-            order = f" order by {', '.join(map(_quote, table.order_by))}" if table.order_by else ""
+            con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
+            order = f" order by {', '.join(map(quote_identifier, table.order_by))}" if table.order_by else ""
             con.execute(f"create table {table.relation} as select * from build.{table.relation}{order}")
             for column in table.indexes:
-                con.execute(f"create index {_quote(f'{table.name}__{column}')} on {table.relation} ({_quote(column)})")
+                con.execute(f"create index {quote_identifier(f'{table.name}__{column}')} on {table.relation} ({quote_identifier(column)})")
             row_counts[table.relation] = con.execute(f"select count(*) from {table.relation}").fetchone()[0]
         con.execute("detach build")
         con.execute("create schema bi")
         for table in tables:
             selected = ", ".join(
-                f"{mask_sql(column, table.masked_columns[column])} as {_quote(column)}" if column in table.masked_columns
-                else _quote(column)
+                f"{mask_sql(column, table.masked_columns[column])} as {quote_identifier(column)}" if column in table.masked_columns
+                else quote_identifier(column)
                 for column in _columns_of(con, table)
             )
-            con.execute(f"create view bi.{_quote(table.name)} as select {selected} from {table.relation}")
+            con.execute(f"create view bi.{quote_identifier(table.name)} as select {selected} from {table.relation}")
         con.execute("create schema serving")
         step_started = time.perf_counter()
         row_counts[DOCUMENTS_TABLE] = build_profile_documents(
@@ -210,7 +203,7 @@ def latest_publication(store: Path) -> dict[str, Any] | None:
     if not store.exists():
         return None
     with duckdb.connect(":memory:") as con:
-        con.execute(f"attach {_literal(store)} as published (read_only)")
+        con.execute(f"attach {sql_literal(str(store))} as published (read_only)")
         row = con.execute(
             f"select run_id, started_at, published_at, row_counts, checks, publish_seconds "
             f"from published.{PUBLICATIONS_TABLE} order by published_at desc limit 1"
