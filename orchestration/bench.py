@@ -55,15 +55,20 @@ def _stages(people: int) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+def run_measured(command: list[str], env: dict[str, str] | None) -> tuple[float, float, str]:
+    """Run a command as its own process: wall seconds, its peak resident MiB (from wait4) and its
+    stdout. Output goes through files, not pipes: a chatty process cannot block on a full pipe."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"benchmark stage failed: {' '.join(command)}\n{stderr[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+        raise RuntimeError(f"benchmark stage failed: {' '.join(command)}\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024, stdout  # ru_maxrss is in KiB on Linux
 
 
 def run_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] = print) -> list[StageFigures]:
@@ -79,7 +84,7 @@ def run_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] =
         echo(f"cdp bench: {people:,} people, data in {data_dir}")
         echo(f"{'stage':<26}{'wall s':>10}{'peak RSS MiB':>14}")
         for stage, command in _stages(people):
-            seconds, peak = _run_measured(command, env)
+            seconds, peak, _ = run_measured(command, env)
             figures.append(StageFigures(stage, seconds, peak))
             echo(f"{stage:<26}{seconds:>10.2f}{peak:>14.0f}")
         total = sum(f.seconds for f in figures)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from orchestration.bench import run_measured
 from orchestration.settings import DBT_PROJECT_DIR
 
 RAW_SCIPY = """
@@ -75,23 +75,11 @@ def synthetic_graph(links: int, seed: int = 20) -> tuple[np.ndarray, np.ndarray,
     return relabel[left], relabel[right], total_nodes
 
 
-def _run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    stdout = process.stdout.read() if process.stdout else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        stderr = process.stderr.read() if process.stderr else ""
-        raise RuntimeError(f"benchmark step failed: {' '.join(command)}\n{stdout[-3000:]}\n{stderr[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, stdout
-
-
 def _dbt_model_seconds(model: str, env: dict[str, str], extra: list[str]) -> tuple[float, float]:
     """Execution time of one model as dbt reports it (run_results.json), and the process's peak RSS."""
     dbt = str(Path(sys.executable).with_name("dbt"))
     target = Path(env["CDP_DATA_DIR"]) / "dbt-target"
-    _, peak, _ = _run_measured([dbt, "run", "--select", model, "--project-dir", str(DBT_PROJECT_DIR),
+    _, peak, _ = run_measured([dbt, "run", "--select", model, "--project-dir", str(DBT_PROJECT_DIR),
                                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target), "--quiet",
                                 *extra], env)
     results = json.loads((target / "run_results.json").read_text())["results"]
@@ -129,10 +117,10 @@ def run_identity_benchmark(links: int, keep: bool = False, echo: Callable[[str],
              f"(synthetic, built in {time.perf_counter() - started:.1f} s); data in {work}")
         echo(f"{'step':<44}{'seconds':>10}{'peak RSS MiB':>14}")
         python = sys.executable
-        _, scipy_peak, out = _run_measured([python, "-c", RAW_SCIPY, str(work / "left.npy"), str(work / "right.npy")], env)
+        _, scipy_peak, out = run_measured([python, "-c", RAW_SCIPY, str(work / "left.npy"), str(work / "right.npy")], env)
         scipy_seconds, components = float(out.split()[0]), int(out.split()[1])
         echo(f"{'raw scipy on integer arrays':<44}{scipy_seconds:>10.2f}{scipy_peak:>14.0f}")
-        _, read_peak, out = _run_measured([python, "-c", READ_EDGES, str(warehouse)], env)
+        _, read_peak, out = run_measured([python, "-c", READ_EDGES, str(warehouse)], env)
         read_seconds = float(out.split()[0])
         echo(f"{'read the edges (DuckDB -> Arrow)':<44}{read_seconds:>10.2f}{read_peak:>14.0f}")
         stage = 0.0

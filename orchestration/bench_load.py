@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from orchestration.bench import _run_measured
+from orchestration.bench import run_measured
 
 FLOOR_SCRIPT = """
 import sys, duckdb, polars as pl
@@ -77,7 +77,7 @@ def run_load_benchmark(rows: int, echo: Callable[[str], None] = print) -> None:
         figures = {}
         for name, script in (("floor (read + insert)", FLOOR_SCRIPT), ("loader (contract checks)", LOADER_SCRIPT)):
             warehouse = work / f"{name.split()[0]}.duckdb"
-            seconds, peak = _run_measured([sys.executable, "-c", script, str(work / "landing"), str(warehouse)], env=None)
+            seconds, peak, _ = run_measured([sys.executable, "-c", script, str(work / "landing"), str(warehouse)], env=None)
             figures[name] = seconds
             echo(f"{name:<28}{seconds:>10.1f}{rows / seconds:>14,.0f}{peak:>14,.0f}")
         ratio = figures["loader (contract checks)"] / figures["floor (read + insert)"]

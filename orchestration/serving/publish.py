@@ -121,13 +121,14 @@ def publish(warehouse: Path, store: Path, run_id: str, started_at: dt.datetime |
         leftover.unlink(missing_ok=True)  # from a publication that was killed midway
     history = _previous_publications(store)
     row_counts: dict[str, int] = {}
+    columns: dict[str, list[str]] = {}  # relation -> column names, as copied
     con = duckdb.connect(str(staging_file))
     try:
         con.execute("set enable_progress_bar = false")
         con.execute(f"attach {sql_literal(str(warehouse))} as build (read_only)")
         for table in tables:
-            columns = _columns(con, table.schema, table.name)
-            if not columns:
+            columns[table.relation] = _columns(con, table.schema, table.name)
+            if not columns[table.relation]:
                 raise PublishError(
                     f"{table.relation} is marked for publishing but does not exist in {warehouse}; "
                     "run the pipeline (or dbt build) before publishing"
@@ -144,7 +145,7 @@ def publish(warehouse: Path, store: Path, run_id: str, started_at: dt.datetime |
             selected = ", ".join(
                 f"{mask_sql(column, table.masked_columns[column])} as {quote_identifier(column)}" if column in table.masked_columns
                 else quote_identifier(column)
-                for column in _columns_of(con, table)
+                for column in columns[table.relation]
             )
             con.execute(f"create view bi.{quote_identifier(table.name)} as select {selected} from {table.relation}")
         con.execute("create schema serving")
@@ -180,14 +181,6 @@ def publish(warehouse: Path, store: Path, run_id: str, started_at: dt.datetime |
                        published_at=published_at, row_counts=row_counts,
                        seconds=time.perf_counter() - began, store_bytes=store.stat().st_size,
                        documents_seconds=documents_seconds)
-
-
-def _columns_of(con: duckdb.DuckDBPyConnection, table: PublishedTable) -> list[str]:
-    return [row[0] for row in con.execute(
-        "select column_name from information_schema.columns where table_catalog = current_database() "
-        "and table_schema = ? and table_name = ? order by ordinal_position",
-        [table.schema, table.name],
-    ).fetchall()]
 
 
 def _fsync(path: Path) -> None:
