@@ -13,13 +13,16 @@ import yaml
 import data_contracts
 from orchestration.settings import DBT_PROJECT_DIR
 
+_CRM_CONTACT_COLUMNS = {
+    "contact_id": "contact_id", "first_name": "first_name", "last_name": "last_name", "email": "email",
+    "phone": "phone", "birth_date": "birth_date", "gender": "gender", "street": "street", "city": "city",
+    "postcode": "postcode", "country_code": "country", "created_at": "created_at", "updated_at": "updated_at",
+    "source_file": None}
+
 # staging model -> (contract, {staging column: contract column or None when derived from no source column})
 STAGING_LINEAGE: dict[str, tuple[str, dict[str, str | None]]] = {
-    "stg_crm__contacts": ("crm__contacts", {
-        "contact_id": "contact_id", "first_name": "first_name", "last_name": "last_name", "email": "email",
-        "phone": "phone", "birth_date": "birth_date", "gender": "gender", "street": "street", "city": "city",
-        "postcode": "postcode", "country_code": "country", "created_at": "created_at", "updated_at": "updated_at",
-        "source_file": None}),
+    "stg_crm__contact_versions": ("crm__contacts", _CRM_CONTACT_COLUMNS),
+    "stg_crm__contacts": ("crm__contacts", _CRM_CONTACT_COLUMNS),
     "stg_webshop__orders": ("webshop__orders", {
         "order_id": "order_id", "shop_customer_id": "customer_id", "email": "email", "phone": "phone",
         "ordered_at": "ordered_at", "order_total": "total_amount", "currency_code": "currency",

@@ -50,7 +50,12 @@ def explain(con: duckdb.DuckDBPyConnection, first: str, second: str) -> list[str
         return [f"{first} is in profile {profiles[0]}, {second} in profile {profiles[1]}: no source record links "
                 "them (directly or through other identifiers)"]
     edges = con.execute(
-        """select left_identity_key, right_identity_key, example_record_id, record_count
+        """select left_identity_key, right_identity_key,
+                  case when link_type = 'probabilistic'
+                       then 'probabilistic match ' || example_record_id || ' ~ ' || matched_record_id
+                            || ', p=' || round(match_probability, 4)
+                       else example_record_id end as evidence,
+                  record_count
            from identity.identity_links
            where is_kept
              and left_identity_key in (select identity_key from identity.identity_graph where profile_id = ?)""",

@@ -19,7 +19,9 @@ def test_asset_graph_has_every_stage_connected():
     sync_key = dg.AssetKey(["activation", "high_value_to_csv"])
     ancestors = graph.get(sync_key).parent_keys
     assert dg.AssetKey(["segments", "seg_high_value"]) in ancestors
-    assert dg.AssetKey(["raw", "crm__contacts"]) in graph.get(dg.AssetKey(["staging", "stg_crm__contacts"])).parent_keys
+    versions = dg.AssetKey(["staging", "stg_crm__contact_versions"])
+    assert dg.AssetKey(["raw", "crm__contacts"]) in graph.get(versions).parent_keys
+    assert versions in graph.get(dg.AssetKey(["staging", "stg_crm__contacts"])).parent_keys
 
     job = defs.resolve_job_def(PIPELINE_JOB_NAME)
     assert job is not None

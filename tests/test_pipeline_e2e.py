@@ -110,9 +110,11 @@ def test_summary_reports_every_stage(runs):
 
 
 def test_every_stage_produces_rows(runs):
-    # Quarantine tables of clean sources and the merge/split log start empty by design.
+    # Quarantine tables of clean sources, the merge/split log and the probabilistic matches (a stage
+    # off by default) start empty by design.
+    empty_by_design = ("identity.profile_id_history", "identity.identity_probabilistic_links")
     empty = [name for name, (rows, _) in runs.fingerprints[0].items()
-             if rows == 0 and not name.startswith("quarantine.") and name != "identity.profile_id_history"]
+             if rows == 0 and not name.startswith("quarantine.") and name not in empty_by_design]
     assert not empty, f"tables without rows after the first run: {empty}"
     quarantined = sum(rows for name, (rows, _) in runs.fingerprints[0].items() if name.startswith("quarantine."))
     assert quarantined > 0, "the demo data plants bad rows: some must be quarantined"
@@ -205,6 +207,65 @@ def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
     assert comparison["nodes"] > comparison["scipy_components"] > PEOPLE // 2, comparison
     leftovers = query(runs, "select count(*) from information_schema.tables where table_name like '%\\_\\_cc\\_%' escape '\\'")
     assert leftovers.item() == 0, "work tables of the SQL fallback were left behind"
+
+
+def test_dbt_unit_tests_of_the_normalization_macros_pass(runs):
+    """dbt unit tests (dbt_project/models/_unit_tests.yml): email, phone, name normalization and hashing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.settings import DBT_PROJECT_DIR
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "test", "--select", "test_type:unit",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(runs.workspace.data_dir / "dbt-target-unit-tests")],
+        env=runs.workspace.env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "PASS=4 " in result.stdout and "ERROR=0" in result.stdout, result.stdout[-2000:]
+
+
+def test_probabilistic_matching_keeps_precision_on_the_demo(runs, tmp_path, capsys):
+    """The Splink stage switched on (on a copy of the run's warehouse): precision stays >= 0.995 and
+    recall does not fall; every match it scores is listed with its evidence, and one that would join
+    two people's CRM ids is dropped by the linking rules."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from orchestration.identity_evaluation import evaluate_clustering
+    from orchestration.settings import DBT_PROJECT_DIR
+
+    truth = runs.workspace.data_dir / "truth" / "record_truth.csv"
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        without = evaluate_clustering(con, truth)
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(runs.workspace.warehouse, copy)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), "build", "--select", "identity_probabilistic_links+,path:models/identity",
+         "--vars", "{identity_probabilistic_matching: true}",
+         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(tmp_path / "dbt-target")],
+        env={**runs.workspace.env, "CDP_WAREHOUSE": str(copy)}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    with duckdb.connect(str(copy), read_only=True) as con:
+        with_matching = evaluate_clustering(con, truth)
+        matches = con.execute("select * from identity.identity_probabilistic_links").pl()
+        links = con.execute("select link_type, is_kept, drop_rule from identity.identity_links").pl()
+    with capsys.disabled():
+        print(f"\nprobabilistic matching on: {with_matching.describe()}; {matches.height} match(es) scored")
+    assert with_matching.precision >= 0.995 and with_matching.identified.precision >= 0.995, with_matching.describe()
+    assert with_matching.recall >= without.recall and with_matching.identified.recall >= without.identified.recall
+    assert matches["match_probability"].min() is None or matches["match_probability"].min() >= 0.99
+    probabilistic = links.filter(pl.col("link_type") == "probabilistic")
+    anchor_pairs = matches.select(pl.min_horizontal("left_identity_key", "right_identity_key").alias("low"),
+                                  pl.max_horizontal("left_identity_key", "right_identity_key").alias("high")).unique()
+    assert probabilistic.height == anchor_pairs.height
+    assert set(probabilistic.filter(~pl.col("is_kept"))["drop_rule"]) <= {"unique_per_person", "max_per_person"}
 
 
 def independent_purchases(runs: PipelineRuns) -> pl.DataFrame:

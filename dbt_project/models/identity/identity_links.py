@@ -7,6 +7,9 @@ first, then by namespace priority, then by key; a link that would give one perso
 unique namespace, or more identifiers than allowed, is dropped and recorded with the values it
 would have joined.
 
+Probabilistic matches (identity_probabilistic_links, when switched on) are replayed after every
+deterministic link: a score never outranks a shared identifier.
+
 Only components that break a rule are replayed (found with scipy on all links first); in every other
 component all links are kept. Replaying is a union-find over those components' links.
 """
@@ -34,6 +37,9 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
     )
     nodes = nodes.join(limits, on="namespace", how="left", maintain_order="left")
     ends = nodes.select("identity_key", "node", pl.col("priority").fill_null(99))
+    if "link_type" not in edges.columns:
+        edges = edges.with_columns(pl.lit("deterministic").alias("link_type"))
+    edges = edges.with_columns((pl.col("link_type") == "probabilistic").alias("is_probabilistic"))
     edges = (
         edges.join(ends.rename({"identity_key": "left_identity_key", "node": "left_node", "priority": "left_priority"}),
                    on="left_identity_key")
@@ -57,8 +63,8 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
         namespace_of = nodes["namespace"].to_list()
         value_of = nodes["identity_value"].to_list()
         limit_of = dict(zip(limits["namespace"].to_list(), limits["limit"].to_list()))
-        to_replay = to_replay.sort(["last_seen_at", "priority", "left_identity_key", "right_identity_key"],
-               descending=[True, False, False, False], nulls_last=True)
+        to_replay = to_replay.sort(["is_probabilistic", "last_seen_at", "priority", "left_identity_key", "right_identity_key"],
+               descending=[False, True, False, False, False], nulls_last=True)
         parent: dict[int, int] = {}
         # per root: namespace -> set of values (only limited namespaces are tracked)
         members: dict[int, dict[str, set]] = {}
@@ -107,7 +113,28 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
     else:
         edges = edges.with_columns(pl.lit(None, pl.Boolean).alias("is_kept"), pl.lit(None, pl.String).alias("drop_rule"),
                                    pl.lit(None, pl.String).alias("drop_detail"))
-    return edges.with_columns(pl.col("is_kept").fill_null(True)).drop("left_node", "right_node", "component", "priority")
+    return edges.with_columns(pl.col("is_kept").fill_null(True)).drop(
+        "left_node", "right_node", "component", "priority", "is_probabilistic")
+
+
+def probabilistic_edges(matches: pl.DataFrame) -> pl.DataFrame:
+    """One edge per pair of anchor identifiers from scored record matches: the best-scoring match is
+    its example (example_record_id and matched_record_id), record_count counts the matches."""
+    if matches.is_empty():
+        return pl.DataFrame()
+    ordered = matches.with_columns(
+        pl.min_horizontal("left_identity_key", "right_identity_key").alias("low"),
+        pl.max_horizontal("left_identity_key", "right_identity_key").alias("high"),
+    )
+    return (
+        ordered.sort("match_probability", "left_record_id", descending=[True, False])
+        .group_by("low", "high", maintain_order=True)
+        .agg(pl.len().cast(pl.Int64).alias("record_count"), pl.col("left_record_id").first().alias("example_record_id"),
+             pl.col("right_record_id").first().alias("matched_record_id"),
+             pl.col("match_probability").first(), pl.col("first_seen_at").min(), pl.col("last_seen_at").max())
+        .rename({"low": "left_identity_key", "high": "right_identity_key"})
+        .with_columns(pl.lit("probabilistic").alias("link_type"))
+    )
 
 
 def model(dbt, session):
@@ -115,6 +142,10 @@ def model(dbt, session):
     nodes = pl.from_arrow(
         dbt.ref("identity_identifiers").filter("is_linkable").project("identity_key, namespace, identity_value")
         .arrow().read_all())
-    edges = pl.from_arrow(dbt.ref("identity_edges").arrow().read_all())
+    edges = pl.from_arrow(dbt.ref("identity_edges").arrow().read_all()).with_columns(
+        pl.lit("deterministic").alias("link_type"), pl.lit(None, pl.String).alias("matched_record_id"),
+        pl.lit(None, pl.Float64).alias("match_probability"))
+    edges = pl.concat([edges, probabilistic_edges(pl.from_arrow(
+        dbt.ref("identity_probabilistic_links").arrow().read_all()))], how="diagonal_relaxed")
     namespaces = pl.from_arrow(dbt.ref("identity_namespaces").arrow().read_all())
     return replay_links(nodes, edges, namespaces).to_arrow()

@@ -23,6 +23,9 @@ final as (
         graph.profile_id,
         graph.namespace,
         graph.identity_value,
+        -- What ad platforms match on (Email_LC_SHA256, phone SHA-256 of E.164): hex of the normalized value.
+        case when graph.namespace in ('email', 'phone') then {{ sha256_hex('graph.identity_value') }} end
+            as identity_value_sha256,
         graph.record_count,
         graph.first_seen_at,
         graph.last_seen_at,

@@ -1,7 +1,9 @@
 -- XDM identityMap as a long table: one row per (source record, namespace, identifier value).
--- The first identifier listed for a source is the record's primary identity.
+-- The first identifier listed for a source is the record's primary identity. A source with
+-- `versions` keeps the identifiers of every version of a record (seen_at: the latest version that
+-- carried it), as an identity graph keeps a link once made.
 {%- set identity_sources = [
-    {'model': 'stg_crm__contacts', 'source_table': 'crm__contacts', 'key': 'contact_id', 'seen_at': 'updated_at',
+    {'model': 'stg_crm__contact_versions', 'source_table': 'crm__contacts', 'key': 'contact_id', 'seen_at': 'updated_at', 'versions': true,
      'identities': [('crm_id', 'contact_id', 'authenticated'), ('email', 'email', 'authenticated'), ('phone', 'phone', 'authenticated')]},
     {'model': 'stg_loyalty__members', 'source_table': 'loyalty__members', 'key': 'loyalty_id', 'seen_at': 'updated_at',
      'identities': [('loyalty_id', 'loyalty_id', 'authenticated'), ('email', 'email', 'authenticated'), ('phone', 'phone', 'authenticated')]},
@@ -35,9 +37,12 @@ with
         {{ column }} as identity_value,
         '{{ state }}' as authenticated_state,
         {{ 'true' if loop.first else 'false' }} as is_primary,
-        {{ src.seen_at }} as seen_at
+        {{ 'max(' ~ src.seen_at ~ ')' if src.versions else src.seen_at }} as seen_at
     from {{ ref(src.model) }}
     where {{ column }} is not null
+    {%- if src.versions %}
+    group by 1, 2, 3, 4, 5, 6
+    {%- endif %}
     {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 ),
