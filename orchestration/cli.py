@@ -273,6 +273,29 @@ def profile_explain(first: str, second: str) -> None:
             click.echo(line)
 
 
+@profile.command("show")
+@click.argument("identifier")
+@click.option("--json", "as_json", is_flag=True, help="Print the profile document as JSON.")
+@click.option("--events", default=10, show_default=True, type=click.IntRange(0, 500), help="Recent events to show.")
+def profile_show(identifier: str, as_json: bool, events: int) -> None:
+    """The profile holding IDENTIFIER (<namespace>:<value>, any identifier: email:ana@x.com,
+    phone:+14155550123, cookie_id:...): identities, attributes, consents, traits, predictions,
+    segments and recent events, from the last published run."""
+    import json
+
+    from orchestration.profile_card import ProfileNotFound, load_profile, render_profile
+    from orchestration.serving.documents import InvalidIdentifier
+
+    namespace, _, value = identifier.partition(":")
+    if not value:
+        raise click.BadParameter(f"{identifier!r}: expected <namespace>:<value>, e.g. email:ana@example.com")
+    try:
+        found = load_profile(current_paths().serving_store, namespace, value, events)
+    except (InvalidIdentifier, ProfileNotFound) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(found, indent=2, ensure_ascii=False) if as_json else render_profile(found))
+
+
 @main.group()
 def identity() -> None:
     """Identity resolution tools."""
@@ -318,9 +341,6 @@ def bench_load(rows: int) -> None:
     run_load_benchmark(rows, echo=click.echo)
 
 
-if __name__ == "__main__":
-    main()
-
 
 @main.command("bench-serve")
 @click.option("--data-dir", "data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -350,3 +370,6 @@ def bench_identity(links: int, keep: bool) -> None:
 
     run_identity_benchmark(links, keep=keep, echo=click.echo)
 
+
+if __name__ == "__main__":
+    main()

@@ -363,3 +363,37 @@ def test_openapi_fuzzing_finds_no_server_error(client):
         fuzz()
     assert len(calls) >= 300 and {200, 401} <= set(calls), sorted(set(calls))
     assert not failures, failures[:5]
+
+
+def test_profile_show_finds_a_demo_person_by_email_phone_and_cookie(serving, client):
+    """`cdp profile show` (the profile 360 in a terminal) reads the published store: any identifier of
+    a person leads to the same profile, as text with every section or as the API's JSON document."""
+    from click.testing import CliRunner
+
+    from orchestration.cli import main
+
+    runner = CliRunner(env=serving.workspace.env)
+    person = next(p for p in known_person_identifiers(serving.workspace)
+                  if all(client.get(f"/profiles/{ns}/{v}", headers={"X-API-Key": FULL_KEY}).status_code == 200
+                         for ns, v in p.items()))
+    shown = {}
+    for namespace in ("email", "phone", "cookie_id"):
+        result = runner.invoke(main, ["profile", "show", f"{namespace}:{person[namespace]}", "--json", "--events", "3"])
+        assert result.exit_code == 0, result.output
+        shown[namespace] = json.loads(result.output)
+    assert len({doc["profile_id"] for doc in shown.values()}) == 1, {ns: d["profile_id"] for ns, d in shown.items()}
+    document = shown["email"]
+    assert document["published_run_id"] == latest(serving.store)["run_id"]
+    assert len(document["recent_events"]) <= 3
+    assert ("cookie_id", person["cookie_id"]) in {(i["namespace"], i["value"]) for i in document["identities"]}
+
+    text = runner.invoke(main, ["profile", "show", f"email:{person['email'].upper()}"])
+    assert text.exit_code == 0, text.output
+    for section in ("Identities (", "Attributes", "Consents", "Traits", "Predictions", "Segments:", "Recent events ("):
+        assert section in text.output, f"{section!r} missing from:\n{text.output}"
+    assert document["profile_id"] in text.output and person["cookie_id"] in text.output
+
+    unknown = runner.invoke(main, ["profile", "show", "fax:12345"])
+    assert unknown.exit_code != 0 and "unknown identity namespace 'fax'" in unknown.output
+    missing = runner.invoke(main, ["profile", "show", "email:nobody.at.all@example.com"])
+    assert missing.exit_code != 0 and "no profile holds email:nobody.at.all@example.com" in missing.output

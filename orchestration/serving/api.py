@@ -12,7 +12,6 @@ import datetime as dt
 import hmac
 import json
 import os
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -24,16 +23,16 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
-from orchestration.serving.documents import DOCUMENT_EVENTS, DOCUMENTS_TABLE, MASKING_RULES_TABLE, mask_value
+from orchestration.serving.documents import (
+    DOCUMENT_EVENTS, MASKING_RULES_TABLE, NAMESPACE, InvalidIdentifier, lookup_profile_document, mask_value,
+)
+from orchestration.serving.documents import normalize_identifier as normalize_identifier_as_stored
 from orchestration.serving.publish import PUBLICATIONS_TABLE
 from orchestration.serving.store import PublishedStore, StoreUnavailable
 
 API_KEY_HEADER = "X-API-Key"
 FULL_KEYS_ENV = "CDP_API_KEYS_FULL"
 MASKED_KEYS_ENV = "CDP_API_KEYS_MASKED"
-MAX_VALUE_LENGTH = 320  # the longest valid email address
-EMAIL = re.compile(r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")  # as dbt's normalize_email
-NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SEGMENT_NAME = NAMESPACE
 
 
@@ -149,29 +148,10 @@ def _json_value(name: str, value: Any) -> Any:
 
 
 def normalize_identifier(namespace: str, value: str) -> str:
-    """The identifier as the pipeline stores it, or 422 saying what is wrong and what is expected.
-    (Whether the namespace exists is checked against the store when the lookup finds nothing.)"""
-    if not NAMESPACE.match(namespace):
-        raise HTTPException(422, f"malformed identity namespace {namespace[:64]!r}: lower-case letters, "
-                                 "digits and _, e.g. email, phone, cookie_id")
-    value = value.strip()
-    if not value or len(value) > MAX_VALUE_LENGTH or not value.isprintable():
-        raise HTTPException(422, f"{namespace} value must be 1 to {MAX_VALUE_LENGTH} printable characters")
-    if namespace == "email":
-        value = value.lower()
-        if not EMAIL.match(value):
-            raise HTTPException(422, "email must look like name@example.com")
-    elif namespace == "phone":
-        digits = re.sub(r"[^0-9]", "", value)
-        if value.startswith("00"):
-            digits = digits[2:]
-        elif not value.startswith("+") or re.search(r"[^0-9+ ().-]", value):
-            raise HTTPException(422, "phone must be in international form: + country code and number, "
-                                     "e.g. +14155550123")
-        if not 8 <= len(digits) <= 15:
-            raise HTTPException(422, f"phone must have 8 to 15 digits in E.164 form; found {len(digits)}")
-        value = "+" + digits
-    return value
+    try:
+        return normalize_identifier_as_stored(namespace, value)
+    except InvalidIdentifier as error:
+        raise HTTPException(422, str(error)) from None
 
 
 def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8) -> FastAPI:
@@ -255,20 +235,13 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
         identities and recent events, all from one published run."""
         normalized = normalize_identifier(namespace, value)
         with store.cursor() as cursor:
-            # Two index lookups (identifier -> profile id -> document built at publish time). The filter
-            # is on the indexed column alone: DuckDB scans instead when another predicate is added.
-            matches = cursor.execute(
-                f"select namespace, profile_id from profiles.profile_identities "
-                f"where identity_value = {_sql_string(normalized)}").fetchall()
-            found = next(((profile_id,) for ns, profile_id in matches if ns == namespace), None)
-            if found is None:
-                namespaces = {r[0] for r in cursor.execute("select namespace from identity.identity_namespaces").fetchall()}
+            profile_id, document, namespaces = lookup_profile_document(cursor, namespace, normalized)
+            if document is None:
                 if namespace not in namespaces:
                     raise HTTPException(422, f"unknown identity namespace {namespace[:64]!r}; expected one of: "
                                              f"{', '.join(sorted(namespaces))}")
                 raise HTTPException(404, f"no profile has this {namespace} identifier; check the value or the namespace")
-            pid = _sql_string(found[0])
-            document = cursor.execute(f"select document from {DOCUMENTS_TABLE} where profile_id = {pid}").fetchone()[0]
+            pid = _sql_string(profile_id)
             rules = masking_rules(cursor) if scope_ is Scope.masked else None
             if events > DOCUMENT_EVENTS:
                 recent = rows(cursor, f"select event_id, event_type, occurred_at, channel, source_table, "

@@ -11,6 +11,7 @@ shape is the API's `Profile`.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import duckdb
 
@@ -18,6 +19,59 @@ DOCUMENTS_TABLE = "serving.profile_documents"
 DOCUMENT_EVENTS = 10  # recent events kept in a document (most of its size); requests for more read profile_events
 MASKING_RULES_TABLE = "serving.masking_rules"
 BATCH_PROFILES = 100_000  # documents are built in profile id ranges of this size: memory stays bounded
+
+
+MAX_VALUE_LENGTH = 320  # the longest valid email address
+EMAIL = re.compile(r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")  # as dbt's normalize_email
+NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class InvalidIdentifier(ValueError):
+    """An identifier that cannot be looked up; the message says what is wrong and what is expected."""
+
+
+def normalize_identifier(namespace: str, value: str) -> str:
+    """The identifier as the pipeline stores it (emails lower-cased, phones in E.164). Whether the
+    namespace exists is checked against the store when a lookup finds nothing."""
+    if not NAMESPACE.match(namespace):
+        raise InvalidIdentifier(f"malformed identity namespace {namespace[:64]!r}: lower-case letters, "
+                                "digits and _, e.g. email, phone, cookie_id")
+    value = value.strip()
+    if not value or len(value) > MAX_VALUE_LENGTH or not value.isprintable():
+        raise InvalidIdentifier(f"{namespace} value must be 1 to {MAX_VALUE_LENGTH} printable characters")
+    if namespace == "email":
+        value = value.lower()
+        if not EMAIL.match(value):
+            raise InvalidIdentifier("email must look like name@example.com")
+    elif namespace == "phone":
+        digits = re.sub(r"[^0-9]", "", value)
+        if value.startswith("00"):
+            digits = digits[2:]
+        elif not value.startswith("+") or re.search(r"[^0-9+ ().-]", value):
+            raise InvalidIdentifier("phone must be in international form: + country code and number, "
+                                    "e.g. +14155550123")
+        if not 8 <= len(digits) <= 15:
+            raise InvalidIdentifier(f"phone must have 8 to 15 digits in E.164 form; found {len(digits)}")
+        value = "+" + digits
+    return value
+
+
+def lookup_profile_document(con: duckdb.DuckDBPyConnection, namespace: str,
+                            normalized_value: str) -> tuple[str | None, str | None, set[str]]:
+    """(profile id, its published document, known namespaces) for a normalized identifier; (None,
+    None, namespaces) when no profile holds it. Two index lookups: identifier -> profile id ->
+    document. The filter is on the indexed column alone: DuckDB scans instead when another predicate
+    is added. The namespaces are read only when nothing is found."""
+    matches = con.execute(
+        f"select namespace, profile_id from profiles.profile_identities "
+        f"where identity_value = {sql_literal(normalized_value)}").fetchall()
+    profile_id = next((found for ns, found in matches if ns == namespace), None)
+    if profile_id is None:
+        namespaces = {row[0] for row in con.execute("select namespace from identity.identity_namespaces").fetchall()}
+        return None, None, namespaces
+    document = con.execute(
+        f"select document from {DOCUMENTS_TABLE} where profile_id = {sql_literal(profile_id)}").fetchone()[0]
+    return profile_id, document, set()
 
 
 def quote_identifier(identifier: str) -> str:
