@@ -364,11 +364,13 @@ def bench_serve(data_dir: Path | None, repeats: int, rate: float, duration: floa
 @main.command("bench-identity")
 @click.option("--links", default=10_000_000, show_default=True, help="Identity links in the synthetic graph.")
 @click.option("--keep", is_flag=True, help="Keep the benchmark's data dir.")
-def bench_identity(links: int, keep: bool) -> None:
-    """Benchmark the identity stage (components + stable ids) and the SQL fallback against raw scipy."""
+@click.option("--sql-fallback/--no-sql-fallback", default=True, show_default=True,
+              help="Also time the pure-SQL connected components (about 100x the floor at 10M links).")
+def bench_identity(links: int, keep: bool, sql_fallback: bool) -> None:
+    """Benchmark the identity stage (linking rules + components + stable ids) and the SQL fallback against raw scipy."""
     from orchestration.bench_identity import run_identity_benchmark
 
-    run_identity_benchmark(links, keep=keep, echo=click.echo)
+    run_identity_benchmark(links, keep=keep, echo=click.echo, sql_fallback=sql_fallback)
 
 
 if __name__ == "__main__":

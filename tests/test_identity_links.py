@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-MODEL = Path(__file__).resolve().parent.parent / "dbt_project" / "models" / "identity" / "identity_links.py"
+MODEL = Path(__file__).resolve().parent.parent / "dbt_project" / "models" / "identity" / "identity_link_decisions.py"
 spec = importlib.util.spec_from_file_location("identity_links", MODEL)
 identity_links = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(identity_links)
@@ -48,12 +48,14 @@ def test_chain_joining_two_crm_ids_drops_its_oldest_link():
         ("crm_id:C1", "email:a@x.com", 20),      # newest
         ("email:a@x.com", "phone:+4915100000001", 10),
         ("crm_id:C2", "phone:+4915100000001", 5),  # oldest: would put C1 and C2 in one person
+        ("a_id:1", "a_id:2", 1),  # an unrelated person whose keys sort first: ids and positions differ
     ])
     assert decisions[("crm_id:C1", "email:a@x.com")][0]
     assert decisions[("email:a@x.com", "phone:+4915100000001")][0]
+    assert decisions[("a_id:1", "a_id:2")][0]
     kept, rule, detail = decisions[("crm_id:C2", "phone:+4915100000001")]
     assert not kept and rule == "unique_per_person"
-    assert "C1" in detail and "C2" in detail
+    assert detail == "would join crm_id C2 with C1 (limit 1)"
 
 
 def test_household_phone_keeps_the_most_recent_person():

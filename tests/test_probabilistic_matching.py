@@ -22,7 +22,7 @@ def _load(name: str):
 
 
 matching = _load("identity_probabilistic_links")
-identity_links = _load("identity_links")
+link_decisions = _load("identity_link_decisions")
 
 SYLLABLES = ["ka", "lo", "mi", "ra", "ne", "to", "su", "vi", "de", "an", "el", "or", "ya", "zu", "be", "fi"]
 
@@ -108,8 +108,8 @@ def test_a_match_never_joins_two_values_of_a_unique_namespace():
         pl.lit("crm:twin").alias("unique_id"), pl.lit("crm_id:TWIN").alias("anchor_key"), pl.lit(None, pl.String).alias("email"))
     links = matching.match_records(pl.concat([records, twin]), edges, threshold=0.99)
     assert ("crm:5", "crm:twin") in _pairs(links) or ("crm:twin", "crm:5") in _pairs(links)
-    candidate = identity_links.probabilistic_edges(links.filter(pl.col("right_record_id").is_in(["crm:twin", "crm:5"])
-                                                                & pl.col("left_record_id").is_in(["crm:twin", "crm:5"])))
+    match = links.filter(pl.col("left_record_id").is_in(["crm:twin", "crm:5"]) & pl.col("right_record_id").is_in(["crm:twin", "crm:5"]))
+    candidate = match.select("left_identity_key", "right_identity_key", "last_seen_at", pl.lit("probabilistic").alias("link_type"))
     deterministic = edges.filter(pl.col("left_identity_key") == "crm_id:C5").with_columns(
         pl.lit(dt.datetime(2026, 1, 2)).alias("last_seen_at"), pl.lit("deterministic").alias("link_type"))
     keys = ["crm_id:C5", "crm_id:TWIN", "email:p5@mail.example"]
@@ -118,7 +118,7 @@ def test_a_match_never_joins_two_values_of_a_unique_namespace():
     namespaces = pl.DataFrame({"namespace": ["crm_id", "email"], "priority": [1, 4],
                                "is_unique_per_person": [True, False], "max_per_person": [None, None]},
                               schema_overrides={"max_per_person": pl.Int64})
-    decided = identity_links.replay_links(nodes, pl.concat([deterministic, candidate], how="diagonal_relaxed"), namespaces)
+    decided = link_decisions.replay_links(nodes, pl.concat([deterministic, candidate], how="diagonal_relaxed"), namespaces)
     probabilistic = decided.filter(pl.col("link_type") == "probabilistic")
     assert probabilistic["is_kept"].to_list() == [False]
     assert probabilistic["drop_rule"].to_list() == ["unique_per_person"]

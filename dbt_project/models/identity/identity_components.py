@@ -1,37 +1,34 @@
 """Connected components of the identity graph.
 
 A Python model because SQL is the wrong tool here: scipy labels components of millions of edges
-in about a second, where the iterative min-label SQL loop takes tens of seconds.
+in about a second, where the iterative min-label SQL loop takes tens of seconds. It works on the
+identifiers' dense integer ids (identity_identifiers.identity_id, in key order, so the same input
+gives the same component ids on every run); the keys never leave DuckDB.
 """
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 
 def model(dbt, session):
     dbt.config(materialized="table")
-
-    nodes = (
-        dbt.ref("identity_identifiers").filter("is_linkable").project("identity_key").order("identity_key")
-        .arrow().read_all()
-    ).column("identity_key").combine_chunks()
+    session.register("__components_identifiers", dbt.ref("identity_identifiers"))
+    session.register("__components_links", dbt.ref("identity_links"))
+    node_count = session.sql("select count(*) from __components_identifiers").fetchone()[0]
     # Only the links the linking rules kept (identity_links records the dropped ones and why).
-    edges = (
-        dbt.ref("identity_links").filter("is_kept").project("left_identity_key, right_identity_key").arrow().read_all()
-    )
-
-    # Nodes sorted by key: the same input gives the same component ids on every run.
-    # Dense integer node ids: the position of each identifier key in `nodes` (a hash lookup).
-    left = pc.index_in(edges.column(0), value_set=nodes).to_numpy(zero_copy_only=False)
-    right = pc.index_in(edges.column(1), value_set=nodes).to_numpy(zero_copy_only=False)
-
-    node_count = len(nodes)
-    adjacency = coo_matrix(
-        (np.ones(len(left), dtype=np.int8), (left, right)), shape=(node_count, node_count)
-    )
+    links = session.sql(
+        "select left_identity_id, right_identity_id from __components_links where is_kept").arrow().read_all()
+    left = links.column(0).to_numpy()
+    right = links.column(1).to_numpy()
+    adjacency = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(node_count, node_count))
     _, labels = connected_components(adjacency, directed=False)
-
-    return pa.table({"identity_key": nodes, "component_id": pa.array(labels, type=pa.int64())})
+    session.register("__components_labels", pa.table({"identity_id": pa.array(np.arange(node_count, dtype=np.int64)),
+                                                      "component_id": pa.array(labels, pa.int64())}))
+    return session.sql("""
+        select identifiers.identity_key, identifiers.identity_id, labels.component_id
+        from __components_identifiers as identifiers
+        inner join __components_labels as labels on labels.identity_id = identifiers.identity_id
+        where identifiers.is_linkable
+    """)

@@ -15,7 +15,8 @@ linkable as (
     select
         identities.record_id,
         identities.seen_at,
-        identifiers.identity_key
+        identifiers.identity_key,
+        identifiers.identity_id
     from identities
     inner join identifiers
         on identifiers.namespace = identities.namespace
@@ -26,7 +27,8 @@ linkable as (
 record_anchors as (
     select
         record_id,
-        min(identity_key) as anchor_key
+        min(identity_key) as anchor_key,
+        min(identity_id) as anchor_id  -- the same identifier: ids follow key order
     from linkable
     group by record_id
 ),
@@ -35,6 +37,8 @@ final as (
     select
         record_anchors.anchor_key as left_identity_key,
         linkable.identity_key as right_identity_key,
+        record_anchors.anchor_id as left_identity_id,
+        linkable.identity_id as right_identity_id,
         count(*) as record_count,
         min(linkable.record_id) as example_record_id,
         min(linkable.seen_at) as first_seen_at,
@@ -43,7 +47,7 @@ final as (
     inner join record_anchors
         on record_anchors.record_id = linkable.record_id
     where linkable.identity_key <> record_anchors.anchor_key
-    group by record_anchors.anchor_key, linkable.identity_key
+    group by record_anchors.anchor_key, linkable.identity_key, record_anchors.anchor_id, linkable.identity_id
 )
 
 select * from final

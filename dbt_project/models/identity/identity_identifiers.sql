@@ -48,6 +48,9 @@ blocked as (
 final as (
     select
         identifiers.namespace || ':' || identifiers.identity_value as identity_key,
+        -- Dense integer id in identity_key order: the graph models work on integers (scipy, union-find),
+        -- and the smallest id of a component is its smallest key.
+        row_number() over (order by identifiers.namespace || ':' || identifiers.identity_value) - 1 as identity_id,
         identifiers.namespace,
         identifiers.identity_value,
         namespaces.priority as namespace_priority,

@@ -1,0 +1,201 @@
+"""The links the linking rules drop, and why (identity_links: every candidate link with its decision).
+
+Rules, as Adobe's identity graph linking rules: a person has at most one value of a namespace marked
+unique per person (crm id, shop account, loyalty id), and at most `max_per_person` identifiers of a
+namespace where that is set (e.g. cookies). Links are replayed in a deterministic order, most recent
+first, then by namespace priority, then by key; a link that would give one person two values of a
+unique namespace, or more identifiers than allowed, is dropped and recorded with the values it
+would have joined. Probabilistic matches (identity_probabilistic_links, when switched on) are
+replayed after every deterministic link: a score never outranks a shared identifier.
+
+Only components that break a rule are replayed (found with scipy on all links first); in every other
+component all links are kept. Everything runs on the identifiers' dense integer ids
+(identity_identifiers.identity_id); only the dropped links are written.
+"""
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+DECISION_SCHEMA = pa.schema([("left_identity_id", pa.int64()), ("right_identity_id", pa.int64()),
+                             ("drop_rule", pa.string()), ("drop_detail", pa.string())])
+
+
+def _components(node_count: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(node_count, node_count))
+    return connected_components(graph, directed=False)[1]
+
+
+def decide_links(node_limit: np.ndarray, node_namespace: np.ndarray, node_priority: np.ndarray,
+                 left: np.ndarray, right: np.ndarray, recency: np.ndarray, is_probabilistic: np.ndarray,
+                 keys_of) -> list[tuple[int, str, str]]:
+    """The links the rules drop: (link index, rule, detail).
+
+    Nodes are dense ids 0..n-1 in identity-key order. node_limit: the most identifiers of the node's
+    namespace a person may hold (0: no limit). node_namespace: an integer code per namespace.
+    recency: sort key, smaller first (negated last-seen time). keys_of(ids) -> {id: identity key}
+    names the identifiers in a drop's detail."""
+    labels = _components(len(node_limit), left, right)
+    limited = np.flatnonzero(node_limit > 0)
+    counts = (
+        pl.DataFrame({"component": labels[limited], "namespace": node_namespace[limited], "limit": node_limit[limited]})
+        .group_by("component", "namespace").agg(pl.len().alias("n"), pl.col("limit").first())
+        .filter(pl.col("n") > pl.col("limit"))
+    )
+    if counts.is_empty():
+        return []
+    replay = np.flatnonzero(np.isin(labels[left], counts["component"].unique().to_numpy()))
+    priority = np.minimum(node_priority[left[replay]], node_priority[right[replay]])
+    # np.lexsort: the last key is the primary one.
+    replay = replay[np.lexsort((right[replay], left[replay], priority, recency[replay], is_probabilistic[replay]))]
+
+    # Union-find over the replayed links' nodes, renumbered 0..k-1 (list lookups, not dicts).
+    nodes, local = np.unique(np.concatenate([left[replay], right[replay]]), return_inverse=True)
+    local_left, local_right = local[: len(replay)].tolist(), local[len(replay):].tolist()
+    parent = list(range(len(nodes)))
+    size = [1] * len(nodes)
+    # Per root: namespace -> nodes it holds, for limited namespaces only (None: holds none).
+    held: list[dict[int, set[int]] | None] = [
+        {namespace: {i}} if limit > 0 else None
+        for i, (namespace, limit) in enumerate(zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()))]
+    limit_of = {int(ns): int(lim) for ns, lim in zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()) if lim > 0}
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    dropped: list[tuple[int, str, int, set[int], set[int]]] = []
+    for index, a, b in zip(replay.tolist(), local_left, local_right):
+        a, b = root(a), root(b)
+        if a == b:
+            continue
+        held_a, held_b = held[a], held[b]
+        if held_a and held_b:
+            broken = None
+            for namespace in sorted(held_a.keys() & held_b.keys()):
+                limit = limit_of[namespace]
+                if len(held_a[namespace]) + len(held_b[namespace]) > limit:
+                    broken = ("unique_per_person" if limit == 1 else "max_per_person", limit,
+                              set(held_a[namespace]), set(held_b[namespace]))
+                    break
+            if broken:
+                dropped.append((index, *broken))
+                continue
+        # Union by size; the holdings of the smaller side move into the larger one's.
+        if size[a] < size[b]:
+            a, b, held_a, held_b = b, a, held_b, held_a
+        parent[b] = a
+        size[a] += size[b]
+        if held_b:
+            if held_a is None:
+                held[a] = held_b
+            else:
+                for namespace, members in held_b.items():
+                    held_a.setdefault(namespace, set()).update(members)
+        held[b] = None
+
+    # The detail names identifiers by their global ids.
+    dropped = [(index, rule, limit, {int(nodes[n]) for n in side_a}, {int(nodes[n]) for n in side_b})
+               for index, rule, limit, side_a, side_b in dropped]
+    keys = keys_of(sorted({n for *_, side_a, side_b in dropped for n in side_a | side_b}))
+
+    def described(nodes: set[int]) -> str:
+        return ", ".join(sorted(keys[n].split(":", 1)[1] for n in nodes))[:200]
+
+    return [(index, rule, f"would join {keys[next(iter(side_a))].split(':', 1)[0]} {described(side_a)} "
+                          f"with {described(side_b)} (limit {limit})")
+            for index, rule, limit, side_a, side_b in dropped]
+
+
+def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFrame) -> pl.DataFrame:
+    """The rules over polars frames keyed by identity_key (what the tests plant). nodes: identity_key,
+    namespace, identity_value. edges: left_identity_key, right_identity_key, last_seen_at (+ any;
+    link_type optional). namespaces: namespace, priority, is_unique_per_person, max_per_person.
+    Returns edges with is_kept, drop_rule and drop_detail."""
+    nodes = nodes.sort("identity_key").with_row_index("identity_id").with_columns(pl.col("identity_id").cast(pl.Int64))
+    limits = namespaces.select(
+        "namespace", pl.col("priority").cast(pl.Int64),
+        pl.when(pl.col("is_unique_per_person")).then(1).otherwise(pl.col("max_per_person")).fill_null(0)
+        .cast(pl.Int64).alias("limit"),
+    )
+    nodes = nodes.join(limits, on="namespace", how="left", maintain_order="left").with_columns(
+        pl.col("priority").fill_null(99), pl.col("limit").fill_null(0),
+        pl.col("namespace").rank("dense").cast(pl.Int64).alias("namespace_code"))
+    ids = nodes.select("identity_key", "identity_id")
+    if "link_type" not in edges.columns:
+        edges = edges.with_columns(pl.lit("deterministic").alias("link_type"))
+    edges = (
+        edges.join(ids.rename({"identity_key": "left_identity_key", "identity_id": "left_identity_id"}),
+                   on="left_identity_key", maintain_order="left")
+        .join(ids.rename({"identity_key": "right_identity_key", "identity_id": "right_identity_id"}),
+              on="right_identity_key", maintain_order="left")
+    )
+    keys = dict(zip(nodes["identity_id"].to_list(), nodes["identity_key"].to_list()))
+    dropped = decide_links(
+        nodes["limit"].to_numpy(), nodes["namespace_code"].to_numpy(), nodes["priority"].to_numpy(),
+        edges["left_identity_id"].to_numpy(), edges["right_identity_id"].to_numpy(),
+        _recency(edges["last_seen_at"]), (edges["link_type"] == "probabilistic").to_numpy(),
+        lambda wanted: {n: keys[n] for n in wanted},
+    )
+    decisions = pl.DataFrame(
+        {"row": [d[0] for d in dropped], "drop_rule": [d[1] for d in dropped], "drop_detail": [d[2] for d in dropped]},
+        schema={"row": pl.UInt32, "drop_rule": pl.String, "drop_detail": pl.String})
+    return (
+        edges.with_row_index("row").join(decisions, on="row", how="left", maintain_order="left")
+        .with_columns(pl.col("drop_rule").is_null().alias("is_kept"))
+        .drop("row", "left_identity_id", "right_identity_id")
+    )
+
+
+def _recency(last_seen: pl.Series) -> np.ndarray:
+    """Sort key putting the most recent first and unknown times last."""
+    micros = last_seen.cast(pl.Datetime("us")).dt.epoch("us")
+    return (-micros).fill_null(np.iinfo(np.int64).max).to_numpy()
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    session.register("__decisions_identifiers", dbt.ref("identity_identifiers"))
+    session.register("__decisions_namespaces", dbt.ref("identity_namespaces"))
+    session.register("__decisions_candidates", dbt.ref("identity_candidate_links"))
+    nodes = session.sql("""
+        with namespaces as (
+            select *, row_number() over (order by namespace) as namespace_code from __decisions_namespaces
+        )
+        select coalesce(namespaces.priority, 99) as priority,
+               coalesce(case when namespaces.is_unique_per_person then 1 else namespaces.max_per_person end, 0) as node_limit,
+               coalesce(namespaces.namespace_code, 0) as namespace_code
+        from __decisions_identifiers as identifiers
+        left join namespaces on namespaces.namespace = identifiers.namespace
+        order by identifiers.identity_id
+    """).arrow().read_all()
+    links = session.sql("""
+        select left_identity_id, right_identity_id,
+               coalesce(-epoch_us(last_seen_at), 9223372036854775807) as recency,
+               link_type = 'probabilistic' as is_probabilistic
+        from __decisions_candidates
+    """).arrow().read_all()
+
+    def keys_of(ids: list[int]) -> dict[int, str]:
+        session.register("__decisions_wanted", pa.table({"identity_id": pa.array(ids, pa.int64())}))
+        return dict(session.sql("select identity_id, identity_key from __decisions_identifiers "
+                                "where identity_id in (select identity_id from __decisions_wanted)").fetchall())
+
+    left = links.column("left_identity_id").to_numpy()
+    right = links.column("right_identity_id").to_numpy()
+    dropped = decide_links(
+        nodes.column("node_limit").to_numpy(), nodes.column("namespace_code").to_numpy(),
+        nodes.column("priority").to_numpy(), left, right, links.column("recency").to_numpy(),
+        links.column("is_probabilistic").to_numpy(zero_copy_only=False), keys_of,
+    )
+    decisions = pa.table({
+        "left_identity_id": pa.array([int(left[i]) for i, _, _ in dropped], pa.int64()),
+        "right_identity_id": pa.array([int(right[i]) for i, _, _ in dropped], pa.int64()),
+        "drop_rule": pa.array([rule for _, rule, _ in dropped], pa.string()),
+        "drop_detail": pa.array([detail for _, _, detail in dropped], pa.string()),
+    }, schema=DECISION_SCHEMA)
+    return decisions
