@@ -110,9 +110,10 @@ def test_summary_reports_every_stage(runs):
 
 
 def test_every_stage_produces_rows(runs):
-    # Quarantine tables of clean sources, the merge/split log and the probabilistic matches (a stage
-    # off by default) start empty by design.
-    empty_by_design = ("identity.profile_id_history", "identity.identity_probabilistic_links")
+    # Quarantine tables of clean sources, the merge/split log, the probabilistic matches (a stage off
+    # by default) and the links the rules drop (the small demo may break no rule) can be empty.
+    empty_by_design = ("identity.profile_id_history", "identity.identity_probabilistic_links",
+                       "identity.identity_link_decisions")
     empty = [name for name, (rows, _) in runs.fingerprints[0].items()
              if rows == 0 and not name.startswith("quarantine.") and name not in empty_by_design]
     assert not empty, f"tables without rows after the first run: {empty}"
@@ -413,14 +414,49 @@ def test_lookalikes_resemble_the_seed_better_than_random(runs):
     assert share_ratio > 1.2 and rate_ratio > 1.15
 
 
+INDEPENDENT_CONSENT_DECISIONS = """
+    -- From the raw tables: preference-centre decisions and unsubscribes in the email and SMS tools.
+    select r.profile_id, c.purpose, c.status = 'y' as granted, c.recorded_at as decided_at,
+           'preferences__consents:' || c.consent_event_id as record_id
+    from raw.preferences__consents as c
+    inner join identity.record_profiles as r on r.record_id = 'preferences__consents:' || c.consent_event_id
+    union all
+    select r.profile_id, 'marketing_email', false, e.occurred_at, 'esp__email_events:' || e.event_id
+    from raw.esp__email_events as e
+    inner join identity.record_profiles as r on r.record_id = 'esp__email_events:' || e.event_id
+    where e.event_type = 'unsubscribed'
+    union all
+    select r.profile_id, 'marketing_sms', false, s.occurred_at, 'sms__sms_events:' || s.event_id
+    from raw.sms__sms_events as s
+    inner join identity.record_profiles as r on r.record_id = 'sms__sms_events:' || s.event_id
+    where s.event_type = 'unsubscribed'
+"""
+
+
+def independent_consents(runs: PipelineRuns) -> pl.DataFrame:
+    return query(runs, f"""
+        select distinct profile_id, purpose, granted, record_id from ({INDEPENDENT_CONSENT_DECISIONS})
+        qualify row_number() over (partition by profile_id, purpose order by decided_at desc, record_id desc) = 1""")
+
+
+def test_consents_take_the_latest_decision_of_any_source(runs):
+    """An unsubscribe in the email or SMS tool revokes that channel's consent when it is the latest decision."""
+    expected = independent_consents(runs).select(
+        "profile_id", pl.col("purpose").alias("consent_purpose"),
+        pl.when(pl.col("granted")).then(pl.lit("y")).otherwise(pl.lit("n")).alias("consent_value"),
+        pl.col("record_id").alias("decided_by_record_id"))
+    actual = query(runs, "select profile_id, consent_purpose, consent_value, decided_by_record_id from profiles.profile_consents")
+    key = ["profile_id", "consent_purpose"]
+    assert actual.sort(key).equals(expected.sort(key).select(actual.columns))
+    revoked_by_unsubscribe = actual.filter(~pl.col("decided_by_record_id").str.starts_with("preferences__consents:"))
+    assert revoked_by_unsubscribe.height > 0 and (revoked_by_unsubscribe["consent_value"] == "n").all()
+
+
 def test_predictions_are_usable_in_audiences(runs):
     """seg_likely_buyers (top propensity decile with email consent) equals its definition."""
     predictions = query(runs, "select profile_id, purchase_percentile_30d from profiles.profile_predictions")
-    consented = set(query(runs, """select profile_id from raw.preferences__consents as c
-        inner join identity.record_profiles as r on r.record_id = 'preferences__consents:' || c.consent_event_id
-        where c.purpose = 'marketing_email'
-        qualify row_number() over (partition by r.profile_id order by c.recorded_at desc, c.consent_event_id desc) = 1
-            and c.status = 'y'""")["profile_id"])
+    consents = independent_consents(runs)
+    consented = set(consents.filter((pl.col("purpose") == "marketing_email") & pl.col("granted"))["profile_id"])
     expected = set(predictions.filter(pl.col("purchase_percentile_30d") >= 90)["profile_id"]) & consented
     actual = set(query(runs, "select profile_id from segments.seg_likely_buyers")["profile_id"])
     assert expected and actual == expected

@@ -602,7 +602,8 @@ def _write_email(w: _World, writer: _Writer) -> None:
     opened = rng.random(person.size) < np.where(active, 0.15 + 0.5 * engagement, 0.03)
     clicked = opened & (rng.random(person.size) < 0.3)
     bounced = rng.random(person.size) < 0.01
-    unsubscribed = (campaign == unsubscribe_at[person] - 1)
+    # The last campaign a leaver receives; people who never leave (unsubscribe_at past the end) do not.
+    unsubscribed = (campaign == unsubscribe_at[person] - 1) & (unsubscribe_at[person] < campaign_days.size)
     kinds = [("sent", np.ones(person.size, dtype=bool), 0.0), ("bounced", bounced, 0.01),
              ("opened", opened & ~bounced, 0.2), ("clicked", clicked & ~bounced, 0.25),
              ("unsubscribed", unsubscribed, 0.3)]
