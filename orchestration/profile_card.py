@@ -12,7 +12,9 @@ from typing import Any
 
 import duckdb
 
-from orchestration.serving.documents import DOCUMENT_EVENTS, lookup_profile_document, normalize_identifier
+from orchestration.serving.documents import (
+    DOCUMENT_EVENTS, lookup_profile_document, normalize_identifier, recent_events,
+)
 
 
 class ProfileNotFound(LookupError):
@@ -33,15 +35,10 @@ def load_profile(store: Path, namespace: str, value: str, events: int = DOCUMENT
                 raise ProfileNotFound(f"unknown identity namespace {namespace!r}; expected one of: {', '.join(sorted(namespaces))}")
             raise ProfileNotFound(f"no profile holds {namespace}:{value} in the last published run")
         profile = json.loads(document)
-        if events != DOCUMENT_EVENTS:
-            recent = con.execute(
-                """select event_id, event_type, strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') as occurred_at, channel,
-                          source_table, commerce_order_price_total::double as order_total,
-                          commerce_order_currency_code as currency_code
-                   from profiles.profile_events where profile_id = ? order by occurred_at desc, event_id limit ?""",
-                [profile["profile_id"], events]).fetchall()
-            columns = ["event_id", "event_type", "occurred_at", "channel", "source_table", "order_total", "currency_code"]
-            profile["recent_events"] = [dict(zip(columns, row)) for row in recent]
+        if events > DOCUMENT_EVENTS:
+            profile["recent_events"] = recent_events(con, profile["profile_id"], events)
+        else:
+            profile["recent_events"] = profile["recent_events"][:events]
     return profile
 
 

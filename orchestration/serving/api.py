@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from orchestration.serving.documents import (
     DOCUMENT_EVENTS, MASKING_RULES_TABLE, NAMESPACE, InvalidIdentifier, lookup_profile_document, mask_value,
+    recent_events, sql_literal,
 )
 from orchestration.serving.documents import normalize_identifier as normalize_identifier_as_stored
 from orchestration.serving.publish import PUBLICATIONS_TABLE
@@ -131,12 +132,6 @@ class SegmentMembers(BaseModel):
     next_after: str | None = Field(description="pass as `after` for the next page; null on the last page")
 
 
-def _sql_string(value: str) -> str:
-    # Values are validated (printable, bounded) before they get here; a literal rather than a
-    # parameter lets DuckDB use the ART index for the point lookup.
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _json_value(name: str, value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)  # money as a JSON number, not a string
@@ -241,13 +236,9 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
                     raise HTTPException(422, f"unknown identity namespace {namespace[:64]!r}; expected one of: "
                                              f"{', '.join(sorted(namespaces))}")
                 raise HTTPException(404, f"no profile has this {namespace} identifier; check the value or the namespace")
-            pid = _sql_string(profile_id)
             rules = masking_rules(cursor) if scope_ is Scope.masked else None
             if events > DOCUMENT_EVENTS:
-                recent = rows(cursor, f"select event_id, event_type, occurred_at, channel, source_table, "
-                                      f"commerce_order_price_total::double as order_total, "
-                                      f"commerce_order_currency_code as currency_code from profiles.profile_events "
-                                      f"where profile_id = {pid} order by occurred_at desc, event_id limit {events}")
+                recent = recent_events(cursor, profile_id, events)
         if events == DOCUMENT_EVENTS and rules is None:
             return Response(document, media_type="application/json")  # already in the Profile shape
         profile = json.loads(document)
@@ -292,8 +283,8 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
                 "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
                 ["bi" if scope_ is Scope.masked else "segments", table]).fetchone()[0]
             source = (schema_of(scope_, table) if has_table and SEGMENT_NAME.match(name) else
-                      f"(select profile_id from segments.segment_memberships where segment_name = {_sql_string(name)})")
-            where = f"where profile_id > {_sql_string(after)}" if after else ""
+                      f"(select profile_id from segments.segment_memberships where segment_name = {sql_literal(name)})")
+            where = f"where profile_id > {sql_literal(after)}" if after else ""
             page = rows(cursor, f"select * from {source} {where} order by profile_id limit {limit + 1}")
             run_id = published_run_id(cursor)
         next_after = page[limit - 1]["profile_id"] if len(page) > limit else None

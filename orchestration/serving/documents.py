@@ -74,11 +74,26 @@ def lookup_profile_document(con: duckdb.DuckDBPyConnection, namespace: str,
     return profile_id, document, set()
 
 
+def recent_events(con: duckdb.DuckDBPyConnection, profile_id: str, limit: int) -> list[dict]:
+    """A profile's latest `limit` events, in the shape of a document's recent_events (for requests
+    that want more than the DOCUMENT_EVENTS a document keeps)."""
+    result = con.execute(
+        f"""select event_id, event_type, strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ') as occurred_at, channel,
+                   source_table, commerce_order_price_total::double as order_total,
+                   commerce_order_currency_code as currency_code
+            from profiles.profile_events where profile_id = {sql_literal(profile_id)}
+            order by profile_events.occurred_at desc, event_id limit {int(limit)}""")
+    names = [column[0] for column in result.description]
+    return [dict(zip(names, row)) for row in result.fetchall()]
+
+
 def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
 def sql_literal(text: str) -> str:
+    # Callers pass validated values (printable, bounded); a literal rather than a parameter lets
+    # DuckDB use the ART index for a point lookup.
     return "'" + text.replace("'", "''") + "'"
 
 
