@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
 from conftest import DEMO_AS_OF, Workspace
+from orchestration.settings import DBT_PROJECT_DIR
 
 PEOPLE = 2500  # enough buyers for the propensity models' 100-per-class minimum
 SEED = 11
@@ -170,24 +174,22 @@ def test_identity_clustering_against_ground_truth(runs, capsys):
     assert sum(n for _, n in quality.size_histogram) == quality.predicted_profiles
 
 
-def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
-    """The pure-SQL fallback (large-star/small-star macro) against the scipy model, on the run's graph."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from orchestration.settings import DBT_PROJECT_DIR
-
-    dbt = Path(sys.executable).with_name("dbt")
+def run_dbt(env: dict[str, str], target_path, *args: str) -> subprocess.CompletedProcess[str]:
+    """dbt on the project with its own target path: --vars may enable models, and the project's manifest
+    (what Dagster builds its asset graph from) must not learn about them. Fails the test with dbt's output."""
     result = subprocess.run(
-        # Its own target path: the var enables a model, and the project's manifest (what Dagster
-        # builds its asset graph from) must not learn about it.
-        [str(dbt), "run", "--select", "identity_components_sql", "--vars", "{identity_components_sql: true}",
-         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(runs.workspace.data_dir / "dbt-target-sql-fallback")],
-        env=runs.workspace.env, capture_output=True, text=True, timeout=600,
+        [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target_path)],
+        env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:]
+    return result
+
+
+def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
+    """The pure-SQL fallback (large-star/small-star macro) against the scipy model, on the run's graph."""
+    result = run_dbt(runs.workspace.env, runs.workspace.data_dir / "dbt-target-sql-fallback",
+                     "run", "--select", "identity_components_sql", "--vars", "{identity_components_sql: true}")
     assert "converged after" in result.stdout
     comparison = query(runs, """
         with joined as (
@@ -212,19 +214,8 @@ def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
 
 def test_dbt_unit_tests_of_the_normalization_macros_pass(runs):
     """dbt unit tests (dbt_project/models/_unit_tests.yml): email, phone, name normalization and hashing."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from orchestration.settings import DBT_PROJECT_DIR
-
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), "test", "--select", "test_type:unit",
-         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(runs.workspace.data_dir / "dbt-target-unit-tests")],
-        env=runs.workspace.env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
+    result = run_dbt(runs.workspace.env, runs.workspace.data_dir / "dbt-target-unit-tests",
+                     "test", "--select", "test_type:unit")
     assert "PASS=4 " in result.stdout and "ERROR=0" in result.stdout, result.stdout[-2000:]
 
 
@@ -233,26 +224,17 @@ def test_probabilistic_matching_keeps_precision_on_the_demo(runs, tmp_path, caps
     recall does not fall; every match it scores is listed with its evidence, and one that would join
     two people's CRM ids is dropped by the linking rules."""
     import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from orchestration.identity_evaluation import evaluate_clustering
-    from orchestration.settings import DBT_PROJECT_DIR
 
     truth = runs.workspace.data_dir / "truth" / "record_truth.csv"
     with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
         without = evaluate_clustering(con, truth)
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(runs.workspace.warehouse, copy)
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), "build", "--select", "identity_probabilistic_links+,path:models/identity",
-         "--vars", "{identity_probabilistic_matching: true}",
-         "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-         "--target-path", str(tmp_path / "dbt-target")],
-        env={**runs.workspace.env, "CDP_WAREHOUSE": str(copy)}, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
+    run_dbt({**runs.workspace.env, "CDP_WAREHOUSE": str(copy)}, tmp_path / "dbt-target",
+            "build", "--select", "identity_probabilistic_links+,path:models/identity",
+            "--vars", "{identity_probabilistic_matching: true}")
     with duckdb.connect(str(copy), read_only=True) as con:
         with_matching = evaluate_clustering(con, truth)
         matches = con.execute("select * from identity.identity_probabilistic_links").pl()

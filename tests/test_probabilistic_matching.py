@@ -69,8 +69,11 @@ def planted_records(seed: int = 7, people: int = 400):
                 hidden_pairs.append((f"crm:{p}", f"shop:{p}"))
             else:
                 edges.append((f"shop_id:S{p}", f"email:p{p}@mail.example"))
-    records = pl.DataFrame(rows, schema_overrides={"phone": pl.String})
-    edge_frame = pl.DataFrame(edges, schema=["left_identity_key", "right_identity_key"], orient="row")
+    # Identity ids number the keys in key order, as identity_identifiers does.
+    ids = {key: number for number, key in enumerate(sorted({r["anchor_key"] for r in rows} | {k for e in edges for k in e}))}
+    records = pl.DataFrame([{**r, "anchor_id": ids[r["anchor_key"]]} for r in rows], schema_overrides={"phone": pl.String})
+    edge_frame = pl.DataFrame([(left, right, ids[left], ids[right]) for left, right in edges], orient="row",
+                              schema=["left_identity_key", "right_identity_key", "left_identity_id", "right_identity_id"])
     return records, edge_frame, set(hidden_pairs), set(strangers)
 
 
@@ -105,12 +108,14 @@ def test_a_match_never_joins_two_values_of_a_unique_namespace():
     """Two CRM contacts that look like one person: the match is scored, and the linking rules drop it."""
     records, edges, _, _ = planted_records()
     twin = records.filter(pl.col("unique_id") == "crm:5").with_columns(
-        pl.lit("crm:twin").alias("unique_id"), pl.lit("crm_id:TWIN").alias("anchor_key"), pl.lit(None, pl.String).alias("email"))
+        pl.lit("crm:twin").alias("unique_id"), pl.lit("crm_id:TWIN").alias("anchor_key"),
+        pl.lit(records["anchor_id"].max() + 1, pl.Int64).alias("anchor_id"), pl.lit(None, pl.String).alias("email"))
     links = matching.match_records(pl.concat([records, twin]), edges, threshold=0.99)
     assert ("crm:5", "crm:twin") in _pairs(links) or ("crm:twin", "crm:5") in _pairs(links)
     match = links.filter(pl.col("left_record_id").is_in(["crm:twin", "crm:5"]) & pl.col("right_record_id").is_in(["crm:twin", "crm:5"]))
     candidate = match.select("left_identity_key", "right_identity_key", "last_seen_at", pl.lit("probabilistic").alias("link_type"))
-    deterministic = edges.filter(pl.col("left_identity_key") == "crm_id:C5").with_columns(
+    deterministic = edges.filter(pl.col("left_identity_key") == "crm_id:C5").select(
+        "left_identity_key", "right_identity_key").with_columns(
         pl.lit(dt.datetime(2026, 1, 2)).alias("last_seen_at"), pl.lit("deterministic").alias("link_type"))
     keys = ["crm_id:C5", "crm_id:TWIN", "email:p5@mail.example"]
     nodes = pl.DataFrame({"identity_key": keys, "namespace": [k.split(":")[0] for k in keys],

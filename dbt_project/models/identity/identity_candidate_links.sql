@@ -17,7 +17,8 @@ identifiers as (
     select * from {{ ref('identity_identifiers') }}
 ),
 
-ranked_matches as (
+-- Each match as a pair of anchors in one orientation (the smaller key left).
+oriented_matches as (
     select
         least(left_identity_key, right_identity_key) as left_identity_key,
         greatest(left_identity_key, right_identity_key) as right_identity_key,
@@ -25,17 +26,19 @@ ranked_matches as (
         right_record_id,
         match_probability,
         first_seen_at,
-        last_seen_at,
-        count(*) over (partition by least(left_identity_key, right_identity_key),
-                                    greatest(left_identity_key, right_identity_key)) as record_count,
-        min(first_seen_at) over (partition by least(left_identity_key, right_identity_key),
-                                          greatest(left_identity_key, right_identity_key)) as pair_first_seen_at,
-        max(last_seen_at) over (partition by least(left_identity_key, right_identity_key),
-                                         greatest(left_identity_key, right_identity_key)) as pair_last_seen_at,
-        row_number() over (partition by least(left_identity_key, right_identity_key),
-                                        greatest(left_identity_key, right_identity_key)
-                           order by match_probability desc, left_record_id, right_record_id) as match_rank
+        last_seen_at
     from matches
+),
+
+ranked_matches as (
+    select
+        *,
+        count(*) over anchor_pair as record_count,
+        min(first_seen_at) over anchor_pair as pair_first_seen_at,
+        max(last_seen_at) over anchor_pair as pair_last_seen_at,
+        row_number() over (anchor_pair order by match_probability desc, left_record_id, right_record_id) as match_rank
+    from oriented_matches
+    window anchor_pair as (partition by left_identity_key, right_identity_key)
 ),
 
 probabilistic as (

@@ -12,25 +12,11 @@ identifiers as (
 ),
 
 linkable as (
-    select
-        identities.record_id,
-        identities.seen_at,
-        identifiers.identity_key,
-        identifiers.identity_id
-    from identities
-    inner join identifiers
-        on identifiers.namespace = identities.namespace
-        and identifiers.identity_value = identities.identity_value
-    where identifiers.is_linkable
+    {{ linkable_identities('identities', 'identifiers') }}
 ),
 
 record_anchors as (
-    select
-        record_id,
-        min(identity_key) as anchor_key,
-        min(identity_id) as anchor_id  -- the same identifier: ids follow key order
-    from linkable
-    group by record_id
+    {{ record_anchors('linkable') }}
 ),
 
 final as (

@@ -1,6 +1,6 @@
 -- Person records for probabilistic matching: source records that carry a name, with the fields
--- compared normalized, and the record's anchor (its smallest linkable identifier), through which a
--- match enters the identity graph.
+-- compared normalized, and the record's anchor (its smallest linkable identifier, key and id), through
+-- which a match enters the identity graph.
 with
 
 records as (
@@ -15,22 +15,19 @@ identifiers as (
     select * from {{ ref('identity_identifiers') }}
 ),
 
+linkable as (
+    {{ linkable_identities('identities', 'identifiers') }}
+),
+
 anchors as (
-    select
-        identities.record_id,
-        min(identifiers.identity_key) as anchor_key
-    from identities
-    inner join identifiers
-        on identifiers.namespace = identities.namespace
-        and identifiers.identity_value = identities.identity_value
-    where identifiers.is_linkable
-    group by identities.record_id
+    {{ record_anchors('linkable') }}
 ),
 
 final as (
     select
         records.record_id,
         anchors.anchor_key,
+        anchors.anchor_id,
         records.source_table,
         cast(records.record_updated_at as timestamp) as seen_at,
         {{ normalize_name('records.person_name_first_name') }} as first_name,

@@ -44,23 +44,19 @@ def _flag(value) -> bool:
 
 
 def _deterministic_components(records: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
-    """Component of each record's anchor identifier over the deterministic links."""
-    keys = pl.concat([records["anchor_key"], edges["left_identity_key"], edges["right_identity_key"]]).unique().sort()
-    index = pl.DataFrame({"key": keys, "node": np.arange(len(keys), dtype=np.int64)})
-    ends = (
-        edges.join(index.rename({"key": "left_identity_key", "node": "left"}), on="left_identity_key")
-        .join(index.rename({"key": "right_identity_key", "node": "right"}), on="right_identity_key")
-    )
-    left, right = ends["left"].to_numpy(), ends["right"].to_numpy()
-    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(len(keys), len(keys)))
+    """Component of each record's anchor over the deterministic links (integer identity ids)."""
+    node_count = int(max(records["anchor_id"].max() or 0, edges["left_identity_id"].max() or 0,
+                         edges["right_identity_id"].max() or 0)) + 1
+    graph = coo_matrix((np.ones(edges.height, dtype=np.int8),
+                        (edges["left_identity_id"].to_numpy(), edges["right_identity_id"].to_numpy())),
+                       shape=(node_count, node_count))
     labels = connected_components(graph, directed=False)[1]
-    components = index.with_columns(pl.Series("component", labels, dtype=pl.Int64))
-    return records.join(components.select("key", "component"), left_on="anchor_key", right_on="key", how="left")
+    return records.with_columns(pl.Series("component", labels[records["anchor_id"].to_numpy()], dtype=pl.Int64))
 
 
 def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, seed: int = 42) -> pl.DataFrame:
-    """records: unique_id, anchor_key, seen_at and the COMPARED_FIELDS (normalized). edges: the
-    deterministic left_identity_key, right_identity_key. Returns LINK_SCHEMA rows for matches across
+    """records: unique_id, anchor_key, anchor_id, seen_at and the COMPARED_FIELDS (normalized). edges:
+    the deterministic left_identity_id, right_identity_id. Returns LINK_SCHEMA rows for matches across
     deterministic components."""
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
@@ -89,7 +85,7 @@ def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, 
     with duckdb.connect() as con:
         con.execute("set threads to 2")
         db = DuckDBAPI(connection=con)
-        table = db.register(records.with_columns(pl.col("component").fill_null(-1)).to_arrow(),
+        table = db.register(records.drop("anchor_id").to_arrow(),
                             dataset_display_name="person_records")
         linker = Linker(table, settings, log_level=logging.ERROR)
         linker.table_management.compute_tf_table("first_name")
@@ -124,5 +120,5 @@ def model(dbt, session):
         return LINK_SCHEMA.empty_table()
     threshold = float(dbt.config.get("match_threshold"))
     records = pl.from_arrow(dbt.ref("identity_person_records").arrow().read_all()).rename({"record_id": "unique_id"})
-    edges = pl.from_arrow(dbt.ref("identity_edges").project("left_identity_key, right_identity_key").arrow().read_all())
+    edges = pl.from_arrow(dbt.ref("identity_edges").project("left_identity_id, right_identity_id").arrow().read_all())
     return match_records(records, edges, threshold).to_arrow().cast(LINK_SCHEMA)
