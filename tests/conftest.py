@@ -52,3 +52,11 @@ def make_workspace(tmp_path_factory):
     def make(name: str) -> Workspace:
         return Workspace(tmp_path_factory.mktemp(name))
     return make
+
+
+@pytest.fixture(scope="session")
+def runs(make_workspace):
+    """Three pipeline runs on a generated dataset, shared by every module (tests/pipeline_runs.py)."""
+    from pipeline_runs import build_pipeline_runs
+
+    return build_pipeline_runs(make_workspace("e2e"))

@@ -1,8 +1,5 @@
-"""The whole pipeline, end to end, through the `cdp` command on a small generated dataset.
-
-Three runs in one data dir: the first builds everything; the second, with no new data, must change
-no table and sync nothing; before the third, one late order turns a lapsed buyer into a high-value
-customer, and the syncs must send exactly that change.
+"""The whole pipeline, end to end, through the `cdp` command on a small generated dataset (the
+three runs of tests/pipeline_runs.py): the syncs of the third run must send exactly its change.
 """
 
 from __future__ import annotations
@@ -11,99 +8,14 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import polars as pl
-import pytest
 
-from conftest import DEMO_AS_OF, Workspace
+from conftest import DEMO_AS_OF
 from orchestration.settings import DBT_PROJECT_DIR
-
-PEOPLE = 2500  # enough buyers for the propensity models' 100-per-class minimum
-SEED = 11
-MODEL_SCHEMAS = ("raw", "quarantine", "staging", "xdm", "identity", "profiles", "segments")
-HIGH_VALUE_MIN_REVENUE = 1000
-LAPSED_AFTER_DAYS = 90
-AS_OF_END = dt.datetime.fromisoformat(DEMO_AS_OF) + dt.timedelta(days=1)
-
-
-@dataclass
-class PipelineRuns:
-    workspace: Workspace
-    outputs: list[str]
-    fingerprints: list[dict[str, tuple]]
-    syncs_by_run: list[dict[str, dict]]
-    promoted_profile: str
-
-
-def table_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
-    """Row count and an order-independent hash of every model table, and of the sync state."""
-    tables = con.execute(
-        f"""
-        select table_schema || '.' || table_name from information_schema.tables
-        where table_schema in {MODEL_SCHEMAS} or (table_schema = 'activation' and table_name = 'sync_state')
-        order by 1
-        """
-    ).fetchall()
-    return {name: con.execute(f"select count(*), bit_xor(hash(t)) from {name} as t").fetchone() for (name,) in tables}
-
-
-def latest_sync_runs(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
-    frame = con.execute(
-        """
-        select * from activation.sync_runs
-        where run_id = (select run_id from activation.sync_runs order by started_at desc limit 1)
-        """
-    ).pl()
-    return {row["sync_name"]: row for row in frame.to_dicts()}
-
-
-def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
-    """Write one big completed order, dated the as-of day, for a lapsed buyer who is not high value
-    and has a shop account; return that buyer's profile id."""
-    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
-        profile_id, shop_customer_id = con.execute(
-            """
-            select lapsed.profile_id, min(graph.identity_value)
-            from segments.seg_lapsed_buyers as lapsed
-            inner join identity.identity_graph as graph
-                on graph.profile_id = lapsed.profile_id and graph.namespace = 'shop_customer_id'
-            where lapsed.profile_id not in (select profile_id from segments.seg_high_value)
-            group by 1 order by 1 limit 1
-            """
-        ).fetchone()
-        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
-    order = {
-        "order_id": "E2E-LATE-1", "customer_id": shop_customer_id, "email": None, "phone": None,
-        "ordered_at": f"{DEMO_AS_OF}T12:00:00Z", "total_amount": "5000.00", "currency": currency,
-        "status": "completed", "shipping_city": None, "shipping_postcode": None, "shipping_country": None,
-    }
-    orders_dir = workspace.data_dir / "landing" / "webshop" / "orders"
-    (orders_dir / "orders_late_addition.jsonl").write_text(json.dumps(order) + "\n")
-    return profile_id
-
-
-@pytest.fixture(scope="module")
-def runs(make_workspace) -> PipelineRuns:
-    workspace = make_workspace("e2e")
-    workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
-    outputs, fingerprints, syncs = [], [], []
-    promoted = ""
-    for run_number in (1, 2, 3):
-        if run_number == 3:
-            promoted = add_late_order_for_a_lapsed_buyer(workspace)
-        outputs.append(workspace.cdp("run").stdout)
-        with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
-            fingerprints.append(table_fingerprints(con))
-            syncs.append(latest_sync_runs(con))
-    return PipelineRuns(workspace, outputs, fingerprints, syncs, promoted)
-
-
-def query(runs: PipelineRuns, sql: str) -> pl.DataFrame:
-    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
-        return con.execute(sql).pl()
+from pipeline_runs import AS_OF_END, HIGH_VALUE_MIN_REVENUE, LAPSED_AFTER_DAYS, PEOPLE, PipelineRuns, query
 
 
 def test_summary_reports_every_stage(runs):
