@@ -24,13 +24,17 @@ class Workspace:
         return self.data_dir / "warehouse.duckdb"
 
     @property
+    def serving_store(self) -> Path:
+        return self.data_dir / "serving" / "published.duckdb"
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "CDP_DATA_DIR": str(self.data_dir),
             "CDP_WAREHOUSE": str(self.warehouse),
             # Set here, not inherited: importing the Dagster definitions exports the default paths.
-            "CDP_SERVING_STORE": str(self.data_dir / "serving" / "published.duckdb"),
+            "CDP_SERVING_STORE": str(self.serving_store),
             "CDP_AS_OF": DEMO_AS_OF,
             **self.env_overrides,
         }
