@@ -84,6 +84,16 @@ class SyncSpec:
     def setting(self, key: str, default: Any = None) -> Any:
         return self.destination.settings.get(key, default)
 
+    def url(self) -> str:
+        """The destination's base URL: `url`, or the environment variable `url_env` names."""
+        if self.setting("url"):
+            return str(self.setting("url"))
+        variable = self.setting("url_env")
+        if not os.environ.get(str(variable)):
+            raise ActivationError(f"sync {self.name}: environment variable {variable} (destination url_env) is not "
+                                  f"set or empty. Export {variable} with the API's base URL.")
+        return os.environ[str(variable)]
+
     def secret(self, setting_key: str, *, required: bool = True) -> str | None:
         """The value of the environment variable a setting names (secrets never sit in specs)."""
         variable = self.destination.settings.get(setting_key)
