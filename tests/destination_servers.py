@@ -82,8 +82,11 @@ class DestinationServer:
             handler.send_header(name, value)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        try:
+            handler.end_headers()
+            handler.wfile.write(data)
+        except OSError:  # the client went away (killed, or timed out): what a real server sees too
+            handler.close_connection = True
 
     def reset_connection(self, handler: BaseHTTPRequestHandler) -> None:
         handler.close_connection = True

@@ -348,3 +348,46 @@ def test_postgres_down_for_a_run_fails_rows_for_the_next(con, tmp_path, postgres
     back = activation.run_sync(con, spec, run_id="r2", base_dir=tmp_path)
     assert (back.sent, back.retried) == (5, 5)
     assert pg_rows(postgres_server.dsn, "down_audience") == expected_rows(people(5))
+
+
+# --- a crash in the middle of a sync -------------------------------------------------------------------------
+
+def test_process_killed_mid_sync_then_rerun_converges(tmp_path, server):
+    """`cdp sync` is SIGKILLed while batches are in flight; the rerun sends the rest. The destination
+    ends up holding exactly the audience, each operation applied once (only the batch in flight at the
+    kill may be delivered twice, under the same idempotency keys), and the ledger has every row sent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    syncs = tmp_path / "syncs"
+    syncs.mkdir()
+    spec = webhook_spec(syncs, server, name="killed", batch_size=10)
+    warehouse = tmp_path / "w.duckdb"
+    audience = people(200)
+    with duckdb.connect(str(warehouse)) as con:
+        set_audience(con, audience)
+    server.delay_s = 0.05
+    env = {**os.environ, "CDP_SYNCS_DIR": str(syncs), "CDP_DATA_DIR": str(tmp_path), "CDP_WAREHOUSE": str(warehouse)}
+    process = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "sync", "killed"], env=env,
+                               cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while server.hits < 6 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the sync finished before it could be killed"
+    time.sleep(0.3)  # the request in flight at the kill is still processed by the destination
+    delivered_before_rerun = set(server.deliveries)
+    assert 0 < len(server.webhook_held) < 200
+    server.delay_s = 0.0
+    with duckdb.connect(str(warehouse)) as con:
+        committed = con.execute("select count(*) from activation.sync_state").fetchone()[0]
+        rerun = activation.run_sync(con, spec, run_id="rerun", base_dir=tmp_path)
+        assert sent_keys(con, "killed") == {r[0] for r in audience}
+    assert committed % 10 == 0 and rerun.sent == 200 - committed, "the rerun sends only what was not committed"
+    assert server.webhook_held == expected_rows(audience)
+    assert max(server.applied_keys.values()) == 1
+    repeats = {key for key, times in server.deliveries.items() if times > 1}
+    assert repeats <= delivered_before_rerun and len(repeats) <= 10, "only the batch in flight is delivered again"
