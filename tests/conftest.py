@@ -64,3 +64,29 @@ def runs(make_workspace):
     from pipeline_runs import build_pipeline_runs
 
     return build_pipeline_runs(make_workspace("e2e"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (orchestration/local_postgres.py): installed
+    from the OS packages if missing; skipped loudly only if it truly cannot start."""
+    from orchestration.local_postgres import LocalPostgres, PostgresUnavailable, wait_until_ready
+
+    server = LocalPostgres()
+    try:
+        server.start()
+        wait_until_ready(server.dsn)
+    except PostgresUnavailable as error:
+        pytest.skip(f"!!! PostgreSQL could not start, PostgreSQL destination tests NOT RUN: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def destination_server():
+    """One HTTP server implementing the webhook, ad audience and email tool APIs, with faults."""
+    from destination_servers import DestinationServer
+
+    server = DestinationServer().start()
+    yield server
+    server.stop()

@@ -211,12 +211,29 @@ def test_changed_audience_sends_only_the_change(runs):
     ledger = query(
         runs,
         f"""select sync_name, record_key, change_kind from activation.sync_ledger
-            where run_id = '{high_value["run_id"]}' and status = 'sent' order by 1""",
+            where run_id = '{high_value["run_id"]}' and status = 'sent'
+              and sync_name in ('high_value_to_csv', 'lapsed_buyers_to_jsonl') order by 1""",
     )
     assert ledger.rows() == [
         ("high_value_to_csv", runs.promoted_profile, "added"),
         ("lapsed_buyers_to_jsonl", runs.promoted_profile, "removed"),
     ]
+
+
+def test_demo_webhook_holds_the_consented_lapsed_buyers(runs):
+    """The default demo syncs to a webhook (the built-in inbox on 127.0.0.1): after three runs the
+    inbox holds exactly the lapsed buyers with an explicit 'y' for marketing_email."""
+    expected = set(query(runs, """
+        select profile_id from segments.seg_lapsed_buyers
+        where profile_id in (select profile_id from profiles.profile_consents
+                             where consent_purpose = 'marketing_email' and consent_value = 'y')""")["profile_id"])
+    inbox = runs.workspace.data_dir / "destinations" / "lapsed_buyers_webhook"
+    held = {json.loads(line)["key"] for line in (inbox / "held.jsonl").read_text().splitlines()}
+    assert expected and held == expected
+    first, second = runs.syncs_by_run[0]["lapsed_buyers_to_webhook"], runs.syncs_by_run[1]["lapsed_buyers_to_webhook"]
+    audience_size = first["added"] + first["excluded_consent"] + first["invalid"]
+    assert first["excluded_consent"] > 0 and first["sent"] == first["added"] and second["sent"] == 0
+    assert audience_size == runs.syncs_by_run[0]["lapsed_buyers_to_jsonl"]["added"]
 
 
 def profile_persons(runs: PipelineRuns) -> pl.DataFrame:
