@@ -33,9 +33,22 @@ class SyncPlan:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    # duckdb_columns() rather than information_schema: the view costs seconds on a busy warehouse.
     return [row[0] for row in con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+        "select column_name from duckdb_columns() where schema_name = ? and table_name = ? order by column_index",
         [schema, table]).fetchall()]
+
+
+def copy_text_sql(fields: list[str], source: str = "row_struct") -> str:
+    """One line of PostgreSQL COPY text format (tab-separated, NULL as \\N, backslash escapes) of the
+    struct's fields, built in the warehouse so the PostgreSQL destination never parses JSON."""
+    def one(field: str) -> str:
+        value = f'cast({source}."{field}" as varchar)'
+        for raw, escaped in (("\\", "\\\\"), ("chr(9)", "\\t"), ("chr(10)", "\\n"), ("chr(13)", "\\r")):
+            literal = raw if raw.startswith("chr") else f"'{raw}'"
+            value = f"replace({value}, {literal}, '{escaped}')"
+        return f"coalesce({value}, '\\N')"
+    return "concat_ws(chr(9), " + ", ".join(one(f) for f in fields) + ")"
 
 
 def identifier_sql(identifier: IdentifierSpec) -> str:
@@ -52,10 +65,12 @@ def identifier_sql(identifier: IdentifierSpec) -> str:
     return f"sha256({normalized})" if identifier.hash == "sha256" else normalized
 
 
-def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
+def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, copy_text: bool = False) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
-    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_json, idempotency_key),
-    sync_plan_invalid and sync_plan_excluded (record_key, reason)."""
+    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_json, idempotency_key,
+    and with copy_text the row as a PostgreSQL COPY text line), sync_plan_invalid and sync_plan_excluded
+    (record_key, reason). Rows are numbered in no particular order (sorting 1M keys costs more than
+    the rest of the diff); removals come after adds and changes."""
     ensure_state_tables(con)
     schema, table = spec.audience.split(".")
     columns = _columns(con, schema, table)
@@ -101,9 +116,10 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             select audience.*, {identifier_columns + ',' if identifier_columns else ''} {consent_ok} as is_consented
             from {spec.audience} as audience {consent_join}
         )
-        select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
-               {has_identifier} as has_identifier, is_consented
-        from mapped
+        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash, has_identifier, is_consented
+        from (select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
+                     {has_identifier} as has_identifier, is_consented
+              from mapped)
         """
     )
     con.execute(
@@ -135,8 +151,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     )
     con.execute(
         """
-        create or replace temp table sync_plan_audience_valid as
-        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash
+        create or replace temp view sync_plan_audience_valid as
+        select record_key, row_struct, row_hash
         from sync_plan_audience
         where record_key is not null and has_identifier and is_consented
           and record_key not in (select record_key from sync_plan_duplicates)
@@ -156,20 +172,24 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     )
     # The idempotency key names one operation on one row version (from-hash -> to-hash): a rerun after
     # a crash repeats the same key, so the destination can drop the repeat; A -> B -> A gets a new key.
+    text_column = f", {copy_text_sql([*spec.fields, *spec.identifiers])} as row_text" if copy_text else ""
+    removed_text = ", null as row_text" if copy_text else ""
+    remove_clause = remove_clause.replace("held.row_json\n", f"held.row_json{removed_text}\n")
     con.execute(
         f"""
         create or replace temp table sync_plan_changes as
-        with held as (select * from activation.sync_state where sync_name = ?),
+        with held as (select record_key, row_hash, row_json from activation.sync_state where sync_name = ?),
         changes as (
             select audience.record_key,
                    case when held.record_key is null then 'added' else 'changed' end as change_kind,
                    held.row_hash as old_hash, audience.row_hash, to_json(audience.row_struct)::varchar as row_json
+                   {text_column}
             from sync_plan_audience_valid as audience
             left join held on held.record_key = audience.record_key
             where held.record_key is null or held.row_hash <> audience.row_hash
             {remove_clause}
         )
-        select row_number() over (order by change_kind, record_key) as seq, *,
+        select row_number() over () as seq, *,
                md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))
                    as idempotency_key
         from changes
@@ -177,7 +197,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         [spec.name, spec.name],
     )
     counts = dict(con.execute("select change_kind, count(*) from sync_plan_changes group by 1").fetchall())
-    valid = con.execute("select count(*) from sync_plan_audience_valid").fetchone()[0]
+    valid = con.execute("select count(*) from sync_plan_audience where record_key is not null and has_identifier "
+                        "and is_consented and record_key not in (select record_key from sync_plan_duplicates)").fetchone()[0]
     invalid = con.execute("select count(*) from sync_plan_invalid").fetchone()[0]
     excluded = con.execute("select count(*) from sync_plan_excluded").fetchone()[0]
     held = con.execute("select count(*) from activation.sync_state where sync_name = ?", [spec.name]).fetchone()[0]

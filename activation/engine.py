@@ -1,26 +1,33 @@
-"""Run a sync: diff, gate (consent, removal guard, pre-sync checks), send in batches, and after each
-batch commit what the destination acknowledged together with its ledger rows. A crash loses at most
-the batch in flight, which the rerun sends again under the same idempotency keys."""
+"""Run a sync: diff, gate (consent, removal guard, pre-sync checks), send in batches, and commit what
+the destination acknowledged together with its ledger rows every COMMIT_EVERY_ROWS rows or
+COMMIT_EVERY_S seconds (and at the end). A crash loses at most the uncommitted window, which the rerun
+sends again under the same idempotency keys."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import polars as pl
+import numpy as np
+import pyarrow as pa
 
-from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, RowOperation, build_destination
+from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
 from activation.diff import SyncPlan, plan_sync
 from activation.errors import SyncAborted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.spec import SyncSpec
 
 PREVIEW_ROWS = 10
+# Acknowledged rows are committed to the state and ledger (one transaction) at least this often.
+# (CDP_SYNC_COMMIT_ROWS / CDP_SYNC_COMMIT_SECONDS override the defaults.)
+COMMIT_EVERY_ROWS = int(os.environ.get("CDP_SYNC_COMMIT_ROWS") or 200_000)
+COMMIT_EVERY_S = float(os.environ.get("CDP_SYNC_COMMIT_SECONDS") or 2.0)
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,15 @@ def _guard_message(spec: SyncSpec, plan: SyncPlan) -> str | None:
 def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, base_dir: Path,
              dry_run: bool = False, destination: Destination | None = None, force: bool = False,
              progress: Callable[[int], None] | None = None, checks: Sequence[PreSyncCheck] | None = None,
-             batch_size: int | None = None) -> SyncResult:
+             batch_size: int | None = None, commit_every_rows: int | None = None,
+             commit_every_s: float | None = None) -> SyncResult:
     """Send the audience's changes since the last successful sync. Rows that failed or were refused
     stay out of the state, so the next run sends them again. `progress` is called with the number of
     rows of each batch once it is done. Raises SyncAborted (nothing sent) when the removal guard or a
     pre-sync check stops the run."""
     started_at, started = _now(), time.perf_counter()
-    plan = plan_sync(con, spec)
+    copy_text = spec.destination.type == "postgres"  # rows as COPY text lines, rendered in the warehouse
+    plan = plan_sync(con, spec, copy_text=copy_text)
     counts = {"sent": 0, "failed": 0, "rejected": 0}
     con.execute(
         """
@@ -96,7 +105,7 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
     blocked = block_reason(spec, plan, checks)
     if dry_run:
         preview = {kind: [k for (k,) in con.execute(
-            "select record_key from sync_plan_changes where change_kind = ? order by seq limit ?",
+            "select record_key from sync_plan_changes where change_kind = ? order by record_key limit ?",
             [kind, PREVIEW_ROWS]).fetchall()] for kind in ("added", "changed", "removed")}
         outcome = result("dry_run", blocked or stop, preview)
         _record_run(con, spec, started_at, outcome, ledger=False)
@@ -112,30 +121,39 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         if begin:
             begin(run_id)
         size = _batch_size(spec, destination, batch_size)
+        text = ", changes.row_text" if copy_text else ""
+        # The whole change set as one Arrow table (batches are zero-copy slices of it), with each row's
+        # attempt number; nothing below goes back to sync_plan_changes.
         changes = con.execute(
-            "select seq, record_key, change_kind, idempotency_key, row_json from sync_plan_changes order by seq").pl()
-        seqs, keys, kinds = changes["seq"].to_list(), changes["record_key"].to_list(), changes["change_kind"].to_list()
-        idempotency_keys, rows = changes["idempotency_key"].to_list(), changes["row_json"].to_list()
-        del changes
-        for number, start in enumerate(range(0, len(keys), size), start=1):
-            stop_at = min(start + size, len(keys))
-            upserts, deletes = [], []
-            for i in range(start, stop_at):
-                (deletes if kinds[i] == "removed" else upserts).append(
-                    RowOperation(keys[i], idempotency_keys[i], rows[i]))
-            batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
-                          upsert_operations=upserts, delete_operations=deletes)
-            try:
-                outcome = destination.send(batch)
-            except Exception as error:  # the whole batch failed: retried next run
-                outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}" for k in keys[start:stop_at]})
-            _checkpoint(con, spec, run_id, number, seqs[start], seqs[stop_at - 1], outcome)
-            bad = len(outcome.failed) + len(outcome.rejected.keys() - outcome.failed.keys())
-            counts["failed"] += len(outcome.failed)
-            counts["rejected"] += len(outcome.rejected.keys() - outcome.failed.keys())
-            counts["sent"] += stop_at - start - bad
-            if progress:
-                progress(stop_at - start)
+            f"""
+            select changes.record_key, changes.change_kind, changes.row_hash, changes.row_json,
+                   changes.idempotency_key, coalesce(attempts.attempts, 0) + 1 as attempt{text}
+            from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
+            """).to_arrow_table()
+        window = _Window(con, spec, run_id, changes, size)
+        try:
+            for number, start in enumerate(range(0, changes.num_rows, size), start=1):
+                piece = changes.slice(start, size)
+                batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
+                              frame=piece)
+                try:
+                    outcome = destination.send(batch)
+                except Exception as error:  # the whole batch failed: retried next run
+                    outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}"
+                                                  for k in piece.column("record_key").to_pylist()})
+                window.add(number, piece.num_rows, outcome)
+                rejected = len(outcome.rejected.keys() - outcome.failed.keys())
+                counts["failed"] += len(outcome.failed)
+                counts["rejected"] += rejected
+                counts["sent"] += piece.num_rows - len(outcome.failed) - rejected
+                if window.due(commit_every_rows or COMMIT_EVERY_ROWS, commit_every_s or COMMIT_EVERY_S):
+                    window.commit()
+                if progress:
+                    progress(piece.num_rows)
+            window.commit()
+        except BaseException:
+            window.commit_on_error()
+            raise
         output_files: list[str] = []
         status = "partial" if counts["failed"] or counts["rejected"] else "succeeded"
         final = result(status)
@@ -153,67 +171,115 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
-def _checkpoint(con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str, number: int, first_seq: int,
-                last_seq: int, outcome: BatchResult) -> None:
-    """One transaction per batch: the acknowledged rows reach the state, every row gets its ledger row."""
-    bad = [(k, "failed", e) for k, e in outcome.failed.items()]
-    bad += [(k, "rejected", e) for k, e in outcome.rejected.items() if k not in outcome.failed]
-    outcomes = pl.DataFrame(
-        {"record_key": [b[0] for b in bad], "status": [b[1] for b in bad], "error": [b[2] for b in bad],
-         "http_status": [outcome.http_status.get(b[0]) for b in bad]},
-        schema={"record_key": pl.String, "status": pl.String, "error": pl.String, "http_status": pl.Int32},
-    )
-    http_codes = pl.DataFrame({"record_key": list(outcome.http_status), "code": list(outcome.http_status.values())},
-                              schema={"record_key": pl.String, "code": pl.Int32})
-    con.execute("begin transaction")
-    try:
-        con.register("batch_outcomes", outcomes.to_arrow())
-        con.register("batch_http_codes", http_codes.to_arrow())
-        con.execute(
-            """
-            insert or replace into activation.sync_state
-            select ?, changes.record_key, changes.row_hash, changes.row_json,
-                   coalesce(held.first_synced_at, now()::timestamp), now()::timestamp, ?
-            from sync_plan_changes as changes
-            left join activation.sync_state as held on held.sync_name = ? and held.record_key = changes.record_key
-            where changes.seq between ? and ? and changes.change_kind <> 'removed'
-              and changes.record_key not in (select record_key from batch_outcomes)
-            """,
-            [spec.name, run_id, spec.name, first_seq, last_seq],
-        )
-        con.execute(
-            """
-            delete from activation.sync_state
-            where sync_name = ? and record_key in (
-                select record_key from sync_plan_changes
-                where seq between ? and ? and change_kind = 'removed'
-                  and record_key not in (select record_key from batch_outcomes))
-            """,
-            [spec.name, first_seq, last_seq],
-        )
-        con.execute(
-            """
-            insert into activation.sync_ledger by name
-            select ? as run_id, ? as sync_name, changes.record_key,
-                   case when changes.change_kind = 'removed' then 'delete' else 'upsert' end as operation,
-                   changes.change_kind, ? as batch_number, coalesce(attempts.attempts, 0) + 1 as attempt,
-                   coalesce(outcomes.status, 'sent') as status, outcomes.error, now()::timestamp as recorded_at,
-                   changes.idempotency_key, coalesce(outcomes.http_status, codes.code, ?) as http_status
-            from sync_plan_changes as changes
-            left join batch_outcomes as outcomes using (record_key)
-            left join batch_http_codes as codes using (record_key)
-            left join sync_plan_attempts as attempts using (record_key)
-            where changes.seq between ? and ?
-            """,
-            [run_id, spec.name, number, outcome.default_http_status, first_seq, last_seq],
-        )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("batch_outcomes")
-        con.unregister("batch_http_codes")
+class _Window:
+    """The batches sent since the last commit. A commit is one transaction: the acknowledged rows
+    reach the state (one set-based upsert and one delete), every row of the window gets its ledger
+    row. Committing every COMMIT_EVERY_ROWS rows or COMMIT_EVERY_S seconds rather than per batch is
+    what makes small batches cheap; a crash loses at most the uncommitted window, which the rerun
+    sends again under the same idempotency keys (receivers drop the repeats; upserts and deletes
+    are idempotent anyway)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str, changes: pa.Table, size: int):
+        self.con, self.spec, self.run_id, self.changes, self.size = con, spec, run_id, changes, size
+        self.start = self.end = 0  # rows of `changes` in the window: [start, end)
+        self.first_number = 1
+        self.bad: dict[str, tuple[str, str, int | None]] = {}  # key -> (status, error, http status)
+        self.codes: dict[str, int] = {}
+        self.defaults: dict[int, int | None] = {}  # batch number -> status of rows not in codes
+        self.opened = time.monotonic()
+        self.committing = False
+
+    def add(self, number: int, rows: int, outcome: BatchResult) -> None:
+        if self.end == self.start:
+            self.first_number, self.opened = number, time.monotonic()
+        self.end += rows
+        for key, error in outcome.failed.items():
+            self.bad[key] = ("failed", error, outcome.http_status.get(key))
+        for key, error in outcome.rejected.items():
+            if key not in outcome.failed:
+                self.bad[key] = ("rejected", error, outcome.http_status.get(key))
+        self.codes.update(outcome.http_status)
+        self.defaults[number] = outcome.default_http_status
+
+    def due(self, every_rows: int, every_s: float) -> bool:
+        return self.end - self.start >= every_rows or time.monotonic() - self.opened >= every_s
+
+    def commit_on_error(self) -> None:
+        """Interrupted between batches: keep what was acknowledged (unless the commit itself failed)."""
+        if not self.committing and self.end > self.start:
+            try:
+                self.commit()
+            except Exception:  # the rerun resends the window: nothing is lost
+                pass
+
+    def commit(self) -> None:
+        if self.end == self.start:
+            return
+        self.committing = True
+        rows = self.changes.slice(self.start, self.end - self.start)
+        numbers = np.arange(rows.num_rows) // self.size + self.first_number
+        rows = rows.select(["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]) \
+            .append_column("batch_number", pa.array(numbers, pa.int32()))
+        bad = pa.table({"record_key": pa.array(list(self.bad), pa.string()),
+                        "status": pa.array([b[0] for b in self.bad.values()], pa.string()),
+                        "error": pa.array([b[1] for b in self.bad.values()], pa.string()),
+                        "http_status": pa.array([b[2] for b in self.bad.values()], pa.int32())})
+        codes = pa.table({"record_key": pa.array(list(self.codes), pa.string()),
+                          "code": pa.array(list(self.codes.values()), pa.int32())})
+        defaults = pa.table({"batch_number": pa.array(list(self.defaults), pa.int32()),
+                             "code": pa.array(list(self.defaults.values()), pa.int32())})
+        con = self.con
+        for name, table in (("window_rows", rows), ("window_bad", bad), ("window_codes", codes),
+                            ("window_defaults", defaults)):
+            con.register(name, table)
+        try:
+            con.execute(
+                """
+                create or replace temp table sync_window as
+                select w.record_key, w.change_kind, w.row_hash, w.row_json, w.idempotency_key, w.attempt,
+                       w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
+                       coalesce(bad.http_status, codes.code, defaults.code) as http_status
+                from window_rows as w
+                left join window_bad as bad using (record_key)
+                left join window_codes as codes using (record_key)
+                left join window_defaults as defaults using (batch_number)
+                """)
+            con.execute("begin transaction")
+            try:
+                con.execute(
+                    """
+                    insert into activation.sync_state
+                    select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
+                    from sync_window where status = 'sent' and change_kind <> 'removed'
+                    on conflict (sync_name, record_key) do update set
+                        row_hash = excluded.row_hash, row_json = excluded.row_json,
+                        last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
+                    """, [self.spec.name, self.run_id])
+                con.execute(
+                    """
+                    delete from activation.sync_state
+                    where sync_name = ? and record_key in (
+                        select record_key from sync_window where status = 'sent' and change_kind = 'removed')
+                    """, [self.spec.name])
+                con.execute(
+                    """
+                    insert into activation.sync_ledger by name
+                    select ? as run_id, ? as sync_name, record_key,
+                           case when change_kind = 'removed' then 'delete' else 'upsert' end as operation,
+                           change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
+                           idempotency_key, http_status
+                    from sync_window
+                    """, [self.run_id, self.spec.name])
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        finally:
+            for name in ("window_rows", "window_bad", "window_codes", "window_defaults"):
+                con.unregister(name)
+        self.start = self.end
+        self.bad, self.codes, self.defaults = {}, {}, {}
+        self.committing = False
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result: SyncResult,
