@@ -41,14 +41,19 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[st
 
 def copy_text_sql(fields: list[str], source: str = "row_struct") -> str:
     """One line of PostgreSQL COPY text format (tab-separated, NULL as \\N, backslash escapes) of the
-    struct's fields, built in the warehouse so the PostgreSQL destination never parses JSON."""
-    def one(field: str) -> str:
-        value = f'cast({source}."{field}" as varchar)'
-        for raw, escaped in (("\\", "\\\\"), ("chr(9)", "\\t"), ("chr(10)", "\\n"), ("chr(13)", "\\r")):
-            literal = raw if raw.startswith("chr") else f"'{raw}'"
-            value = f"replace({value}, {literal}, '{escaped}')"
-        return f"coalesce({value}, '\\N')"
-    return "concat_ws(chr(9), " + ", ".join(one(f) for f in fields) + ")"
+    struct's fields, built in the warehouse so the PostgreSQL destination never parses JSON. One regex
+    per row finds the rare rows that need escaping; only those pay for the replaces."""
+    values = [f'cast({source}."{field}" as varchar)' for field in fields]
+
+    def escaped(value: str) -> str:
+        for raw, replacement in (("'\\'", "'\\\\'"), ("chr(9)", "'\\t'"), ("chr(10)", "'\\n'"), ("chr(13)", "'\\r'")):
+            value = f"replace({value}, {raw}, {replacement})"
+        return value
+
+    plain = "concat_ws(chr(9), " + ", ".join(f"coalesce({v}, '\\N')" for v in values) + ")"
+    careful = "concat_ws(chr(9), " + ", ".join(f"coalesce({escaped(v)}, '\\N')" for v in values) + ")"
+    special = f"regexp_matches(concat({', '.join(values)}), '[\\\\\\t\\n\\r]')"
+    return f"case when {special} then {careful} else {plain} end"
 
 
 def identifier_sql(identifier: IdentifierSpec) -> str:

@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,7 +151,8 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
                     window.commit()
                 if progress:
                     progress(piece.num_rows)
-            window.commit()
+            window.commit(background=False)
+            window.close()
         except BaseException:
             window.commit_on_error()
             raise
@@ -187,7 +189,10 @@ class _Window:
         self.codes: dict[str, int] = {}
         self.defaults: dict[int, int | None] = {}  # batch number -> status of rows not in codes
         self.opened = time.monotonic()
-        self.committing = False
+        self.cursor = con.cursor()  # the worker's own connection to the warehouse
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-commit")
+        self.in_flight: Future | None = None
+        self.failed = False
 
     def add(self, number: int, rows: int, outcome: BatchResult) -> None:
         if self.end == self.start:
@@ -205,17 +210,36 @@ class _Window:
         return self.end - self.start >= every_rows or time.monotonic() - self.opened >= every_s
 
     def commit_on_error(self) -> None:
-        """Interrupted between batches: keep what was acknowledged (unless the commit itself failed)."""
-        if not self.committing and self.end > self.start:
-            try:
-                self.commit()
-            except Exception:  # the rerun resends the window: nothing is lost
-                pass
+        """Interrupted between batches: keep what was acknowledged (unless a commit itself failed)."""
+        try:
+            self.wait()
+            if not self.failed and self.end > self.start:
+                self.commit(background=False)
+        except Exception:  # the rerun resends the window: nothing is lost
+            pass
+        finally:
+            self.close()
 
-    def commit(self) -> None:
+    def wait(self) -> None:
+        """Wait for the commit in flight; re-raise its error."""
+        if self.in_flight is not None:
+            future, self.in_flight = self.in_flight, None
+            try:
+                future.result()
+            except BaseException:
+                self.failed = True
+                raise
+
+    def close(self) -> None:
+        self.wait()
+        self.executor.shutdown()
+        self.cursor.close()
+
+    def commit(self, background: bool = True) -> None:
+        """Commit the window: on a second connection in a worker thread (the next batches are sent
+        meanwhile; at most one commit in flight, in order), or here when background is False."""
         if self.end == self.start:
             return
-        self.committing = True
         rows = self.changes.slice(self.start, self.end - self.start)
         numbers = np.arange(rows.num_rows) // self.size + self.first_number
         rows = rows.select(["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]) \
@@ -228,58 +252,66 @@ class _Window:
                           "code": pa.array(list(self.codes.values()), pa.int32())})
         defaults = pa.table({"batch_number": pa.array(list(self.defaults), pa.int32()),
                              "code": pa.array(list(self.defaults.values()), pa.int32())})
-        con = self.con
-        for name, table in (("window_rows", rows), ("window_bad", bad), ("window_codes", codes),
-                            ("window_defaults", defaults)):
-            con.register(name, table)
+        tables = {"window_rows": rows, "window_bad": bad, "window_codes": codes, "window_defaults": defaults}
+        self.start = self.end
+        self.bad, self.codes, self.defaults = {}, {}, {}
+        self.wait()
+        if background:
+            self.in_flight = self.executor.submit(_write_window, self.cursor, self.spec.name, self.run_id, tables)
+        else:
+            _write_window(self.cursor, self.spec.name, self.run_id, tables)
+
+
+def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, tables: dict[str, pa.Table]) -> None:
+    """One transaction: acknowledged rows to the state (set-based upsert and delete, no join against
+    the state), every row of the window to the ledger."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        con.execute(
+            """
+            create or replace temp table sync_window as
+            select w.record_key, w.change_kind, w.row_hash, w.row_json, w.idempotency_key, w.attempt,
+                   w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
+                   coalesce(bad.http_status, codes.code, defaults.code) as http_status
+            from window_rows as w
+            left join window_bad as bad using (record_key)
+            left join window_codes as codes using (record_key)
+            left join window_defaults as defaults using (batch_number)
+            """)
+        con.execute("begin transaction")
         try:
             con.execute(
                 """
-                create or replace temp table sync_window as
-                select w.record_key, w.change_kind, w.row_hash, w.row_json, w.idempotency_key, w.attempt,
-                       w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
-                       coalesce(bad.http_status, codes.code, defaults.code) as http_status
-                from window_rows as w
-                left join window_bad as bad using (record_key)
-                left join window_codes as codes using (record_key)
-                left join window_defaults as defaults using (batch_number)
-                """)
-            con.execute("begin transaction")
-            try:
-                con.execute(
-                    """
-                    insert into activation.sync_state
-                    select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
-                    from sync_window where status = 'sent' and change_kind <> 'removed'
-                    on conflict (sync_name, record_key) do update set
-                        row_hash = excluded.row_hash, row_json = excluded.row_json,
-                        last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
-                    """, [self.spec.name, self.run_id])
-                con.execute(
-                    """
-                    delete from activation.sync_state
-                    where sync_name = ? and record_key in (
-                        select record_key from sync_window where status = 'sent' and change_kind = 'removed')
-                    """, [self.spec.name])
-                con.execute(
-                    """
-                    insert into activation.sync_ledger by name
-                    select ? as run_id, ? as sync_name, record_key,
-                           case when change_kind = 'removed' then 'delete' else 'upsert' end as operation,
-                           change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
-                           idempotency_key, http_status
-                    from sync_window
-                    """, [self.run_id, self.spec.name])
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
-        finally:
-            for name in ("window_rows", "window_bad", "window_codes", "window_defaults"):
-                con.unregister(name)
-        self.start = self.end
-        self.bad, self.codes, self.defaults = {}, {}, {}
-        self.committing = False
+                insert into activation.sync_state
+                select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
+                from sync_window where status = 'sent' and change_kind <> 'removed'
+                on conflict (sync_name, record_key) do update set
+                    row_hash = excluded.row_hash, row_json = excluded.row_json,
+                    last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
+                """, [sync_name, run_id])
+            con.execute(
+                """
+                delete from activation.sync_state
+                where sync_name = ? and record_key in (
+                    select record_key from sync_window where status = 'sent' and change_kind = 'removed')
+                """, [sync_name])
+            con.execute(
+                """
+                insert into activation.sync_ledger by name
+                select ? as run_id, ? as sync_name, record_key,
+                       case when change_kind = 'removed' then 'delete' else 'upsert' end as operation,
+                       change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
+                       idempotency_key, http_status
+                from sync_window
+                """, [run_id, sync_name])
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        for name in tables:
+            con.unregister(name)
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result: SyncResult,

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 from activation.destinations import Batch, BatchResult
@@ -90,12 +92,12 @@ class PostgresDestination:
                 target=target, key=sql.Identifier(self.key_field), key_type=sql.SQL(self.key_type)),
         }
 
-    def _apply(self, con: psycopg.Connection, upserts: list[str], deletes: list[str], direct: bool = False) -> None:
-        """upserts: COPY text lines; deletes: keys. direct: COPY straight into the table (new rows only)."""
+    def _apply(self, con: psycopg.Connection, upserts: str, deletes: list[str], direct: bool = False) -> None:
+        """upserts: COPY text (one line per row); deletes: keys. direct: COPY straight into the table."""
         with con.cursor() as cursor:
             if upserts:
                 with cursor.copy(self.statements["copy_direct" if direct else "copy_staging"]) as copy:
-                    copy.write("\n".join(upserts) + "\n")
+                    copy.write(upserts)
                 if not direct:
                     cursor.execute(self.statements["upsert"])
                     cursor.execute("truncate cdp_incoming")
@@ -125,14 +127,15 @@ class PostgresDestination:
     def _send_row_by_row(self, batch: Batch) -> BatchResult:
         """Find the rows the server refuses: each row under its own savepoint, one transaction."""
         rejected, con = {}, self._connect()
-        lines = dict(zip([op.key for op in batch.upsert_operations], _lines(batch)[0], strict=True))
+        texts = _upsert_texts(batch).to_pylist()
+        lines = dict(zip([op.key for op in batch.upsert_operations], texts, strict=True))
         try:
             with con.transaction():
                 for op in batch.upsert_operations + batch.delete_operations:
                     is_delete = op.key not in lines
                     try:
                         with con.transaction():
-                            self._apply(con, [] if is_delete else [lines[op.key]], [op.key] if is_delete else [])
+                            self._apply(con, "" if is_delete else lines[op.key] + "\n", [op.key] if is_delete else [])
                     except TRANSIENT:
                         raise
                     except psycopg.Error as error:
@@ -148,13 +151,22 @@ class PostgresDestination:
             self.connection = None
 
 
-def _lines(batch: Batch) -> tuple[list[str], list[str], bool]:
-    """The batch's upserts as COPY text lines, its deletes as keys, and whether every upsert is a new row."""
-    if batch.frame is not None and "row_text" in batch.frame.column_names:
-        columns = batch.frame.select(["record_key", "change_kind", "row_text"]).to_pydict()
-        kinds = columns["change_kind"]
-        upserts = [t for t, k in zip(columns["row_text"], kinds, strict=True) if k != "removed"]
-        deletes = [r for r, k in zip(columns["record_key"], kinds, strict=True) if k == "removed"]
-        return upserts, deletes, all(k != "changed" for k in kinds)
-    raise ActivationError(f"sync {batch.sync_name}: the PostgreSQL destination needs the rows as COPY text "
-                          "(run it through activation.run_sync).")
+def _upsert_texts(batch: Batch) -> pa.StringArray:
+    if batch.frame is None or "row_text" not in batch.frame.column_names:
+        raise ActivationError(f"sync {batch.sync_name}: the PostgreSQL destination needs the rows as COPY text "
+                              "(run it through activation.run_sync).")
+    keep = pc.not_equal(batch.frame.column("change_kind"), "removed")
+    return pc.filter(batch.frame.column("row_text"), keep).combine_chunks()
+
+
+def _lines(batch: Batch) -> tuple[str, list[str], bool]:
+    """The batch's upserts as one COPY text payload, its deletes as keys, and whether every upsert is
+    a new row. Joined in Arrow: no Python object per row."""
+    texts = _upsert_texts(batch)
+    kinds = batch.frame.column("change_kind")
+    deletes = pc.filter(batch.frame.column("record_key"), pc.equal(kinds, "removed")).to_pylist()
+    payload = ""
+    if len(texts):
+        rows = pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts)
+        payload = pc.binary_join(rows, "\n")[0].as_py() + "\n"
+    return payload, deletes, not pc.any(pc.equal(kinds, "changed")).as_py()
