@@ -27,8 +27,8 @@ from activation.spec import SyncSpec
 PREVIEW_ROWS = 10
 # Acknowledged rows are committed to the state and ledger (one transaction) at least this often.
 # (CDP_SYNC_COMMIT_ROWS / CDP_SYNC_COMMIT_SECONDS override the defaults.)
-COMMIT_EVERY_ROWS = int(os.environ.get("CDP_SYNC_COMMIT_ROWS") or 200_000)
-COMMIT_EVERY_S = float(os.environ.get("CDP_SYNC_COMMIT_SECONDS") or 2.0)
+COMMIT_EVERY_ROWS = int(os.environ.get("CDP_SYNC_COMMIT_ROWS") or 500_000)
+COMMIT_EVERY_S = float(os.environ.get("CDP_SYNC_COMMIT_SECONDS") or 5.0)
 
 
 @dataclass(frozen=True)
@@ -281,11 +281,19 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             """)
         con.execute("begin transaction")
         try:
+            # Added rows are not in the state (the diff says so; a sync runs once at a time): a plain
+            # insert, cheaper than the conflict check that changed rows need.
             con.execute(
                 """
                 insert into activation.sync_state
                 select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
-                from sync_window where status = 'sent' and change_kind <> 'removed'
+                from sync_window where status = 'sent' and change_kind = 'added'
+                """, [sync_name, run_id])
+            con.execute(
+                """
+                insert into activation.sync_state
+                select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
+                from sync_window where status = 'sent' and change_kind = 'changed'
                 on conflict (sync_name, record_key) do update set
                     row_hash = excluded.row_hash, row_json = excluded.row_json,
                     last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
