@@ -70,12 +70,13 @@ def identifier_sql(identifier: IdentifierSpec) -> str:
     return f"sha256({normalized})" if identifier.hash == "sha256" else normalized
 
 
-def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, copy_text: bool = False) -> SyncPlan:
+def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
-    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_json, idempotency_key,
-    and with copy_text the row as a PostgreSQL COPY text line), sync_plan_invalid and sync_plan_excluded
-    (record_key, reason). Rows are numbered in no particular order (sorting 1M keys costs more than
-    the rest of the diff); removals come after adds and changes."""
+    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
+    to send, row_json: for removals the version last sent, idempotency_key), sync_plan_invalid and
+    sync_plan_excluded (record_key, reason). Rows stay structs: the engine renders JSON (and COPY text)
+    per chunk as it sends (activation/engine.py). Rows are numbered in no particular order (sorting 1M
+    keys costs more than the rest of the diff); removals come after adds and changes."""
     ensure_state_tables(con)
     schema, table = spec.audience.split(".")
     columns = _columns(con, schema, table)
@@ -112,8 +113,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, copy_text: bool
             ) as consent on consent.profile_id = cast(audience."{spec.consent_key}" as varchar)"""
         consent_ok = f"coalesce(consent.granted, 0) = {len(spec.consents)}"
     identifier_columns = ", ".join(f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items())
-    # Rows stay structs until they are sent: only added and changed rows are turned into JSON. The row
-    # hash is DuckDB's 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
+    # Rows stay structs until they are sent (the engine renders JSON per chunk). The row hash is DuckDB's
+    # 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
     con.execute(
         f"""
         create or replace temp table sync_plan_audience as
@@ -168,7 +169,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, copy_text: bool
     remove_clause = (
         """
         union all
-        select held.record_key, 'removed', held.row_hash, null, held.row_json
+        select held.record_key, 'removed', held.row_hash, null, null, held.row_json
         from held
         anti join sync_plan_audience_valid as audience on audience.record_key = held.record_key
         where held.record_key not in (select record_key from sync_plan_invalid where record_key is not null)
@@ -177,18 +178,15 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, copy_text: bool
     )
     # The idempotency key names one operation on one row version (from-hash -> to-hash): a rerun after
     # a crash repeats the same key, so the destination can drop the repeat; A -> B -> A gets a new key.
-    text_column = f", {copy_text_sql([*spec.fields, *spec.identifiers])} as row_text" if copy_text else ""
-    removed_text = ", null as row_text" if copy_text else ""
-    remove_clause = remove_clause.replace("held.row_json\n", f"held.row_json{removed_text}\n")
     con.execute(
         f"""
         create or replace temp table sync_plan_changes as
-        with held as (select record_key, row_hash, row_json from activation.sync_state where sync_name = ?),
+        with held as not materialized (
+            select record_key, row_hash, row_json from activation.sync_state where sync_name = ?),
         changes as (
             select audience.record_key,
                    case when held.record_key is null then 'added' else 'changed' end as change_kind,
-                   held.row_hash as old_hash, audience.row_hash, to_json(audience.row_struct)::varchar as row_json
-                   {text_column}
+                   held.row_hash as old_hash, audience.row_hash, audience.row_struct, null::varchar as row_json
             from sync_plan_audience_valid as audience
             left join held on held.record_key = audience.record_key
             where held.record_key is null or held.row_hash <> audience.row_hash

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
-from activation.diff import SyncPlan, plan_sync
+from activation.diff import SyncPlan, copy_text_sql, plan_sync
 from activation.errors import SyncAborted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.spec import SyncSpec
@@ -29,6 +29,7 @@ PREVIEW_ROWS = 10
 # (CDP_SYNC_COMMIT_ROWS / CDP_SYNC_COMMIT_SECONDS override the defaults.)
 COMMIT_EVERY_ROWS = int(os.environ.get("CDP_SYNC_COMMIT_ROWS") or 500_000)
 COMMIT_EVERY_S = float(os.environ.get("CDP_SYNC_COMMIT_SECONDS") or 5.0)
+RENDER_CHUNK_ROWS = 100_000  # rows rendered to JSON / COPY text per warehouse query (whole batches)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,7 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
     rows of each batch once it is done. Raises SyncAborted (nothing sent) when the removal guard or a
     pre-sync check stops the run."""
     started_at, started = _now(), time.perf_counter()
-    copy_text = spec.destination.type == "postgres"  # rows as COPY text lines, rendered in the warehouse
-    plan = plan_sync(con, spec, copy_text=copy_text)
+    plan = plan_sync(con, spec)
     counts = {"sent": 0, "failed": 0, "rejected": 0}
     con.execute(
         """
@@ -122,35 +122,42 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         if begin:
             begin(run_id)
         size = _batch_size(spec, destination, batch_size)
-        text = ", changes.row_text" if copy_text else ""
-        # The whole change set as one Arrow table (batches are zero-copy slices of it), with each row's
-        # attempt number; nothing below goes back to sync_plan_changes.
+        # The whole change set as one Arrow table, rows still structs, with each row's attempt number;
+        # nothing below goes back to sync_plan_changes. JSON (and, for PostgreSQL, COPY text) is
+        # rendered in the warehouse one chunk of batches at a time, as the sending goes.
         changes = con.execute(
-            f"""
-            select changes.record_key, changes.change_kind, changes.row_hash, changes.row_json,
-                   changes.idempotency_key, coalesce(attempts.attempts, 0) + 1 as attempt{text}
+            """
+            select changes.record_key, changes.change_kind, changes.row_hash, changes.row_struct,
+                   changes.row_json as held_json, changes.idempotency_key,
+                   coalesce(attempts.attempts, 0) + 1 as attempt
             from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
             """).to_arrow_table()
-        window = _Window(con, spec, run_id, changes, size)
+        text_sql = copy_text_sql([*spec.fields, *spec.identifiers]) if spec.destination.type == "postgres" else None
+        chunk_rows = max(size, min(RENDER_CHUNK_ROWS, size * 100)) // size * size
+        window = _Window(con, spec, run_id, size)
         try:
-            for number, start in enumerate(range(0, changes.num_rows, size), start=1):
-                piece = changes.slice(start, size)
-                batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
-                              frame=piece)
-                try:
-                    outcome = destination.send(batch)
-                except Exception as error:  # the whole batch failed: retried next run
-                    outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}"
-                                                  for k in piece.column("record_key").to_pylist()})
-                window.add(number, piece.num_rows, outcome)
-                rejected = len(outcome.rejected.keys() - outcome.failed.keys())
-                counts["failed"] += len(outcome.failed)
-                counts["rejected"] += rejected
-                counts["sent"] += piece.num_rows - len(outcome.failed) - rejected
-                if window.due(commit_every_rows or COMMIT_EVERY_ROWS, commit_every_s or COMMIT_EVERY_S):
-                    window.commit()
-                if progress:
-                    progress(piece.num_rows)
+            number = 0
+            for chunk_start in range(0, changes.num_rows, chunk_rows):
+                chunk = _render(con, changes.slice(chunk_start, chunk_rows), text_sql)
+                for start in range(0, chunk.num_rows, size):
+                    number += 1
+                    piece = chunk.slice(start, size)
+                    batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
+                                  frame=piece)
+                    try:
+                        outcome = destination.send(batch)
+                    except Exception as error:  # the whole batch failed: retried next run
+                        outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}"
+                                                      for k in piece.column("record_key").to_pylist()})
+                    window.add(number, piece, outcome)
+                    rejected = len(outcome.rejected.keys() - outcome.failed.keys())
+                    counts["failed"] += len(outcome.failed)
+                    counts["rejected"] += rejected
+                    counts["sent"] += piece.num_rows - len(outcome.failed) - rejected
+                    if window.due(commit_every_rows or COMMIT_EVERY_ROWS, commit_every_s or COMMIT_EVERY_S):
+                        window.commit()
+                    if progress:
+                        progress(piece.num_rows)
             window.commit(background=False)
             window.close()
         except BaseException:
@@ -173,6 +180,21 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
+def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None) -> pa.Table:
+    """A chunk of the change set with each row as JSON (removals: the version last sent) and, when
+    text_sql is given, as a PostgreSQL COPY text line; order kept."""
+    con.register("sync_chunk", chunk)
+    try:
+        return con.execute(
+            f"""
+            select record_key, change_kind, row_hash, coalesce(held_json, to_json(row_struct)::varchar) as row_json,
+                   idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
+            from sync_chunk
+            """).to_arrow_table()
+    finally:
+        con.unregister("sync_chunk")
+
+
 class _Window:
     """The batches sent since the last commit. A commit is one transaction: the acknowledged rows
     reach the state (one set-based upsert and one delete), every row of the window gets its ledger
@@ -181,9 +203,10 @@ class _Window:
     sends again under the same idempotency keys (receivers drop the repeats; upserts and deletes
     are idempotent anyway)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str, changes: pa.Table, size: int):
-        self.con, self.spec, self.run_id, self.changes, self.size = con, spec, run_id, changes, size
-        self.start = self.end = 0  # rows of `changes` in the window: [start, end)
+    def __init__(self, con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str, size: int):
+        self.con, self.spec, self.run_id, self.size = con, spec, run_id, size
+        self.frames: list[pa.Table] = []  # the batches sent since the last commit
+        self.rows = 0
         self.first_number = 1
         self.bad: dict[str, tuple[str, str, int | None]] = {}  # key -> (status, error, http status)
         self.codes: dict[str, int] = {}
@@ -194,10 +217,11 @@ class _Window:
         self.in_flight: Future | None = None
         self.failed = False
 
-    def add(self, number: int, rows: int, outcome: BatchResult) -> None:
-        if self.end == self.start:
+    def add(self, number: int, frame: pa.Table, outcome: BatchResult) -> None:
+        if not self.frames:
             self.first_number, self.opened = number, time.monotonic()
-        self.end += rows
+        self.frames.append(frame)
+        self.rows += frame.num_rows
         for key, error in outcome.failed.items():
             self.bad[key] = ("failed", error, outcome.http_status.get(key))
         for key, error in outcome.rejected.items():
@@ -207,13 +231,13 @@ class _Window:
         self.defaults[number] = outcome.default_http_status
 
     def due(self, every_rows: int, every_s: float) -> bool:
-        return self.end - self.start >= every_rows or time.monotonic() - self.opened >= every_s
+        return self.rows >= every_rows or time.monotonic() - self.opened >= every_s
 
     def commit_on_error(self) -> None:
         """Interrupted between batches: keep what was acknowledged (unless a commit itself failed)."""
         try:
             self.wait()
-            if not self.failed and self.end > self.start:
+            if not self.failed and self.frames:
                 self.commit(background=False)
         except Exception:  # the rerun resends the window: nothing is lost
             pass
@@ -238,9 +262,9 @@ class _Window:
     def commit(self, background: bool = True) -> None:
         """Commit the window: on a second connection in a worker thread (the next batches are sent
         meanwhile; at most one commit in flight, in order), or here when background is False."""
-        if self.end == self.start:
+        if not self.frames:
             return
-        rows = self.changes.slice(self.start, self.end - self.start)
+        rows = pa.concat_tables(self.frames)
         numbers = np.arange(rows.num_rows) // self.size + self.first_number
         rows = rows.select(["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]) \
             .append_column("batch_number", pa.array(numbers, pa.int32()))
@@ -253,7 +277,7 @@ class _Window:
         defaults = pa.table({"batch_number": pa.array(list(self.defaults), pa.int32()),
                              "code": pa.array(list(self.defaults.values()), pa.int32())})
         tables = {"window_rows": rows, "window_bad": bad, "window_codes": codes, "window_defaults": defaults}
-        self.start = self.end
+        self.frames, self.rows = [], 0
         self.bad, self.codes, self.defaults = {}, {}, {}
         self.wait()
         if background:

@@ -78,12 +78,10 @@ def run_sync_benchmark(rows: int, *, change_share: float, repeats: int, echo: Ca
             echo(f"audience: {rows:,} rows, {len(FIELDS)} fields; change: {change_share:.0%} of rows; "
                  f"medians of {repeats}; {os.cpu_count()} cores; {_load()}")
             diff_spec = _spec(workdir, "bench_diff", "  type: file\n  format: csv\n  path: out\n")
-            # The diff alone (the audience is written and checkpointed before): JSON rows, and JSON plus
-            # COPY text lines as a PostgreSQL sync computes them.
+            # The diff alone (the audience is written and checkpointed before; rows stay structs: JSON and
+            # COPY text are rendered as the sync sends, and counted in the sync figures below).
             diff_s = _median([_timed(lambda: activation.plan_sync(con, diff_spec)) for _ in range(repeats)])
             echo(f"diff (first sync, all rows added):   {diff_s:6.2f} s  ({rows / diff_s:,.0f} rows/s)  goal < 5 s  [{_load()}]")
-            text_s = _median([_timed(lambda: activation.plan_sync(con, diff_spec, copy_text=True)) for _ in range(repeats)])
-            echo(f"diff with COPY text (PostgreSQL):    {text_s:6.2f} s  ({rows / text_s:,.0f} rows/s)  goal < 5 s")
             _bench_postgres(con, workdir, pg, rows, change_share, repeats, echo)
             if drt:
                 _make_audience(con, rows)
@@ -252,15 +250,19 @@ def _bench_http(con, workdir: Path, rows: int, change_share: float, repeats: int
 
         full_s = _median([_timed(full_sync) for _ in range(repeats)])
         assert len(inbox.held) == rows
-        changed = _change(con, change_share)
-        result = activation.run_sync(con, spec, run_id="change", base_dir=workdir)
-        assert result.sent == changed
+        durations = []
+        for repeat in range(repeats):
+            changed = _change(con, change_share)
+            result = activation.run_sync(con, spec, run_id=f"change{repeat}", base_dir=workdir)
+            assert result.sent == changed
+            durations.append(result.duration_s)
+        change_s = _median(durations)
         floor_rate, full_rate = rows / floor_s, rows / full_s
         echo(f"HTTP floor (raw signed POSTs, {requests:,} x {HTTP_BATCH} rows):  {floor_s:6.2f} s  {floor_rate:>10,.0f} rows/s "
              f"({requests / floor_s:,.0f} requests/s)")
-        echo(f"HTTP full sync (diff + send + ledger):              {full_s:6.2f} s  {full_rate:>10,.0f} rows/s  "
-             f"= {full_rate / floor_rate:.0%} of the raw request rate")
-        echo(f"HTTP {change_share:.0%} change ({changed:,} rows):                  {result.duration_s:6.2f} s  "
-             f"{changed / result.duration_s:>10,.0f} changed rows/s  ({rows / result.duration_s:,.0f} audience rows/s)")
+        echo(f"HTTP full sync (diff + send + state + ledger):      {full_s:6.2f} s  {full_rate:>10,.0f} rows/s  "
+             f"= {full_rate / floor_rate:.0%} of the raw request rate  [{_load()}]")
+        echo(f"HTTP {change_share:.0%} change ({changed:,} rows), whole run:       {change_s:6.2f} s  "
+             f"{changed / change_s:>10,.0f} changed rows/s  ({rows / change_s:,.0f} audience rows/s)")
     finally:
         inbox.stop()
