@@ -33,9 +33,29 @@ class SyncPlan:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
-    return [row[0] for row in con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-        [schema, table]).fetchall()]
+    """The relation's column names, [] when it does not exist. From the relation itself rather than
+    information_schema / duckdb_columns(), which took seconds on a busy warehouse."""
+    try:
+        return [column[0] for column in con.execute(f'select * from "{schema}"."{table}" limit 0').description]
+    except duckdb.CatalogException:
+        return []
+
+
+def copy_text_sql(fields: list[str], source: str = "row_struct") -> str:
+    """One line of PostgreSQL COPY text format (tab-separated, NULL as \\N, backslash escapes) of the
+    struct's fields, built in the warehouse so the PostgreSQL destination never parses JSON. One regex
+    per row finds the rare rows that need escaping; only those pay for the replaces."""
+    values = [f'cast({source}."{field}" as varchar)' for field in fields]
+
+    def escaped(value: str) -> str:
+        for raw, replacement in (("'\\'", "'\\\\'"), ("chr(9)", "'\\t'"), ("chr(10)", "'\\n'"), ("chr(13)", "'\\r'")):
+            value = f"replace({value}, {raw}, {replacement})"
+        return value
+
+    plain = "concat_ws(chr(9), " + ", ".join(f"coalesce({v}, '\\N')" for v in values) + ")"
+    careful = "concat_ws(chr(9), " + ", ".join(f"coalesce({escaped(v)}, '\\N')" for v in values) + ")"
+    special = f"regexp_matches(concat({', '.join(values)}), '[\\\\\\t\\n\\r]')"
+    return f"case when {special} then {careful} else {plain} end"
 
 
 def identifier_sql(identifier: IdentifierSpec) -> str:
@@ -54,8 +74,11 @@ def identifier_sql(identifier: IdentifierSpec) -> str:
 
 def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
-    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_json, idempotency_key),
-    sync_plan_invalid and sync_plan_excluded (record_key, reason)."""
+    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
+    to send, row_json: for removals the version last sent, idempotency_key), sync_plan_invalid and
+    sync_plan_excluded (record_key, reason). Rows stay structs: the engine renders JSON (and COPY text)
+    per chunk as it sends (activation/engine.py). Rows are numbered in no particular order (sorting 1M
+    keys costs more than the rest of the diff); removals come after adds and changes."""
     ensure_state_tables(con)
     schema, table = spec.audience.split(".")
     columns = _columns(con, schema, table)
@@ -92,8 +115,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             ) as consent on consent.profile_id = cast(audience."{spec.consent_key}" as varchar)"""
         consent_ok = f"coalesce(consent.granted, 0) = {len(spec.consents)}"
     identifier_columns = ", ".join(f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items())
-    # Rows stay structs until they are sent: only added and changed rows are turned into JSON. The row
-    # hash is DuckDB's 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
+    # Rows stay structs until they are sent (the engine renders JSON per chunk). The row hash is DuckDB's
+    # 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
     con.execute(
         f"""
         create or replace temp table sync_plan_audience as
@@ -101,9 +124,10 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             select audience.*, {identifier_columns + ',' if identifier_columns else ''} {consent_ok} as is_consented
             from {spec.audience} as audience {consent_join}
         )
-        select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
-               {has_identifier} as has_identifier, is_consented
-        from mapped
+        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash, has_identifier, is_consented
+        from (select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
+                     {has_identifier} as has_identifier, is_consented
+              from mapped)
         """
     )
     con.execute(
@@ -135,8 +159,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     )
     con.execute(
         """
-        create or replace temp table sync_plan_audience_valid as
-        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash
+        create or replace temp view sync_plan_audience_valid as
+        select record_key, row_struct, row_hash
         from sync_plan_audience
         where record_key is not null and has_identifier and is_consented
           and record_key not in (select record_key from sync_plan_duplicates)
@@ -147,7 +171,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     remove_clause = (
         """
         union all
-        select held.record_key, 'removed', held.row_hash, null, held.row_json
+        select held.record_key, 'removed', held.row_hash, null, null, held.row_json
         from held
         anti join sync_plan_audience_valid as audience on audience.record_key = held.record_key
         where held.record_key not in (select record_key from sync_plan_invalid where record_key is not null)
@@ -159,17 +183,18 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     con.execute(
         f"""
         create or replace temp table sync_plan_changes as
-        with held as (select * from activation.sync_state where sync_name = ?),
+        with held as not materialized (
+            select record_key, row_hash, row_json from activation.sync_state where sync_name = ?),
         changes as (
             select audience.record_key,
                    case when held.record_key is null then 'added' else 'changed' end as change_kind,
-                   held.row_hash as old_hash, audience.row_hash, to_json(audience.row_struct)::varchar as row_json
+                   held.row_hash as old_hash, audience.row_hash, audience.row_struct, null::varchar as row_json
             from sync_plan_audience_valid as audience
             left join held on held.record_key = audience.record_key
             where held.record_key is null or held.row_hash <> audience.row_hash
             {remove_clause}
         )
-        select row_number() over (order by change_kind, record_key) as seq, *,
+        select row_number() over () as seq, *,
                md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))
                    as idempotency_key
         from changes
@@ -177,7 +202,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         [spec.name, spec.name],
     )
     counts = dict(con.execute("select change_kind, count(*) from sync_plan_changes group by 1").fetchall())
-    valid = con.execute("select count(*) from sync_plan_audience_valid").fetchone()[0]
+    valid = con.execute("select count(*) from sync_plan_audience where record_key is not null and has_identifier "
+                        "and is_consented and record_key not in (select record_key from sync_plan_duplicates)").fetchone()[0]
     invalid = con.execute("select count(*) from sync_plan_invalid").fetchone()[0]
     excluded = con.execute("select count(*) from sync_plan_excluded").fetchone()[0]
     held = con.execute("select count(*) from activation.sync_state where sync_name = ?", [spec.name]).fetchone()[0]

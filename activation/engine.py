@@ -1,26 +1,35 @@
-"""Run a sync: diff, gate (consent, removal guard, pre-sync checks), send in batches, and after each
-batch commit what the destination acknowledged together with its ledger rows. A crash loses at most
-the batch in flight, which the rerun sends again under the same idempotency keys."""
+"""Run a sync: diff, gate (consent, removal guard, pre-sync checks), send in batches, and commit what
+the destination acknowledged together with its ledger rows every COMMIT_EVERY_ROWS rows or
+COMMIT_EVERY_S seconds (and at the end). A crash loses at most the uncommitted window, which the rerun
+sends again under the same idempotency keys."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import polars as pl
+import numpy as np
+import pyarrow as pa
 
-from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, RowOperation, build_destination
-from activation.diff import SyncPlan, plan_sync
+from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
+from activation.diff import SyncPlan, copy_text_sql, plan_sync
 from activation.errors import SyncAborted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.spec import SyncSpec
 
 PREVIEW_ROWS = 10
+# Acknowledged rows are committed to the state and ledger (one transaction) at least this often.
+# (CDP_SYNC_COMMIT_ROWS / CDP_SYNC_COMMIT_SECONDS override the defaults.)
+COMMIT_EVERY_ROWS = int(os.environ.get("CDP_SYNC_COMMIT_ROWS") or 500_000)
+COMMIT_EVERY_S = float(os.environ.get("CDP_SYNC_COMMIT_SECONDS") or 5.0)
+RENDER_CHUNK_ROWS = 100_000  # rows rendered to JSON / COPY text per warehouse query (whole batches)
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,8 @@ def _guard_message(spec: SyncSpec, plan: SyncPlan) -> str | None:
 def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, base_dir: Path,
              dry_run: bool = False, destination: Destination | None = None, force: bool = False,
              progress: Callable[[int], None] | None = None, checks: Sequence[PreSyncCheck] | None = None,
-             batch_size: int | None = None) -> SyncResult:
+             batch_size: int | None = None, commit_every_rows: int | None = None,
+             commit_every_s: float | None = None) -> SyncResult:
     """Send the audience's changes since the last successful sync. Rows that failed or were refused
     stay out of the state, so the next run sends them again. `progress` is called with the number of
     rows of each batch once it is done. Raises SyncAborted (nothing sent) when the removal guard or a
@@ -96,7 +106,7 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
     blocked = block_reason(spec, plan, checks)
     if dry_run:
         preview = {kind: [k for (k,) in con.execute(
-            "select record_key from sync_plan_changes where change_kind = ? order by seq limit ?",
+            "select record_key from sync_plan_changes where change_kind = ? order by record_key limit ?",
             [kind, PREVIEW_ROWS]).fetchall()] for kind in ("added", "changed", "removed")}
         outcome = result("dry_run", blocked or stop, preview)
         _record_run(con, spec, started_at, outcome, ledger=False)
@@ -112,30 +122,47 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         if begin:
             begin(run_id)
         size = _batch_size(spec, destination, batch_size)
+        # The whole change set as one Arrow table, rows still structs, with each row's attempt number;
+        # nothing below goes back to sync_plan_changes. JSON (and, for PostgreSQL, COPY text) is
+        # rendered in the warehouse one chunk of batches at a time, as the sending goes.
         changes = con.execute(
-            "select seq, record_key, change_kind, idempotency_key, row_json from sync_plan_changes order by seq").pl()
-        seqs, keys, kinds = changes["seq"].to_list(), changes["record_key"].to_list(), changes["change_kind"].to_list()
-        idempotency_keys, rows = changes["idempotency_key"].to_list(), changes["row_json"].to_list()
-        del changes
-        for number, start in enumerate(range(0, len(keys), size), start=1):
-            stop_at = min(start + size, len(keys))
-            upserts, deletes = [], []
-            for i in range(start, stop_at):
-                (deletes if kinds[i] == "removed" else upserts).append(
-                    RowOperation(keys[i], idempotency_keys[i], rows[i]))
-            batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
-                          upsert_operations=upserts, delete_operations=deletes)
-            try:
-                outcome = destination.send(batch)
-            except Exception as error:  # the whole batch failed: retried next run
-                outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}" for k in keys[start:stop_at]})
-            _checkpoint(con, spec, run_id, number, seqs[start], seqs[stop_at - 1], outcome)
-            bad = len(outcome.failed) + len(outcome.rejected.keys() - outcome.failed.keys())
-            counts["failed"] += len(outcome.failed)
-            counts["rejected"] += len(outcome.rejected.keys() - outcome.failed.keys())
-            counts["sent"] += stop_at - start - bad
-            if progress:
-                progress(stop_at - start)
+            """
+            select changes.record_key, changes.change_kind, changes.row_hash, changes.row_struct,
+                   changes.row_json as held_json, changes.idempotency_key,
+                   coalesce(attempts.attempts, 0) + 1 as attempt
+            from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
+            """).to_arrow_table()
+        text_sql = copy_text_sql([*spec.fields, *spec.identifiers]) if spec.destination.type == "postgres" else None
+        chunk_rows = max(size, min(RENDER_CHUNK_ROWS, size * 100)) // size * size
+        window = _Window(con, spec, run_id, size)
+        try:
+            number = 0
+            for chunk_start in range(0, changes.num_rows, chunk_rows):
+                chunk = _render(con, changes.slice(chunk_start, chunk_rows), text_sql)
+                for start in range(0, chunk.num_rows, size):
+                    number += 1
+                    piece = chunk.slice(start, size)
+                    batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
+                                  frame=piece)
+                    try:
+                        outcome = destination.send(batch)
+                    except Exception as error:  # the whole batch failed: retried next run
+                        outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}"
+                                                      for k in piece.column("record_key").to_pylist()})
+                    window.add(number, piece, outcome)
+                    rejected = len(outcome.rejected.keys() - outcome.failed.keys())
+                    counts["failed"] += len(outcome.failed)
+                    counts["rejected"] += rejected
+                    counts["sent"] += piece.num_rows - len(outcome.failed) - rejected
+                    if window.due(commit_every_rows or COMMIT_EVERY_ROWS, commit_every_s or COMMIT_EVERY_S):
+                        window.commit()
+                    if progress:
+                        progress(piece.num_rows)
+            window.commit(background=False)
+            window.close()
+        except BaseException:
+            window.commit_on_error()
+            raise
         output_files: list[str] = []
         status = "partial" if counts["failed"] or counts["rejected"] else "succeeded"
         final = result(status)
@@ -153,67 +180,170 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
-def _checkpoint(con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str, number: int, first_seq: int,
-                last_seq: int, outcome: BatchResult) -> None:
-    """One transaction per batch: the acknowledged rows reach the state, every row gets its ledger row."""
-    bad = [(k, "failed", e) for k, e in outcome.failed.items()]
-    bad += [(k, "rejected", e) for k, e in outcome.rejected.items() if k not in outcome.failed]
-    outcomes = pl.DataFrame(
-        {"record_key": [b[0] for b in bad], "status": [b[1] for b in bad], "error": [b[2] for b in bad],
-         "http_status": [outcome.http_status.get(b[0]) for b in bad]},
-        schema={"record_key": pl.String, "status": pl.String, "error": pl.String, "http_status": pl.Int32},
-    )
-    http_codes = pl.DataFrame({"record_key": list(outcome.http_status), "code": list(outcome.http_status.values())},
-                              schema={"record_key": pl.String, "code": pl.Int32})
-    con.execute("begin transaction")
+def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None) -> pa.Table:
+    """A chunk of the change set with each row as JSON (removals: the version last sent) and, when
+    text_sql is given, as a PostgreSQL COPY text line; order kept."""
+    con.register("sync_chunk", chunk)
     try:
-        con.register("batch_outcomes", outcomes.to_arrow())
-        con.register("batch_http_codes", http_codes.to_arrow())
-        con.execute(
-            """
-            insert or replace into activation.sync_state
-            select ?, changes.record_key, changes.row_hash, changes.row_json,
-                   coalesce(held.first_synced_at, now()::timestamp), now()::timestamp, ?
-            from sync_plan_changes as changes
-            left join activation.sync_state as held on held.sync_name = ? and held.record_key = changes.record_key
-            where changes.seq between ? and ? and changes.change_kind <> 'removed'
-              and changes.record_key not in (select record_key from batch_outcomes)
-            """,
-            [spec.name, run_id, spec.name, first_seq, last_seq],
-        )
-        con.execute(
-            """
-            delete from activation.sync_state
-            where sync_name = ? and record_key in (
-                select record_key from sync_plan_changes
-                where seq between ? and ? and change_kind = 'removed'
-                  and record_key not in (select record_key from batch_outcomes))
-            """,
-            [spec.name, first_seq, last_seq],
-        )
-        con.execute(
-            """
-            insert into activation.sync_ledger by name
-            select ? as run_id, ? as sync_name, changes.record_key,
-                   case when changes.change_kind = 'removed' then 'delete' else 'upsert' end as operation,
-                   changes.change_kind, ? as batch_number, coalesce(attempts.attempts, 0) + 1 as attempt,
-                   coalesce(outcomes.status, 'sent') as status, outcomes.error, now()::timestamp as recorded_at,
-                   changes.idempotency_key, coalesce(outcomes.http_status, codes.code, ?) as http_status
-            from sync_plan_changes as changes
-            left join batch_outcomes as outcomes using (record_key)
-            left join batch_http_codes as codes using (record_key)
-            left join sync_plan_attempts as attempts using (record_key)
-            where changes.seq between ? and ?
-            """,
-            [run_id, spec.name, number, outcome.default_http_status, first_seq, last_seq],
-        )
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        return con.execute(
+            f"""
+            select record_key, change_kind, row_hash, coalesce(held_json, to_json(row_struct)::varchar) as row_json,
+                   idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
+            from sync_chunk
+            """).to_arrow_table()
     finally:
-        con.unregister("batch_outcomes")
-        con.unregister("batch_http_codes")
+        con.unregister("sync_chunk")
+
+
+class _Window:
+    """The batches sent since the last commit. A commit is one transaction: the acknowledged rows
+    reach the state (one set-based upsert and one delete), every row of the window gets its ledger
+    row. Committing every COMMIT_EVERY_ROWS rows or COMMIT_EVERY_S seconds rather than per batch is
+    what makes small batches cheap; a crash loses at most the uncommitted window, which the rerun
+    sends again under the same idempotency keys (receivers drop the repeats; upserts and deletes
+    are idempotent anyway)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str, size: int):
+        self.con, self.spec, self.run_id, self.size = con, spec, run_id, size
+        self.frames: list[pa.Table] = []  # the batches sent since the last commit
+        self.rows = 0
+        self.first_number = 1
+        self.bad: dict[str, tuple[str, str, int | None]] = {}  # key -> (status, error, http status)
+        self.codes: dict[str, int] = {}
+        self.defaults: dict[int, int | None] = {}  # batch number -> status of rows not in codes
+        self.opened = time.monotonic()
+        self.cursor = con.cursor()  # the worker's own connection to the warehouse
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-commit")
+        self.in_flight: Future | None = None
+        self.failed = False
+
+    def add(self, number: int, frame: pa.Table, outcome: BatchResult) -> None:
+        if not self.frames:
+            self.first_number, self.opened = number, time.monotonic()
+        self.frames.append(frame)
+        self.rows += frame.num_rows
+        for key, error in outcome.failed.items():
+            self.bad[key] = ("failed", error, outcome.http_status.get(key))
+        for key, error in outcome.rejected.items():
+            if key not in outcome.failed:
+                self.bad[key] = ("rejected", error, outcome.http_status.get(key))
+        self.codes.update(outcome.http_status)
+        self.defaults[number] = outcome.default_http_status
+
+    def due(self, every_rows: int, every_s: float) -> bool:
+        return self.rows >= every_rows or time.monotonic() - self.opened >= every_s
+
+    def commit_on_error(self) -> None:
+        """Interrupted between batches: keep what was acknowledged (unless a commit itself failed)."""
+        try:
+            self.wait()
+            if not self.failed and self.frames:
+                self.commit(background=False)
+        except Exception:  # the rerun resends the window: nothing is lost
+            pass
+        finally:
+            self.close()
+
+    def wait(self) -> None:
+        """Wait for the commit in flight; re-raise its error."""
+        if self.in_flight is not None:
+            future, self.in_flight = self.in_flight, None
+            try:
+                future.result()
+            except BaseException:
+                self.failed = True
+                raise
+
+    def close(self) -> None:
+        self.wait()
+        self.executor.shutdown()
+        self.cursor.close()
+
+    def commit(self, background: bool = True) -> None:
+        """Commit the window: on a second connection in a worker thread (the next batches are sent
+        meanwhile; at most one commit in flight, in order), or here when background is False."""
+        if not self.frames:
+            return
+        rows = pa.concat_tables(self.frames)
+        numbers = np.arange(rows.num_rows) // self.size + self.first_number
+        rows = rows.select(["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]) \
+            .append_column("batch_number", pa.array(numbers, pa.int32()))
+        bad = pa.table({"record_key": pa.array(list(self.bad), pa.string()),
+                        "status": pa.array([b[0] for b in self.bad.values()], pa.string()),
+                        "error": pa.array([b[1] for b in self.bad.values()], pa.string()),
+                        "http_status": pa.array([b[2] for b in self.bad.values()], pa.int32())})
+        codes = pa.table({"record_key": pa.array(list(self.codes), pa.string()),
+                          "code": pa.array(list(self.codes.values()), pa.int32())})
+        defaults = pa.table({"batch_number": pa.array(list(self.defaults), pa.int32()),
+                             "code": pa.array(list(self.defaults.values()), pa.int32())})
+        tables = {"window_rows": rows, "window_bad": bad, "window_codes": codes, "window_defaults": defaults}
+        self.frames, self.rows = [], 0
+        self.bad, self.codes, self.defaults = {}, {}, {}
+        self.wait()
+        if background:
+            self.in_flight = self.executor.submit(_write_window, self.cursor, self.spec.name, self.run_id, tables)
+        else:
+            _write_window(self.cursor, self.spec.name, self.run_id, tables)
+
+
+def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, tables: dict[str, pa.Table]) -> None:
+    """One transaction: acknowledged rows to the state (set-based upsert and delete, no join against
+    the state), every row of the window to the ledger."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        con.execute(
+            """
+            create or replace temp table sync_window as
+            select w.record_key, w.change_kind, w.row_hash, w.row_json, w.idempotency_key, w.attempt,
+                   w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
+                   coalesce(bad.http_status, codes.code, defaults.code) as http_status
+            from window_rows as w
+            left join window_bad as bad using (record_key)
+            left join window_codes as codes using (record_key)
+            left join window_defaults as defaults using (batch_number)
+            """)
+        con.execute("begin transaction")
+        try:
+            # Added rows are not in the state (the diff says so; a sync runs once at a time): a plain
+            # insert, cheaper than the conflict check that changed rows need.
+            con.execute(
+                """
+                insert into activation.sync_state
+                select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
+                from sync_window where status = 'sent' and change_kind = 'added'
+                """, [sync_name, run_id])
+            con.execute(
+                """
+                insert into activation.sync_state
+                select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
+                from sync_window where status = 'sent' and change_kind = 'changed'
+                on conflict (sync_name, record_key) do update set
+                    row_hash = excluded.row_hash, row_json = excluded.row_json,
+                    last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
+                """, [sync_name, run_id])
+            con.execute(
+                """
+                delete from activation.sync_state
+                where sync_name = ? and record_key in (
+                    select record_key from sync_window where status = 'sent' and change_kind = 'removed')
+                """, [sync_name])
+            con.execute(
+                """
+                insert into activation.sync_ledger by name
+                select ? as run_id, ? as sync_name, record_key,
+                       case when change_kind = 'removed' then 'delete' else 'upsert' end as operation,
+                       change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
+                       idempotency_key, http_status
+                from sync_window
+                """, [run_id, sync_name])
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        for name in tables:
+            con.unregister(name)
 
 
 def _record_run(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result: SyncResult,

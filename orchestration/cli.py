@@ -373,13 +373,18 @@ def bench_load(rows: int) -> None:
 @main.command("bench-sync")
 @click.option("--rows", default=1_000_000, show_default=True, help="Audience rows.")
 @click.option("--change-share", default=0.01, show_default=True, help="Share of rows changed for the second sync.")
-@click.option("--repeats", default=3, show_default=True, help="Timed repeats of each floor (the median is printed).")
-def bench_sync(rows: int, change_share: float, repeats: int) -> None:
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats of each measure (the median is printed).")
+@click.option("--http/--no-http", default=True, show_default=True, help="Also benchmark the HTTP (webhook) sync.")
+@click.option("--http-repeats", type=int, default=None, help="Repeats for the HTTP part (default: --repeats).")
+@click.option("--drt/--no-drt", default=True, show_default=True,
+              help="Also sync the audience with drt-core to the same PostgreSQL (when installed: the bench extra).")
+def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_repeats: int | None, drt: bool) -> None:
     """Diff and sync throughput to PostgreSQL and to an HTTP server, next to floors measured in the
-    same run (PostgreSQL COPY of the same rows; the HTTP server's raw request rate)."""
+    same run (PostgreSQL COPY of the same rows; the HTTP server's raw request rate), and drt side by side."""
     from orchestration.bench_sync import run_sync_benchmark
 
-    run_sync_benchmark(rows, change_share=change_share, repeats=repeats, echo=click.echo)
+    run_sync_benchmark(rows, change_share=change_share, repeats=repeats, echo=click.echo, http=http, drt=drt,
+                       http_repeats=http_repeats)
 
 
 @main.command("bench-serve")

@@ -354,8 +354,9 @@ def test_postgres_down_for_a_run_fails_rows_for_the_next(con, tmp_path, postgres
 
 def test_process_killed_mid_sync_then_rerun_converges(tmp_path, server):
     """`cdp sync` is SIGKILLed while batches are in flight; the rerun sends the rest. The destination
-    ends up holding exactly the audience, each operation applied once (only the batch in flight at the
-    kill may be delivered twice, under the same idempotency keys), and the ledger has every row sent."""
+    ends up holding exactly the audience, each operation applied once (only rows acknowledged since the
+    last commit and the batch in flight at the kill may be delivered twice, under the same idempotency
+    keys), and the ledger has every row sent. Commits every 30 rows (3 batches) here."""
     import os
     import signal
     import subprocess
@@ -369,11 +370,12 @@ def test_process_killed_mid_sync_then_rerun_converges(tmp_path, server):
     with duckdb.connect(str(warehouse)) as con:
         set_audience(con, audience)
     server.delay_s = 0.05
-    env = {**os.environ, "CDP_SYNCS_DIR": str(syncs), "CDP_DATA_DIR": str(tmp_path), "CDP_WAREHOUSE": str(warehouse)}
+    env = {**os.environ, "CDP_SYNCS_DIR": str(syncs), "CDP_DATA_DIR": str(tmp_path), "CDP_WAREHOUSE": str(warehouse),
+           "CDP_SYNC_COMMIT_ROWS": "30", "CDP_SYNC_COMMIT_SECONDS": "600"}
     process = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "sync", "killed"], env=env,
                                cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while server.hits < 6 and process.poll() is None and time.monotonic() < deadline:
+    while server.hits < 8 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -383,11 +385,41 @@ def test_process_killed_mid_sync_then_rerun_converges(tmp_path, server):
     assert 0 < len(server.webhook_held) < 200
     server.delay_s = 0.0
     with duckdb.connect(str(warehouse)) as con:
+        committed_keys = {k for (k,) in con.execute("select idempotency_key from activation.sync_ledger").fetchall()}
         committed = con.execute("select count(*) from activation.sync_state").fetchone()[0]
         rerun = activation.run_sync(con, spec, run_id="rerun", base_dir=tmp_path)
         assert sent_keys(con, "killed") == {r[0] for r in audience}
-    assert committed % 10 == 0 and rerun.sent == 200 - committed, "the rerun sends only what was not committed"
+    assert committed % 30 == 0 and committed >= 30, "acknowledged rows are committed in windows of 30"
+    assert rerun.sent == 200 - committed, "the rerun sends only what was not committed"
     assert server.webhook_held == expected_rows(audience)
     assert max(server.applied_keys.values()) == 1
     repeats = {key for key, times in server.deliveries.items() if times > 1}
-    assert repeats <= delivered_before_rerun and len(repeats) <= 10, "only the batch in flight is delivered again"
+    assert repeats <= delivered_before_rerun - committed_keys, "committed operations are never delivered again"
+    assert len(repeats) <= 30 + 10, "only the uncommitted window and the batch in flight are delivered again"
+
+
+def test_postgres_rows_sent_but_not_committed_are_upserted_again(con, tmp_path, postgres_server, monkeypatch):
+    """A crash after PostgreSQL committed a batch but before the engine committed its state: the rerun
+    sends the same rows again (its COPY of 'new' rows meets them and falls back to the upsert)."""
+    from activation import engine
+
+    monkeypatch.setenv("TEST_PG_DSN", postgres_server.dsn)
+    spec = write_spec(tmp_path, "pg_crash", "  type: postgres\n  dsn_env: TEST_PG_DSN\n  table: crash_audience\n"
+                                            "  batch_size: 20\n")
+    audience = people(50)
+    set_audience(con, audience)
+
+    def crash(self):
+        raise KeyboardInterrupt("killed before the commit")
+
+    monkeypatch.setattr(engine._Window, "commit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        activation.run_sync(con, spec, run_id="r1", base_dir=tmp_path, commit_every_rows=40)
+    assert con.execute("select count(*) from activation.sync_state").fetchone()[0] == 0
+    assert len(pg_rows(postgres_server.dsn, "crash_audience")) == 40, "two batches reached PostgreSQL"
+    monkeypatch.undo()
+    monkeypatch.setenv("TEST_PG_DSN", postgres_server.dsn)
+    rerun = activation.run_sync(con, spec, run_id="r2", base_dir=tmp_path)
+    assert (rerun.added, rerun.sent, rerun.failed, rerun.rejected) == (50, 50, 0, 0)
+    assert pg_rows(postgres_server.dsn, "crash_audience") == expected_rows(audience)
+    assert con.execute("select count(*) from activation.sync_state").fetchone()[0] == 50

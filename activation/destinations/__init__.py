@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -28,12 +29,36 @@ class RowOperation(NamedTuple):
 
 @dataclass(frozen=True)
 class Batch:
+    """One batch of row operations. The engine builds it from a slice of the diff (`frame`, a pyarrow
+    table with record_key, change_kind, idempotency_key, row_json and, for PostgreSQL, row_text): the
+    per-row RowOperation lists are only built when a destination asks for them."""
+
     sync_name: str
     run_id: str
     number: int
     key_field: str  # destination field holding the record key
-    upsert_operations: list[RowOperation]
-    delete_operations: list[RowOperation]
+    frame: object = None  # pyarrow.Table, or None when the operations are given as lists
+    given_upserts: list[RowOperation] | None = None
+    given_deletes: list[RowOperation] | None = None
+
+    @cached_property
+    def _split(self) -> tuple[list[RowOperation], list[RowOperation]]:
+        if self.frame is None:
+            return list(self.given_upserts or []), list(self.given_deletes or [])
+        columns = self.frame.select(["record_key", "change_kind", "idempotency_key", "row_json"]).to_pydict()
+        upserts, deletes = [], []
+        for key, kind, idempotency_key, row in zip(columns["record_key"], columns["change_kind"],
+                                                   columns["idempotency_key"], columns["row_json"], strict=True):
+            (deletes if kind == "removed" else upserts).append(RowOperation(key, idempotency_key, row))
+        return upserts, deletes
+
+    @property
+    def upsert_operations(self) -> list[RowOperation]:
+        return self._split[0]
+
+    @property
+    def delete_operations(self) -> list[RowOperation]:
+        return self._split[1]
 
     @property
     def upserts(self) -> list[dict]:

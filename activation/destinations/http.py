@@ -107,9 +107,11 @@ class HttpClient:
         self.client = httpx.Client(base_url=base_url, timeout=policy.timeout_s, headers=headers or {})
 
     def request(self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None,
-                sign: Any = None) -> HttpOutcome:
-        """Send with retries. `sign(body_bytes) -> headers` adds a signature per attempt (fresh timestamp)."""
-        body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
+                sign: Any = None, content: bytes | None = None) -> HttpOutcome:
+        """Send with retries. `sign(body_bytes) -> headers` adds a signature per attempt (fresh timestamp).
+        `content`: the JSON body already serialized (instead of `payload`)."""
+        body = content if content is not None else \
+            json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         status, parsed, error = None, None, None
         for attempt in range(1, self.policy.max_attempts + 1):
             self.limiter.wait()

@@ -1,22 +1,28 @@
-"""PostgreSQL table: each batch's upserts (COPY into a temp table, then INSERT ... ON CONFLICT DO
-UPDATE) and deletes in one transaction. A batch the server refuses (bad value, constraint) is replayed
-row by row under savepoints so only the offending rows are rejected, with PostgreSQL's message.
+"""PostgreSQL table: each batch in one transaction. Rows arrive as COPY text lines rendered in the
+warehouse (activation/diff.py), written in one piece. A batch of only new rows (ones the state says the
+table does not hold) is COPied straight into the table; if some are there after all (a rerun after a
+crash between the send and the engine's commit, or another writer), the COPY fails on the key and the
+batch goes the upsert way: COPY into a temp table of the table's column types, one INSERT ... ON
+CONFLICT DO UPDATE, one DELETE. A batch the server refuses (bad value, constraint) is replayed row by
+row under savepoints so only the offending rows are rejected, with PostgreSQL's message.
 
 The table is created (text columns, primary key on the key field) when missing; a table you create
-yourself may use any column types: values are cast by json_populate_record into them."""
+yourself may use any column types: COPY parses the text into them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
-from activation.destinations import Batch, BatchResult, RowOperation
+from activation.destinations import Batch, BatchResult
 from activation.errors import ActivationError
 from activation.spec import SyncSpec
 
-DEFAULT_BATCH_SIZE = 50_000
+DEFAULT_BATCH_SIZE = 100_000  # COPY likes big batches; HTTP destinations default to 500
 TRANSIENT = (psycopg.OperationalError, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
@@ -66,16 +72,19 @@ class PostgresDestination:
                                       f"column(s) {', '.join(missing)}; it has {', '.join(types)}. Add them or "
                                       "change the field mapping.")
             self.key_type = types[self.key_field]
-            # Rows arrive as the engine's JSON text: one COPY of a json column, cast server-side.
-            con.execute("create temp table if not exists cdp_incoming (doc json) on commit delete rows")
+            columns = sql.SQL(", ").join(sql.Identifier(f) for f in self.fields)
+            # Staging table of the target's column types (and lengths): COPY parses and checks values there.
+            con.execute(sql.SQL("create temp table if not exists cdp_incoming on commit delete rows as "
+                                "select {} from {} with no data").format(columns, target))
         columns = sql.SQL(", ").join(sql.Identifier(f) for f in self.fields)
         self.statements = {
+            "copy_direct": sql.SQL("copy {target} ({columns}) from stdin").format(target=target, columns=columns),
+            "copy_staging": sql.SQL("copy cdp_incoming ({columns}) from stdin").format(columns=columns),
             "upsert": sql.SQL(
-                "insert into {target} ({columns}) select {source} from cdp_incoming, "
-                "json_populate_record(null::{target}, doc) as r on conflict ({key}) do update set {updates}"
+                "insert into {target} ({columns}) select {columns} from cdp_incoming "
+                "on conflict ({key}) do update set {updates}"
             ).format(
                 target=target, columns=columns, key=sql.Identifier(self.key_field),
-                source=sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(f)) for f in self.fields),
                 updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(f))
                                            for f in self.fields if f != self.key_field) or sql.SQL("{0} = excluded.{0}").format(sql.Identifier(self.key_field)),
             ),
@@ -83,22 +92,31 @@ class PostgresDestination:
                 target=target, key=sql.Identifier(self.key_field), key_type=sql.SQL(self.key_type)),
         }
 
-    def _apply(self, con: psycopg.Connection, upserts: list[RowOperation], deletes: list[RowOperation]) -> None:
+    def _apply(self, con: psycopg.Connection, upserts: str, deletes: list[str], direct: bool = False) -> None:
+        """upserts: COPY text (one line per row); deletes: keys. direct: COPY straight into the table."""
         with con.cursor() as cursor:
             if upserts:
-                with cursor.copy("copy cdp_incoming (doc) from stdin") as copy:
-                    for op in upserts:
-                        copy.write_row((op.row_json,))
-                cursor.execute(self.statements["upsert"])
-                cursor.execute("truncate cdp_incoming")
+                with cursor.copy(self.statements["copy_direct" if direct else "copy_staging"]) as copy:
+                    copy.write(upserts)
+                if not direct:
+                    cursor.execute(self.statements["upsert"])
+                    cursor.execute("truncate cdp_incoming")
             if deletes:
-                cursor.execute(self.statements["delete"], [[op.key for op in deletes]])
+                cursor.execute(self.statements["delete"], [deletes])
 
     def send(self, batch: Batch) -> BatchResult:
+        upserts, deletes, only_new = _lines(batch)
         try:
             con = self._connect()
+            if only_new:
+                try:
+                    with con.transaction():
+                        self._apply(con, upserts, deletes, direct=True)
+                    return BatchResult()
+                except psycopg.errors.UniqueViolation:
+                    pass  # some rows are there already: upsert them
             with con.transaction():
-                self._apply(con, batch.upsert_operations, batch.delete_operations)
+                self._apply(con, upserts, deletes)
             return BatchResult()
         except TRANSIENT as error:
             self.close()  # reconnect on the next batch
@@ -109,13 +127,15 @@ class PostgresDestination:
     def _send_row_by_row(self, batch: Batch) -> BatchResult:
         """Find the rows the server refuses: each row under its own savepoint, one transaction."""
         rejected, con = {}, self._connect()
+        texts = _upsert_texts(batch).to_pylist()
+        lines = dict(zip([op.key for op in batch.upsert_operations], texts, strict=True))
         try:
             with con.transaction():
                 for op in batch.upsert_operations + batch.delete_operations:
-                    is_delete = op in batch.delete_operations
+                    is_delete = op.key not in lines
                     try:
                         with con.transaction():
-                            self._apply(con, [] if is_delete else [op], [op] if is_delete else [])
+                            self._apply(con, "" if is_delete else lines[op.key] + "\n", [op.key] if is_delete else [])
                     except TRANSIENT:
                         raise
                     except psycopg.Error as error:
@@ -129,3 +149,24 @@ class PostgresDestination:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+
+
+def _upsert_texts(batch: Batch) -> pa.StringArray:
+    if batch.frame is None or "row_text" not in batch.frame.column_names:
+        raise ActivationError(f"sync {batch.sync_name}: the PostgreSQL destination needs the rows as COPY text "
+                              "(run it through activation.run_sync).")
+    keep = pc.not_equal(batch.frame.column("change_kind"), "removed")
+    return pc.filter(batch.frame.column("row_text"), keep).combine_chunks()
+
+
+def _lines(batch: Batch) -> tuple[str, list[str], bool]:
+    """The batch's upserts as one COPY text payload, its deletes as keys, and whether every upsert is
+    a new row. Joined in Arrow: no Python object per row."""
+    texts = _upsert_texts(batch)
+    kinds = batch.frame.column("change_kind")
+    deletes = pc.filter(batch.frame.column("record_key"), pc.equal(kinds, "removed")).to_pylist()
+    payload = ""
+    if len(texts):
+        rows = pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts)
+        payload = pc.binary_join(rows, "\n")[0].as_py() + "\n"
+    return payload, deletes, not pc.any(pc.equal(kinds, "changed")).as_py()
