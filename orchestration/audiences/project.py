@@ -171,7 +171,7 @@ def _check_references(definitions: list[AudienceDefinition], sql_audiences: dict
         if definition.name in sql_audiences:
             raise AudienceDefinitionError(
                 definition.file, "name", f"{definition.name!r} is also the SQL audience "
-                f"{sql_audiences[definition.name].relative_to(DBT_PROJECT_DIR.parent)}", "a name no other audience has")
+                f"{sql_audiences[definition.name].name}", "a name no other audience has")
         known = sorted(set(by_name) | set(sql_audiences))
         for name in definition.referenced_audiences:
             if name not in known:
