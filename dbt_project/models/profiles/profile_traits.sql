@@ -1,4 +1,8 @@
--- Computed traits per profile. Purchases are completed web-shop orders and store transactions.
+-- Computed traits per profile, compiled from the trait catalogue (meta.traits in _profile_traits.yml)
+-- by the macros in macros/traits.sql: aggregates over the profile's events and purchased items, traits
+-- derived from them, quantile scores; then the named RFM group of the recency and frequency scores.
+{%- set traits = config.get('meta', {}).get('traits', []) %}
+
 with
 
 profiles as (
@@ -6,41 +10,60 @@ profiles as (
 ),
 
 events as (
-    select * from {{ ref('profile_events') }}
-),
-
-purchases as (
-    select *
-    from events
-    where event_type = 'commerce.purchases'
-        and commerce_order_status = 'completed'
-),
-
-purchase_traits as (
     select
         profile_id,
-        count(*) as lifetime_orders,
-        sum(commerce_order_price_total) as lifetime_revenue,
-        sum(case when occurred_at >= {{ dbt.dateadd('day', -90, as_of_timestamp()) }}
-            then commerce_order_price_total else 0 end) as revenue_90d,
-        min(occurred_at) as first_purchase_at,
-        max(occurred_at) as last_purchase_at
-    from purchases
-    group by profile_id
+        event_type,
+        channel,
+        occurred_at,
+        extract(hour from occurred_at) as occurred_hour,
+        commerce_order_status,
+        commerce_order_price_total,
+        marketing_campaign_id
+    from {{ ref('profile_events') }}
+),
+
+purchase_items as (
+    select * from {{ ref('profile_purchase_items') }}
+),
+
+rfm_groups as (
+    select * from {{ ref('rfm_groups') }}
+),
+
+{{ trait_aggregate_ctes(traits) }}
+
+aggregated as (
+    select
+        profiles.profile_id
+        {{- trait_columns(traits, 'aggregate') }}
+    from profiles
+    {{- trait_aggregate_joins(traits) }}
+),
+
+derived as (
+    select
+        aggregated.*
+        {{- trait_columns(traits, 'derived') }}
+    from aggregated
+    inner join profiles
+        on profiles.profile_id = aggregated.profile_id
+),
+
+scored as (
+    select
+        derived.*
+        {{- trait_columns(traits, 'score') }}
+    from derived
 ),
 
 final as (
     select
-        profiles.profile_id,
-        coalesce(purchase_traits.lifetime_orders, 0) as lifetime_orders,
-        cast(coalesce(purchase_traits.lifetime_revenue, 0) as decimal(18, 2)) as lifetime_revenue,
-        cast(coalesce(purchase_traits.revenue_90d, 0) as decimal(18, 2)) as revenue_90d,
-        purchase_traits.first_purchase_at,
-        purchase_traits.last_purchase_at,
-        {{ dbt.datediff('purchase_traits.last_purchase_at', as_of_timestamp(), 'day') }} as days_since_last_purchase
-    from profiles
-    left join purchase_traits
-        on purchase_traits.profile_id = profiles.profile_id
+        scored.*,
+        rfm_groups.rfm_group
+    from scored
+    left join rfm_groups
+        on rfm_groups.recency_score = scored.rfm_recency_score
+        and rfm_groups.frequency_score = scored.rfm_frequency_score
 )
 
 select * from final

@@ -1,0 +1,226 @@
+{#- Declarative traits: the catalogue in the `traits` meta of model profile_traits
+    (models/profiles/_profile_traits.yml) compiles to SQL here. Three kinds, computed in order:
+
+    aggregate  aggregate (count, sum, avg, min, max, distinct_count, days_since_last, first, last,
+               most_frequent) of column `of` over the rows of `from` (events | purchase_items) that
+               match `where` ({column: value or [values]}) within `window_days` of the as-of instant;
+               `default` replaces "no matching row", `data_type` casts.
+    derived    `expression` (SQL) over profile columns and the aggregates above.
+    score      1..`buckets` quantile score of trait `of` among profiles where `among` holds: 1 + floor(buckets x
+               the share ranked strictly below), so ties share a score; `higher_is_better: false` for
+               recency-like traits.
+
+    A definition the macros do not understand fails compilation with the trait's name, what was found
+    and what is allowed. -#}
+
+{% macro trait_sources() %}{{ return(['events', 'purchase_items']) }}{% endmacro %}
+{% macro trait_aggregates() %}{{ return(['count', 'sum', 'avg', 'min', 'max', 'distinct_count', 'days_since_last',
+                                         'first', 'last', 'most_frequent']) }}{% endmacro %}
+{#- Aggregates that pick one row per profile rather than fold them. -#}
+{% macro ranked_aggregates() %}{{ return(['first', 'last', 'most_frequent']) }}{% endmacro %}
+
+
+{% macro trait_fail(trait, problem) -%}
+    {{ exceptions.raise_compiler_error(
+        "trait " ~ (trait.get('name') if trait is mapping else trait) ~ " (meta.traits of profile_traits, "
+        ~ "models/profiles/_profile_traits.yml): " ~ problem) }}
+{%- endmacro %}
+
+
+{#- A SQL identifier from the catalogue, checked: a plain column or trait name, never an expression. -#}
+{% macro trait_identifier(trait, value, what) -%}
+    {%- if value is not string or not modules.re.match('^[a-z_][a-z0-9_]*$', value) -%}
+        {{ trait_fail(trait, what ~ " must be a lower-case column name, found " ~ value) }}
+    {%- endif -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+
+{% macro trait_literal(value) -%}
+    {%- if value is none -%}null
+    {%- elif value is boolean -%}{{ 'true' if value else 'false' }}
+    {%- elif value is number -%}{{ value }}
+    {%- else -%}'{{ (value | string).replace("'", "''") }}'
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The rows of the trait's source that count: its `where` filter and its lookback window (nothing after
+    the as-of instant, so a trait computed "as of D" ignores later events). -#}
+{% macro trait_condition(trait) -%}
+    {%- set conditions = ['occurred_at < ' ~ as_of_timestamp()] -%}
+    {%- if trait.get('window_days') is not none -%}
+        {%- if trait.window_days is not number or trait.window_days <= 0 -%}
+            {{ trait_fail(trait, "window_days must be a positive number of days, found " ~ trait.window_days) }}
+        {%- endif -%}
+        {%- do conditions.append('occurred_at >= ' ~ dbt.dateadd('day', -trait.window_days, as_of_timestamp())) -%}
+    {%- endif -%}
+    {%- for column, value in (trait.get('where') or {}).items() -%}
+        {%- set column_sql = trait_identifier(trait, column, 'a where key') -%}
+        {%- if value is string or value is number or value is boolean -%}
+            {%- do conditions.append(column_sql ~ ' = ' ~ trait_literal(value)) -%}
+        {%- elif value is sequence and value | length > 0 -%}
+            {%- set literals = [] -%}
+            {%- for item in value -%}{%- do literals.append(trait_literal(item)) -%}{%- endfor -%}
+            {%- do conditions.append(column_sql ~ ' in (' ~ literals | join(', ') ~ ')') -%}
+        {%- else -%}
+            {{ trait_fail(trait, "where." ~ column ~ " must be a value or a non-empty list of values, found " ~ value) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{- conditions | join(' and ') -}}
+{%- endmacro %}
+
+
+{% macro trait_kind(trait) -%}
+    {%- if trait is not mapping or not trait.get('name') -%}
+        {{ trait_fail(trait, "every trait is a mapping with a name") }}
+    {%- endif -%}
+    {%- set kinds = [] -%}
+    {%- for key in ['aggregate', 'expression', 'score'] -%}
+        {%- if trait.get(key) is not none -%}{%- do kinds.append(key) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- if kinds | length != 1 -%}
+        {{ trait_fail(trait, "give exactly one of aggregate, expression or score; found " ~ (kinds | join(', ') or 'none')) }}
+    {%- endif -%}
+    {{ return({'aggregate': 'aggregate', 'expression': 'derived', 'score': 'score'}[kinds[0]]) }}
+{%- endmacro %}
+
+
+{#- The aggregate expression of a plain (unranked) aggregate trait, over its source's rows. -#}
+{% macro trait_aggregate_sql(trait) -%}
+    {%- set aggregate = trait.aggregate -%}
+    {%- if aggregate not in trait_aggregates() -%}
+        {{ trait_fail(trait, "aggregate is " ~ aggregate ~ "; allowed: " ~ trait_aggregates() | join(', ')) }}
+    {%- endif -%}
+    {%- set condition = trait_condition(trait) -%}
+    {%- if aggregate == 'count' -%}
+        count(case when {{ condition }} then 1 end)
+    {%- elif aggregate == 'days_since_last' -%}
+        {{ dbt.datediff('max(case when ' ~ condition ~ ' then occurred_at end)', as_of_timestamp(), 'day') }}
+    {%- else -%}
+        {%- if trait.get('of') is none -%}{{ trait_fail(trait, "aggregate " ~ aggregate ~ " needs `of`, the column it aggregates") }}{%- endif -%}
+        {%- set column = trait_identifier(trait, trait.of, 'of') -%}
+        {%- if aggregate == 'distinct_count' -%}
+            count(distinct case when {{ condition }} then {{ column }} end)
+        {%- else -%}
+            {{ aggregate }}(case when {{ condition }} then {{ column }} end)
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- first / last / most_frequent: one row per profile picked by rank, ties broken by the latest
+    occurrence and then the value, so reruns give the same answer. -#}
+{% macro trait_ranked_cte(trait) -%}
+    {%- if trait.get('of') is none -%}{{ trait_fail(trait, "aggregate " ~ trait.aggregate ~ " needs `of`") }}{%- endif -%}
+    {%- set column = trait_identifier(trait, trait.of, 'of') -%}
+    {%- set source = trait_identifier(trait, trait.get('from', 'events'), 'from') -%}
+    {%- if trait.aggregate == 'most_frequent' -%}
+        {%- set candidates -%}
+            select profile_id, {{ column }} as trait_value, count(*) as occurrences, max(occurred_at) as latest_at
+            from {{ source }}
+            where {{ trait_condition(trait) }} and {{ column }} is not null
+            group by profile_id, {{ column }}
+        {%- endset -%}
+        {%- set order = 'occurrences desc, latest_at desc, trait_value' -%}
+    {%- else -%}
+        {%- set candidates -%}
+            select profile_id, {{ column }} as trait_value, occurred_at
+            from {{ source }}
+            where {{ trait_condition(trait) }} and {{ column }} is not null
+        {%- endset -%}
+        {%- set order = ('occurred_at' if trait.aggregate == 'first' else 'occurred_at desc') ~ ', trait_value' -%}
+    {%- endif -%}
+    trait__{{ trait.name }} as (
+        select profile_id, trait_value as {{ trait.name }}
+        from (
+            select candidates.*, row_number() over (partition by profile_id order by {{ order }}) as trait_rank
+            from ({{ candidates }}) as candidates
+        ) as ranked
+        where trait_rank = 1
+    ),
+{%- endmacro %}
+
+
+{#- The CTEs of every aggregate trait: one grouped scan per source for the plain aggregates, one CTE per
+    ranked trait. Ends with a comma: place it in a WITH list. -#}
+{% macro trait_aggregate_ctes(traits) -%}
+    {%- for source in trait_sources() %}
+        {%- set plain = [] -%}
+        {%- for trait in traits if trait_kind(trait) == 'aggregate' and trait.get('from', 'events') == source
+                                   and trait.aggregate not in ranked_aggregates() -%}
+            {%- do plain.append(trait) -%}
+        {%- endfor -%}
+        {%- if plain %}
+    trait__{{ source }} as (
+        select
+            profile_id,
+            {%- for trait in plain %}
+            {{ trait_aggregate_sql(trait) }} as {{ trait_identifier(trait, trait.name, 'name') }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        from {{ source }}
+        group by profile_id
+    ),
+        {%- endif %}
+    {%- endfor %}
+    {%- for trait in traits if trait_kind(trait) == 'aggregate' %}
+        {%- if trait.get('from', 'events') not in trait_sources() -%}
+            {{ trait_fail(trait, "from is " ~ trait.get('from') ~ "; allowed: " ~ trait_sources() | join(', ')) }}
+        {%- endif -%}
+        {%- if trait.aggregate in ranked_aggregates() %}
+    {{ trait_ranked_cte(trait) }}
+        {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- Joins of the aggregate CTEs to `profiles`. -#}
+{% macro trait_aggregate_joins(traits) -%}
+    {%- set joined = [] -%}
+    {%- for trait in traits if trait_kind(trait) == 'aggregate' -%}
+        {%- set cte = 'trait__' ~ (trait.name if trait.aggregate in ranked_aggregates() else trait.get('from', 'events')) -%}
+        {%- if cte not in joined %}
+    left join {{ cte }}
+        on {{ cte }}.profile_id = profiles.profile_id
+            {%- do joined.append(cte) -%}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{#- The column a trait of each kind adds, in the select list of its stage. -#}
+{% macro trait_column(trait) -%}
+    {%- set kind = trait_kind(trait) -%}
+    {%- set name = trait_identifier(trait, trait.name, 'name') -%}
+    {%- if kind == 'aggregate' -%}
+        {%- set value = name if trait.aggregate in ranked_aggregates() else 'trait__' ~ trait.get('from', 'events') ~ '.' ~ name -%}
+        {%- if trait.get('default') is not none -%}{%- set value = 'coalesce(' ~ value ~ ', ' ~ trait_literal(trait.default) ~ ')' -%}{%- endif -%}
+    {%- elif kind == 'derived' -%}
+        {%- set value = trait.expression -%}
+    {%- else -%}
+        {%- set score = trait.score -%}
+        {%- set buckets = score.get('buckets', 5) -%}
+        {%- set measure = trait_identifier(trait, score.get('of'), 'score.of') -%}
+        {%- set direction = 'asc' if score.get('higher_is_better', true) else 'desc' -%}
+        {%- set among = score.get('among', measure ~ ' is not null') -%}
+        {#- percent_rank is the share of profiles ranked strictly below, the same for tied values: equal
+            behaviour gets an equal score, and the many one-time buyers all score 1 on frequency. -#}
+        {%- set value -%}
+            case when {{ among }} then
+                least({{ buckets }}, 1 + cast(floor({{ buckets }} * percent_rank() over (
+                    partition by case when {{ among }} then 1 else 0 end order by {{ measure }} {{ direction }})) as integer))
+            end
+        {%- endset -%}
+    {%- endif -%}
+    {%- if trait.get('data_type') -%}{%- set value = 'cast(' ~ value ~ ' as ' ~ trait.data_type ~ ')' -%}{%- endif -%}
+    {{- value }} as {{ name -}}
+{%- endmacro %}
+
+
+{#- The select-list entries of the traits of one kind ('aggregate', 'derived' or 'score'), each with a
+    leading comma. -#}
+{% macro trait_columns(traits, kind) -%}
+    {%- for trait in traits if trait_kind(trait) == kind %}
+            , {{ trait_column(trait) }}
+    {%- endfor -%}
+{%- endmacro %}
