@@ -39,9 +39,13 @@ def sizes_plot(history: pl.DataFrame) -> str:
     figure, axes = plt.subplots(figsize=(8, 4))
     runs = history["evaluated_at"].unique().sort().to_list()
     position = {run: index for index, run in enumerate(runs)}
-    for name in sorted(history["segment_name"].unique().to_list()):
+    colours = plt.get_cmap("tab20").colors
+    for index, name in enumerate(sorted(history["segment_name"].unique().to_list())):
         rows = history.filter(pl.col("segment_name") == name).sort("evaluated_at")
-        axes.plot([position[run] for run in rows["evaluated_at"]], rows["members"].to_list(), marker="o", label=name)
+        axes.plot([position[run] for run in rows["evaluated_at"]], rows["members"].to_list(), marker="o", label=name,
+                  color=colours[index % len(colours)])
+    # Audiences of 5 and of 5,000 members on one chart: logarithmic above 10, linear below (0 stays visible).
+    axes.set_yscale("symlog", linthresh=10)
     axes.set_xticks(range(len(runs)), [f"{run:%Y-%m-%d\n%H:%M:%S}" for run in runs], fontsize=7)
     axes.set_xlabel("run")
     axes.set_ylabel("members")
