@@ -91,7 +91,8 @@ def rfm_plot(grid: pl.DataFrame) -> str:
     axes.set_ylabel("frequency score (5 = buys most often)")
     for f in range(5):
         for r in range(5):
-            axes.text(r, f, f"{buyers[f][r]:,}", ha="center", va="center", fontsize=8, color="white")
+            axes.text(r, f, f"{buyers[f][r]:,}", ha="center", va="center", fontsize=8, color="white",
+                      gid=f"rfm-cell-{r + 1}-{f + 1}")
     axes.set_title("RFM grid: buyers per cell (colour: mean lifetime revenue)")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="mean lifetime revenue")
     return _svg(figure)
