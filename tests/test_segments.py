@@ -216,3 +216,25 @@ def test_audience_report_renders_its_plots_in_a_browser(runs, tmp_path):
             assert len(cells) == 25 and sum(int(text.replace(",", "")) for text in cells) == buyers
         finally:
             browser.close()
+
+
+def test_hostile_values_stay_literals_on_the_built_warehouse(runs):
+    """The compiled SQL of hostile values, run on the pipeline's warehouse: no error, no rows, nothing dropped."""
+    import duckdb
+    from test_audience_compiler import HOSTILE, definition, render
+
+    from orchestration.audiences.render import render_model
+
+    tables_before = query(runs, "select count(*) from information_schema.tables").item()
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        for value in HOSTILE:
+            quoted = value.replace("'", "''")
+            audience = definition(f"""
+                name: test
+                conditions:
+                  - {{field: profile.gender, op: in, value: ['{quoted}']}}
+                  - purchased_item: {{where: [{{field: product_colour, op: ne, value: '{quoted}'}}]}}
+                  - {{field: traits.rfm_group, op: eq, value: '{quoted}'}}
+            """)
+            assert con.execute(render(render_model(audience))).fetchall() == [], value
+    assert query(runs, "select count(*) from information_schema.tables").item() == tables_before
