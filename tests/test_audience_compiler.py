@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import jinja2
+import polars as pl
 import pytest
 
 from orchestration.audiences import AudienceDefinitionError, AudienceProject, parse_definition, stale_files
@@ -176,18 +177,23 @@ def warehouse():
                    consent_value varchar, decided_at timestamp)""")
     people = [(f"p{i}", i % 5 != 0, ["F", "M", None][i % 3], f"p{i}@example.com") for i in range(200)]
     people += [(f"evil{i}", True, value, f"evil{i}@example.com") for i, value in enumerate(HOSTILE)]
-    con.executemany("insert into profiles.profiles values (?, ?, ?, ?, null, null, null)", people)
-    con.executemany("insert into profiles.profile_traits values (?, ?)", [(p[0], i * 10) for i, p in enumerate(people)])
+    def insert(table: str, rows: list[tuple]) -> None:  # one statement per table (executemany is slow)
+        frame = pl.DataFrame(rows, orient="row")
+        con.register("frame", frame)
+        con.execute(f"insert into profiles.{table} select * from frame")
+        con.unregister("frame")
+
+    insert("profiles", [(*person, None, None, None) for person in people])
+    insert("profile_traits", [(p[0], i * 10) for i, p in enumerate(people)])
     items = [(f"o{i}", f"p{i}", AS_OF_END - dt.timedelta(days=i % 30, hours=1), "completed" if i % 7 else "cancelled",
               "dresses", ["red", "blue"][i % 2], 10) for i in range(200)]
     items += [(f"oe{i}", f"evil{i}", AS_OF_END - dt.timedelta(days=1), "completed", "dresses", value, 10)
               for i, value in enumerate(HOSTILE)]
-    con.executemany("insert into profiles.profile_purchase_items values (?, ?, ?, ?, ?, ?, ?)", items)
-    con.executemany("insert into profiles.profile_events values (?, ?, 'commerce.productViews', ?, null)",
-                    [(f"v{i}-{j}", f"p{i}", AS_OF_END - dt.timedelta(days=j * 10 + 1)) for i in range(200)
-                     for j in range(i % 4)])
-    con.executemany("insert into profiles.profile_consents values (?, 'marketing_email', ?, ?)",
-                    [(f"p{i}", "y" if i % 2 else "n", AS_OF_END - dt.timedelta(days=i)) for i in range(200)])
+    insert("profile_purchase_items", items)
+    insert("profile_events", [(f"v{i}-{j}", f"p{i}", "commerce.productViews", AS_OF_END - dt.timedelta(days=j * 10 + 1),
+                               None) for i in range(200) for j in range(i % 4)])
+    insert("profile_consents", [(f"p{i}", "marketing_email", "y" if i % 2 else "n", AS_OF_END - dt.timedelta(days=i))
+                                for i in range(200)])
     yield con
     con.close()
 
