@@ -57,6 +57,7 @@ def _run_pipeline_and_report() -> None:
     from orchestration.summary import pipeline_summary
 
     paths = current_paths()
+    _compile_or_fail()  # YAML audiences -> dbt models, with a readable error for an invalid definition
     started = time.perf_counter()
     outcome = run_pipeline()
     elapsed = time.perf_counter() - started

@@ -131,6 +131,9 @@ def test_fields_are_checked_against_the_warehouse_catalog():
     wrong_type = definition("name: test\nconditions: [{field: profile.gender, op: gt, value: F}]\n")
     with pytest.raises(AudienceDefinitionError, match="gt on profile.gender"):
         check_against_catalog(wrong_type, catalog)
+    text_for_a_number = definition("name: test\nconditions: [{field: traits.lifetime_revenue, op: in, value: [1, 'x']}]\n")
+    with pytest.raises(AudienceDefinitionError, match=r"text compared with traits.lifetime_revenue \(DECIMAL"):
+        check_against_catalog(text_for_a_number, catalog)
 
 
 # -- rendered SQL on a small warehouse ----------------------------------------------------------------

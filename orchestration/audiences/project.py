@@ -145,6 +145,10 @@ def check_against_catalog(definition: AudienceDefinition, catalog: dict[str, dic
             if condition.operator in ("within_last_days", "older_than_days") and not kind.startswith(TIME_TYPES):
                 raise fail(condition.field, f"{condition.operator} on {condition.field.label} ({kind})",
                            "a date or timestamp field")
+            values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
+            if kind.startswith(NUMERIC_TYPES) and any(isinstance(value, str) for value in values):
+                raise fail(condition.field, f"text compared with {condition.field.label} ({kind})",
+                           "numbers (or {var: <name>})")
             if condition.operator in ("lt", "lte", "gt", "gte", "between") and \
                     not kind.startswith(NUMERIC_TYPES + TIME_TYPES):
                 raise fail(condition.field, f"{condition.operator} on {condition.field.label} ({kind})",
