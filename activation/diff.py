@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import duckdb
 
 from activation.errors import ActivationError
-from activation.spec import SyncSpec
+from activation.spec import IdentifierSpec, SyncSpec
 from activation.state import ensure_state_tables
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 @dataclass(frozen=True)
@@ -22,90 +24,165 @@ class SyncPlan:
     removed: int
     invalid: int
     unchanged: int
+    excluded_consent: int = 0
+    held: int = 0  # rows the destination held before this run (the guard's denominator)
+
+    @property
+    def to_send(self) -> int:
+        return self.added + self.changed + self.removed
 
 
-def _audience_exists(con: duckdb.DuckDBPyConnection, audience: str) -> list[str]:
-    schema, table = audience.split(".")
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
     return [row[0] for row in con.execute(
         "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
         [schema, table]).fetchall()]
 
 
+def identifier_sql(identifier: IdentifierSpec) -> str:
+    """Normalize (emails trimmed and lower-cased, phones E.164) and hash (SHA-256 of the normalized
+    value, what ad platforms expect); a value that does not normalize becomes null, never a guess."""
+    column = f'"{identifier.column}"'
+    if identifier.type == "email":
+        text = f"lower(trim(cast({column} as varchar)))"
+        normalized = f"case when regexp_matches({text}, '{EMAIL_PATTERN}') then {text} end"
+    else:
+        digits = f"regexp_replace(cast({column} as varchar), '[^0-9]', '', 'g')"
+        normalized = (f"case when trim(cast({column} as varchar)) like '+%' and length({digits}) between 8 and 15 "
+                      f"then '+' || {digits} end")
+    return f"sha256({normalized})" if identifier.hash == "sha256" else normalized
+
+
 def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
-    (record_key, change_kind added|changed|removed, row_hash, row_json) and sync_plan_invalid."""
+    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_json, idempotency_key),
+    sync_plan_invalid and sync_plan_excluded (record_key, reason)."""
     ensure_state_tables(con)
-    columns = _audience_exists(con, spec.audience)
+    schema, table = spec.audience.split(".")
+    columns = _columns(con, schema, table)
     if not columns:
         raise ActivationError(
             f"sync {spec.name}: audience table {spec.audience} does not exist in the warehouse. "
             "Build the audience first (dbt build, or `cdp run`)."
         )
-    missing = sorted(set(spec.fields.values()) - set(columns))
+    needed = set(spec.fields.values()) | {i.column for i in spec.identifiers.values()}
+    needed |= {spec.consent_key} if spec.consents else set()
+    missing = sorted(needed - set(columns))
     if missing:
         raise ActivationError(
             f"sync {spec.name}: audience {spec.audience} has no column(s) {', '.join(missing)}; it has "
             f"{', '.join(columns)}. Fix the field mapping in {spec.path}."
         )
-    mapped = ", ".join(f'"{target}" := "{column}"' for target, column in spec.fields.items())
+    mapped = ", ".join([f'"{target}" := "{column}"' for target, column in spec.fields.items()]
+                       + [f'"{target}" := "__identifier_{target}"' for target in spec.identifiers])
+    has_identifier = (" or ".join(f'"__identifier_{target}" is not null' for target in spec.identifiers)
+                      if spec.identifiers else "true")
+    consent_join, consent_ok = "", "true"
+    if spec.consents:
+        if not _columns(con, "profiles", "profile_consents"):
+            raise ActivationError(f"sync {spec.name}: requires consents {', '.join(spec.consents)} but "
+                                  "profiles.profile_consents does not exist. Build the profiles first (`cdp run`).")
+        purposes = ", ".join(f"'{purpose}'" for purpose in spec.consents)
+        # Only an explicit 'y' counts: a missing or unknown decision is not consent.
+        consent_join = f"""
+            left join (
+                select profile_id, count(distinct consent_purpose) as granted
+                from profiles.profile_consents
+                where consent_value = 'y' and consent_purpose in ({purposes})
+                group by 1
+            ) as consent on consent.profile_id = cast(audience."{spec.consent_key}" as varchar)"""
+        consent_ok = f"coalesce(consent.granted, 0) = {len(spec.consents)}"
+    identifier_columns = ", ".join(f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items())
+    # Rows stay structs until they are sent: only added and changed rows are turned into JSON. The row
+    # hash is DuckDB's 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
     con.execute(
         f"""
         create or replace temp table sync_plan_audience as
-        select
-            cast("{spec.primary_key}" as varchar) as record_key,
-            to_json(struct_pack({mapped}))::varchar as row_json,
-            count(*) over (partition by "{spec.primary_key}") as key_copies
-        from {spec.audience}
+        with mapped as (
+            select audience.*, {identifier_columns + ',' if identifier_columns else ''} {consent_ok} as is_consented
+            from {spec.audience} as audience {consent_join}
+        )
+        select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
+               {has_identifier} as has_identifier, is_consented
+        from mapped
         """
     )
     con.execute(
         """
-        create or replace temp table sync_plan_audience_valid as
-        select record_key, row_json, md5(row_json) as row_hash
-        from sync_plan_audience where record_key is not null and key_copies = 1
+        create or replace temp table sync_plan_duplicates as
+        select record_key from sync_plan_audience where record_key is not null group by 1 having count(*) > 1
         """
     )
     con.execute(
         """
         create or replace temp table sync_plan_invalid as
-        select record_key, row_json,
-               case when record_key is null then 'null primary key' else 'duplicate primary key' end as reason
-        from sync_plan_audience where record_key is null or key_copies > 1
+        select record_key,
+               case when record_key is null then 'null primary key'
+                    when record_key in (select record_key from sync_plan_duplicates) then 'duplicate primary key'
+                    else 'no usable identifier (every identifier is missing or does not normalize)' end as reason
+        from sync_plan_audience
+        where record_key is null or not has_identifier
+           or record_key in (select record_key from sync_plan_duplicates)
         """
-    )
-    remove_clause = (
-        """
-        union all
-        select state.record_key, 'removed', state.row_hash, state.row_json
-        from held as state
-        where state.record_key not in (select record_key from sync_plan_audience_valid)
-          and state.record_key not in (select record_key from sync_plan_invalid where record_key is not null)
-        """
-        if spec.mode == "mirror" else ""
     )
     con.execute(
         f"""
+        create or replace temp table sync_plan_excluded as
+        select record_key, 'no consent_value ''y'' for every required purpose ({", ".join(spec.consents)})' as reason
+        from sync_plan_audience
+        where record_key is not null and has_identifier and not is_consented
+          and record_key not in (select record_key from sync_plan_duplicates)
+        """
+    )
+    con.execute(
+        """
+        create or replace temp table sync_plan_audience_valid as
+        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash
+        from sync_plan_audience
+        where record_key is not null and has_identifier and is_consented
+          and record_key not in (select record_key from sync_plan_duplicates)
+        """
+    )
+    # Mirror and membership remove only rows this sync sent (its own state), including rows whose
+    # consent was withdrawn; a key that became invalid (duplicate) is left alone until it is clean again.
+    remove_clause = (
+        """
+        union all
+        select held.record_key, 'removed', held.row_hash, null, held.row_json
+        from held
+        anti join sync_plan_audience_valid as audience on audience.record_key = held.record_key
+        where held.record_key not in (select record_key from sync_plan_invalid where record_key is not null)
+        """
+        if spec.mode in ("mirror", "membership", "snapshot") else ""
+    )
+    # The idempotency key names one operation on one row version (from-hash -> to-hash): a rerun after
+    # a crash repeats the same key, so the destination can drop the repeat; A -> B -> A gets a new key.
+    con.execute(
+        f"""
         create or replace temp table sync_plan_changes as
-        with held as (select * from activation.sync_state where sync_name = ?)
-        select audience.record_key,
-               case when held.record_key is null then 'added' else 'changed' end as change_kind,
-               audience.row_hash, audience.row_json
-        from sync_plan_audience_valid as audience
-        left join held on held.record_key = audience.record_key
-        where held.record_key is null or held.row_hash <> audience.row_hash
-        {remove_clause}
+        with held as (select * from activation.sync_state where sync_name = ?),
+        changes as (
+            select audience.record_key,
+                   case when held.record_key is null then 'added' else 'changed' end as change_kind,
+                   held.row_hash as old_hash, audience.row_hash, to_json(audience.row_struct)::varchar as row_json
+            from sync_plan_audience_valid as audience
+            left join held on held.record_key = audience.record_key
+            where held.record_key is null or held.row_hash <> audience.row_hash
+            {remove_clause}
+        )
+        select row_number() over (order by change_kind, record_key) as seq, *,
+               md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))
+                   as idempotency_key
+        from changes
         """,
-        [spec.name],
+        [spec.name, spec.name],
     )
     counts = dict(con.execute("select change_kind, count(*) from sync_plan_changes group by 1").fetchall())
     valid = con.execute("select count(*) from sync_plan_audience_valid").fetchone()[0]
     invalid = con.execute("select count(*) from sync_plan_invalid").fetchone()[0]
+    excluded = con.execute("select count(*) from sync_plan_excluded").fetchone()[0]
+    held = con.execute("select count(*) from activation.sync_state where sync_name = ?", [spec.name]).fetchone()[0]
     added, changed = counts.get("added", 0), counts.get("changed", 0)
     return SyncPlan(
-        sync_name=spec.name,
-        added=added,
-        changed=changed,
-        removed=counts.get("removed", 0),
-        invalid=invalid,
-        unchanged=valid - added - changed,
+        sync_name=spec.name, added=added, changed=changed, removed=counts.get("removed", 0), invalid=invalid,
+        unchanged=valid - added - changed, excluded_consent=excluded, held=held,
     )

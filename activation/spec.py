@@ -1,7 +1,8 @@
-"""Sync specs: YAML files in activation/syncs/, validated when loaded."""
+"""Sync specs: YAML files in activation/syncs/ (or CDP_SYNCS_DIR), validated when loaded."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,17 +13,51 @@ import yaml
 from activation.errors import ActivationError
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
-MODES = ("mirror", "upsert")
-SPEC_KEYS = ("name", "description", "audience", "primary_key", "mode", "fields", "destination")
-DESTINATION_KEYS = {"file": ("type", "format", "path")}
+# mirror: adds, changes and removes rows this sync sent; upsert: never removes; membership: add to /
+# remove from an audience list (ad platforms); snapshot: a full file of the audience every run.
+MODES = ("mirror", "upsert", "membership", "snapshot")
+SPEC_KEYS = ("name", "description", "audience", "primary_key", "mode", "fields", "identifiers", "destination",
+             "consents", "consent_key", "marketing_actions", "schedule", "guard")
+HTTP_KEYS = ("batch_size", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "rate_limit_per_s")
+DESTINATION_KEYS: dict[str, tuple[str, ...]] = {
+    "file": ("type", "format", "path"),
+    "webhook": ("type", "url", "url_env", "local_inbox", "secret_env", *HTTP_KEYS),
+    "postgres": ("type", "dsn_env", "table", "batch_size"),
+    "ad_audience": ("type", "url", "url_env", "audience_id", "token_env", *HTTP_KEYS),
+    "email": ("type", "url", "url_env", "list_id", "token_env", "email_field", *HTTP_KEYS),
+}
+MODES_BY_DESTINATION = {
+    "file": ("mirror", "upsert", "snapshot"),
+    "webhook": ("mirror", "upsert"),
+    "postgres": ("mirror", "upsert"),
+    "ad_audience": ("membership",),
+    "email": ("mirror", "upsert"),
+}
 FILE_FORMATS = ("csv", "jsonl", "parquet")
+IDENTIFIER_TYPES = ("email", "phone")
+HASHES = ("sha256", "none")
+# The vocabulary the governance issue's data-usage policies will speak; unknown actions are refused
+# so a typo cannot slip past a policy later.
+MARKETING_ACTIONS = ("email_targeting", "sms_targeting", "onsite_advertising", "onsite_personalization",
+                     "cross_site_targeting", "export_to_third_party", "call_centre_outreach", "analytics")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+GUARD_DEFAULT_MAX_REMOVE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class DestinationSpec:
     type: str
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IdentifierSpec:
+    """An identifier sent to the destination: normalized (email trimmed + lower-cased, phone E.164),
+    then SHA-256 hashed unless hash is 'none'."""
+
+    column: str
+    type: str
+    hash: str = "sha256"
 
 
 @dataclass(frozen=True)
@@ -35,10 +70,113 @@ class SyncSpec:
     mode: str = "mirror"
     description: str = ""
     path: Path | None = None
+    identifiers: dict[str, IdentifierSpec] = field(default_factory=dict)  # destination field -> identifier
+    consents: tuple[str, ...] = ()  # purposes every sent row needs consent_value 'y' for
+    consent_key: str = "profile_id"  # audience column joined to profiles.profile_consents.profile_id
+    marketing_actions: tuple[str, ...] = ()
+    schedule: str | None = None  # cron; None: with the pipeline
+    max_remove_share: float = GUARD_DEFAULT_MAX_REMOVE_SHARE
+
+    @property
+    def key_field(self) -> str:
+        return next(target for target, column in self.fields.items() if column == self.primary_key)
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.destination.settings.get(key, default)
+
+    def url(self) -> str:
+        """The destination's base URL: `url`, or the environment variable `url_env` names."""
+        if self.setting("url"):
+            return str(self.setting("url"))
+        variable = self.setting("url_env")
+        if not os.environ.get(str(variable)):
+            raise ActivationError(f"sync {self.name}: environment variable {variable} (destination url_env) is not "
+                                  f"set or empty. Export {variable} with the API's base URL.")
+        return os.environ[str(variable)]
+
+    def secret(self, setting_key: str, *, required: bool = True) -> str | None:
+        """The value of the environment variable a setting names (secrets never sit in specs)."""
+        variable = self.destination.settings.get(setting_key)
+        if not variable:
+            if required:
+                raise ActivationError(f"sync {self.name}: destination setting {setting_key} is missing; expected the "
+                                      f"name of an environment variable. Add `{setting_key}: VAR_NAME` to {self.path}.")
+            return None
+        value = os.environ.get(str(variable))
+        if not value and required:
+            raise ActivationError(f"sync {self.name}: environment variable {variable} (destination {setting_key}) is "
+                                  f"not set or empty. Export {variable} before running the sync.")
+        return value or None
 
 
 def _fail(path: Path, problem: str, todo: str) -> ActivationError:
     return ActivationError(f"sync spec {path}: {problem}. {todo}")
+
+
+def _string_list(path: Path, data: dict, key: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) and IDENTIFIER.match(item) for item in value):
+        raise _fail(path, f"{key} must be a list of names; found {value!r}", f"Write e.g. `{key}: [marketing_email]`.")
+    if allowed is not None:
+        unknown = sorted(set(value) - set(allowed))
+        if unknown:
+            raise _fail(path, f"{key} has unknown value(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}",
+                        "Use the declared vocabulary (activation/spec.py MARKETING_ACTIONS).")
+    return tuple(value)
+
+
+def _identifiers(path: Path, data: dict) -> dict[str, IdentifierSpec]:
+    raw = data.get("identifiers") or {}
+    if not isinstance(raw, dict):
+        raise _fail(path, f"identifiers must map destination field -> {{column, type, hash}}; found {raw!r}",
+                    "See activation/syncs/ for an example.")
+    identifiers = {}
+    for target, item in raw.items():
+        if not IDENTIFIER.match(str(target)) or not isinstance(item, dict) or not IDENTIFIER.match(str(item.get("column", ""))):
+            raise _fail(path, f"identifier {target!r} must be {{column: <audience column>, type: email|phone, "
+                              f"hash: sha256|none}}; found {item!r}", "Fix the identifier.")
+        if item.get("type") not in IDENTIFIER_TYPES:
+            raise _fail(path, f"identifier {target!r} has type {item.get('type')!r}; expected one of "
+                              f"{', '.join(IDENTIFIER_TYPES)}", "Pick a supported identifier type.")
+        hash_name = item.get("hash", "sha256")
+        if hash_name not in HASHES:
+            raise _fail(path, f"identifier {target!r} has hash {hash_name!r}; expected one of {', '.join(HASHES)}",
+                        "Use sha256 (what ad platforms expect) or none.")
+        identifiers[str(target)] = IdentifierSpec(column=str(item["column"]), type=item["type"], hash=hash_name)
+    return identifiers
+
+
+def _check_destination(path: Path, destination: Any, mode: str) -> None:
+    if not isinstance(destination, dict) or destination.get("type") not in DESTINATION_KEYS:
+        found = destination.get("type") if isinstance(destination, dict) else destination
+        raise _fail(path, f"destination type is {found!r}; expected one of {', '.join(DESTINATION_KEYS)}",
+                    "Pick a supported destination type.")
+    kind = destination["type"]
+    allowed = DESTINATION_KEYS[kind]
+    unknown = sorted(set(destination) - set(allowed))
+    if unknown:
+        raise _fail(path, f"destination has unknown key(s) {', '.join(unknown)}; a {kind} destination "
+                          f"takes {', '.join(allowed)}", "Remove or rename them.")
+    if mode not in MODES_BY_DESTINATION[kind]:
+        raise _fail(path, f"mode {mode!r} does not fit a {kind} destination; it supports "
+                          f"{', '.join(MODES_BY_DESTINATION[kind])}", "Change the mode or the destination.")
+    if kind == "file":
+        if destination.get("format") not in FILE_FORMATS:
+            raise _fail(path, f"file destination format is {destination.get('format')!r}; expected one of "
+                              f"{', '.join(FILE_FORMATS)}", "Pick a supported format.")
+        if not destination.get("path"):
+            raise _fail(path, "file destination has no path", "Give the directory the files go to.")
+    if kind == "webhook" and bool(destination.get("url") or destination.get("url_env")) == bool(destination.get("local_inbox")):
+        raise _fail(path, "a webhook destination needs exactly one of url / url_env (a receiver you run) or "
+                          "local_inbox (a directory for the built-in receiver on 127.0.0.1)", "Set one of them.")
+    if kind in ("ad_audience", "email") and not (destination.get("url") or destination.get("url_env")):
+        raise _fail(path, f"a {kind} destination needs url or url_env (the API's base URL)", "Add it.")
+    for key in ("ad_audience", "audience_id"), ("email", "list_id"), ("postgres", "table"), ("postgres", "dsn_env"):
+        if kind == key[0] and not destination.get(key[1]):
+            raise _fail(path, f"a {kind} destination needs {key[1]}", f"Add `{key[1]}:` to the destination.")
+    for key in HTTP_KEYS + ("batch_size",):
+        if key in destination and not (isinstance(destination[key], int | float) and destination[key] > 0):
+            raise _fail(path, f"destination {key} is {destination[key]!r}; expected a positive number", "Fix it.")
 
 
 def load_sync_spec(path: str | Path) -> SyncSpec:
@@ -76,21 +214,21 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
     if primary_key not in fields.values():
         raise _fail(path, f"primary_key {primary_key!r} is not among the mapped audience columns "
                           f"({', '.join(fields.values())})", "Map the primary key column to a destination field.")
+    identifiers = _identifiers(path, data)
+    clash = sorted(set(identifiers) & set(fields))
+    if clash:
+        raise _fail(path, f"destination field(s) {', '.join(clash)} appear in both fields and identifiers",
+                    "Give each destination field one source.")
     destination = data["destination"]
-    if not isinstance(destination, dict) or destination.get("type") not in DESTINATION_KEYS:
-        raise _fail(path, f"destination type is {destination.get('type') if isinstance(destination, dict) else destination!r}; "
-                          f"expected one of {', '.join(DESTINATION_KEYS)}", "Pick a supported destination type.")
-    allowed = DESTINATION_KEYS[destination["type"]]
-    unknown = sorted(set(destination) - set(allowed))
-    if unknown:
-        raise _fail(path, f"destination has unknown key(s) {', '.join(unknown)}; a {destination['type']} destination "
-                          f"takes {', '.join(allowed)}", "Remove or rename them.")
-    if destination["type"] == "file":
-        if destination.get("format") not in FILE_FORMATS:
-            raise _fail(path, f"file destination format is {destination.get('format')!r}; expected one of "
-                              f"{', '.join(FILE_FORMATS)}", "Pick a supported format.")
-        if not destination.get("path"):
-            raise _fail(path, "file destination has no path", "Give the directory the files go to.")
+    _check_destination(path, destination, mode)
+    if destination["type"] == "ad_audience" and not identifiers:
+        raise _fail(path, "an ad_audience destination matches people by hashed identifiers, and the spec declares none",
+                    "Add identifiers (e.g. email_sha256: {column: email, type: email}).")
+    guard = data.get("guard") or {}
+    share = guard.get("max_remove_share", GUARD_DEFAULT_MAX_REMOVE_SHARE) if isinstance(guard, dict) else None
+    if not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise _fail(path, f"guard must be {{max_remove_share: <0..1>}}; found {data.get('guard')!r}",
+                    "Give the largest share of the destination one run may remove, e.g. 0.2.")
     return SyncSpec(
         name=str(data["name"]),
         audience=audience,
@@ -101,11 +239,22 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
         mode=mode,
         description=str(data.get("description", "")),
         path=path,
+        identifiers=identifiers,
+        consents=_string_list(path, data, "consents"),
+        consent_key=str(data.get("consent_key", "profile_id")),
+        marketing_actions=_string_list(path, data, "marketing_actions", MARKETING_ACTIONS),
+        schedule=str(data["schedule"]) if data.get("schedule") else None,
+        max_remove_share=float(share),
     )
 
 
+def syncs_dir() -> Path:
+    """Where the sync specs live: CDP_SYNCS_DIR if set, else activation/syncs/."""
+    return Path(os.environ["CDP_SYNCS_DIR"]) if os.environ.get("CDP_SYNCS_DIR") else SYNCS_DIR
+
+
 def load_sync_specs(directory: str | Path | None = None) -> dict[str, SyncSpec]:
-    directory = Path(directory) if directory else SYNCS_DIR
+    directory = Path(directory) if directory else syncs_dir()
     specs: dict[str, SyncSpec] = {}
     for path in sorted(directory.glob("*.yml")):
         spec = load_sync_spec(path)

@@ -1,5 +1,5 @@
 """Sync state in the warehouse (schema activation): what each destination holds, every row
-operation ever attempted, and one row per run."""
+operation ever attempted, and one row per run. Older warehouses get the newer columns added."""
 
 from __future__ import annotations
 
@@ -11,15 +11,25 @@ TABLES = {
         first_synced_at TIMESTAMP, last_synced_at TIMESTAMP, last_run_id VARCHAR,
         PRIMARY KEY (sync_name, record_key)
     """,
+    # status: sent | failed (transient: retried next run) | rejected (refused by the destination, with its
+    # reason) | invalid (null or duplicate key, no usable identifier) | excluded_consent
     "sync_ledger": """
         run_id VARCHAR, sync_name VARCHAR, record_key VARCHAR, operation VARCHAR, change_kind VARCHAR,
-        batch_number INTEGER, attempt INTEGER, status VARCHAR, error VARCHAR, recorded_at TIMESTAMP
+        batch_number INTEGER, attempt INTEGER, status VARCHAR, error VARCHAR, recorded_at TIMESTAMP,
+        idempotency_key VARCHAR, http_status INTEGER
     """,
+    # status: succeeded | failed (some rows failed or were rejected) | aborted (guard) | blocked (pre-sync hook)
     "sync_runs": """
         run_id VARCHAR, sync_name VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR,
         dry_run BOOLEAN, added BIGINT, changed BIGINT, removed BIGINT, invalid BIGINT, unchanged BIGINT,
-        sent BIGINT, failed BIGINT, duration_s DOUBLE, output_files VARCHAR
+        sent BIGINT, failed BIGINT, duration_s DOUBLE, output_files VARCHAR,
+        excluded_consent BIGINT, rejected BIGINT, retried BIGINT, message VARCHAR
     """,
+}
+# Columns added after the first release: warehouses built before them get them on the next run.
+ADDED_COLUMNS = {
+    "sync_ledger": {"idempotency_key": "VARCHAR", "http_status": "INTEGER"},
+    "sync_runs": {"excluded_consent": "BIGINT", "rejected": "BIGINT", "retried": "BIGINT", "message": "VARCHAR"},
 }
 
 
@@ -27,3 +37,6 @@ def ensure_state_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("create schema if not exists activation")
     for name, columns in TABLES.items():
         con.execute(f"create table if not exists activation.{name} ({columns})")
+    for table, columns in ADDED_COLUMNS.items():
+        for column, column_type in columns.items():
+            con.execute(f"alter table activation.{table} add column if not exists {column} {column_type}")

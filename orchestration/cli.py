@@ -136,8 +136,9 @@ def load(expectations: bool) -> None:
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--dry-run", is_flag=True, help="Show what would be sent, send nothing.")
-def sync(names: tuple[str, ...], dry_run: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="Show what would be added, changed and removed; send nothing.")
+@click.option("--force", is_flag=True, help="Run even if it would remove more than the spec's guard allows.")
+def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
     """Sync audiences to their destinations (all sync specs unless NAMES are given)."""
     import uuid
 
@@ -152,13 +153,40 @@ def sync(names: tuple[str, ...], dry_run: bool) -> None:
         raise click.BadParameter(f"unknown sync {', '.join(unknown)}; known: {', '.join(sorted(specs))}",
                                  param_hint="NAMES")
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    aborted = []
     with duckdb.connect(str(paths.warehouse)) as con:
         for name in names or sorted(specs):
-            result = activation.run_sync(con, specs[name], run_id=run_id, base_dir=paths.destinations_dir,
-                                         dry_run=dry_run)
-            click.echo(f"{name:<28} added {result.added:>8,}  changed {result.changed:>8,}  "
-                       f"removed {result.removed:>8,}  invalid {result.invalid:>6,}  sent {result.sent:>8,}"
-                       f"{'  (dry run)' if dry_run else ''}")
+            spec = specs[name]
+            if dry_run:
+                result = activation.run_sync(con, spec, run_id=run_id, base_dir=paths.destinations_dir, dry_run=True)
+            else:
+                plan = activation.plan_sync(con, spec)
+                with click.progressbar(length=plan.to_send, label=f"{name:<28}", show_pos=True,
+                                       file=sys.stderr) as bar:
+                    try:
+                        result = activation.run_sync(con, spec, run_id=run_id, base_dir=paths.destinations_dir,
+                                                     force=force, progress=bar.update)
+                    except activation.SyncAborted as stop:
+                        aborted.append(name)
+                        click.echo(f"\n{stop}", err=True)
+                        continue
+            click.echo(_sync_line(result))
+            if dry_run:
+                for kind, keys in result.preview.items():
+                    if keys:
+                        more = getattr(result, kind) - len(keys)
+                        click.echo(f"  would be {kind}: {', '.join(keys)}{f' and {more:,} more' if more > 0 else ''}")
+                if result.message:
+                    click.echo(f"  note: {result.message}")
+    if aborted:
+        raise SystemExit(f"aborted: {', '.join(aborted)} (nothing sent for them)")
+
+
+def _sync_line(result) -> str:
+    return (f"{result.sync_name:<28} added {result.added:>7,}  changed {result.changed:>7,}  removed {result.removed:>7,}"
+            f"  excluded (consent) {result.excluded_consent:>6,}  invalid {result.invalid:>5,}  rejected {result.rejected:>5,}"
+            f"  sent {result.sent:>7,}  failed {result.failed:>5,}  retried {result.retried:>5,}  {result.duration_s:.2f} s"
+            f"{'  (dry run: nothing sent)' if result.dry_run else ''}")
 
 
 @main.command()
@@ -499,6 +527,18 @@ def bench_load(rows: int) -> None:
 
     run_load_benchmark(rows, echo=click.echo)
 
+
+
+@main.command("bench-sync")
+@click.option("--rows", default=1_000_000, show_default=True, help="Audience rows.")
+@click.option("--change-share", default=0.01, show_default=True, help="Share of rows changed for the second sync.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats of each floor (the median is printed).")
+def bench_sync(rows: int, change_share: float, repeats: int) -> None:
+    """Diff and sync throughput to PostgreSQL and to an HTTP server, next to floors measured in the
+    same run (PostgreSQL COPY of the same rows; the HTTP server's raw request rate)."""
+    from orchestration.bench_sync import run_sync_benchmark
+
+    run_sync_benchmark(rows, change_share=change_share, repeats=repeats, echo=click.echo)
 
 
 @main.command("bench-serve")

@@ -60,6 +60,20 @@ def _pairs(title: str, values: dict[str, Any] | None) -> list[str]:
     return [f"{title}", *(f"  {k:<{width}}  {_value(v)}" for k, v in values.items())]
 
 
+def _attributes(values: dict[str, Any] | None, sources: dict[str, dict]) -> list[str]:
+    """Attributes with the source record the merge policy took each one from."""
+    values = {k: v for k, v in (values or {}).items() if k != "profile_id"}
+    width = max((len(k) for k in values), default=0)
+    value_width = max((len(_value(v)) for v in values.values()), default=0)
+    lines = ["Attributes (value, then the winning source record and merge rule)"]
+    for name, value in values.items():
+        source = sources.get(name)
+        origin = (f"{source['record_id']}  {source['merge_rule']}, updated {source['updated_at'] or '-'}"
+                  if source else "")
+        lines.append(f"  {name:<{width}}  {_value(value):<{value_width}}  {origin}".rstrip())
+    return lines
+
+
 def render_profile(profile: dict[str, Any]) -> str:
     """The profile as terminal text: identities, attributes, consents, traits, predictions, segments,
     recent events."""
@@ -69,9 +83,9 @@ def render_profile(profile: dict[str, Any]) -> str:
     for item in identities:
         lines.append(f"  {item['namespace']:<16} {item['value']:<34} first {item['first_seen_at'] or '-':<20} "
                      f"last {item['last_seen_at'] or '-':<20} records {item['record_count']:>5}  {item['source_tables']}")
-    lines += ["", *_pairs("Attributes", profile.get("attributes")), ""]
+    lines += ["", *_attributes(profile.get("attributes"), profile.get("attribute_sources") or {}), ""]
     consents = profile.get("consents") or []
-    lines.append(f"Consents ({len(consents)})" if consents else "Consents: none recorded (no purpose counts as consented)")
+    lines.append(f"Consents ({len(consents)}; only y is consent, unknown never counts)" if consents else "Consents: none")
     lines += [f"  {c['purpose']:<24} {c['value']:<8} {c['decided_at'] or '-'}" for c in consents]
     lines += ["", *_pairs("Traits", profile.get("traits")), "", *_pairs("Predictions", profile.get("predictions")), ""]
     segments = profile.get("segments") or []

@@ -24,13 +24,17 @@ class Workspace:
         return self.data_dir / "warehouse.duckdb"
 
     @property
+    def serving_store(self) -> Path:
+        return self.data_dir / "serving" / "published.duckdb"
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "CDP_DATA_DIR": str(self.data_dir),
             "CDP_WAREHOUSE": str(self.warehouse),
             # Set here, not inherited: importing the Dagster definitions exports the default paths.
-            "CDP_SERVING_STORE": str(self.data_dir / "serving" / "published.duckdb"),
+            "CDP_SERVING_STORE": str(self.serving_store),
             "CDP_AS_OF": DEMO_AS_OF,
             **self.env_overrides,
         }
@@ -60,3 +64,29 @@ def runs(make_workspace):
     from pipeline_runs import build_pipeline_runs
 
     return build_pipeline_runs(make_workspace("e2e"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (orchestration/local_postgres.py): installed
+    from the OS packages if missing; skipped loudly only if it truly cannot start."""
+    from orchestration.local_postgres import LocalPostgres, PostgresUnavailable, wait_until_ready
+
+    server = LocalPostgres()
+    try:
+        server.start()
+        wait_until_ready(server.dsn)
+    except PostgresUnavailable as error:
+        pytest.skip(f"!!! PostgreSQL could not start, PostgreSQL destination tests NOT RUN: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def destination_server():
+    """One HTTP server implementing the webhook, ad audience and email tool APIs, with faults."""
+    from destination_servers import DestinationServer
+
+    server = DestinationServer().start()
+    yield server
+    server.stop()

@@ -2,16 +2,21 @@
 
 The first builds everything; the second, with no new data, must change no table (but the append-only
 history of audience memberships) and sync nothing; before the third, one late order turns a lapsed
-buyer into a high-value customer, and a small red-dress order brings a woman into the audience
-red_dress_buyers. Any test module can use the session fixture `runs` (conftest) and read the
-warehouse with `query`.
+buyer into a high-value customer, a small red-dress order brings a woman into the audience
+red_dress_buyers, and 40 new CRM contacts arrive, and a BI-style reader process (tests/published_reader.py) queries the serving store
+throughout the third run. Any test module can use the session fixture `runs` (conftest) and read the
+warehouse with `query`; tests that must change the workspace work on a copy (`copy_workspace`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -20,7 +25,7 @@ from conftest import DEMO_AS_OF, Workspace
 
 PEOPLE = 2500  # enough buyers for the propensity models' 100-per-class minimum
 SEED = 11
-MODEL_SCHEMAS = ("raw", "quarantine", "staging", "xdm", "identity", "profiles", "segments")
+MODEL_SCHEMAS = ("raw", "quarantine", "staging", "xdm", "identity", "profiles", "segments", "snapshots")
 # Append-only: every run adds its rows (tests/test_segments.py checks what a rerun adds).
 APPEND_ONLY_TABLES = ("segments.segment_membership_history", "segments.segment_sizes")
 HIGH_VALUE_MIN_REVENUE = 1000
@@ -35,8 +40,11 @@ class PipelineRuns:
     fingerprints: list[dict[str, tuple]]
     syncs_by_run: list[dict[str, dict]]
     promoted_profile: str
-    red_dress_profile: str = ""
-    memberships_by_run: list[pl.DataFrame] = field(default_factory=list)
+    finished_at: list[dt.datetime] = field(default_factory=list)  # UTC, after each run
+    reader_report: dict = field(default_factory=dict)  # the reader's findings during run 3
+    profile_ids_by_run: list[set[str]] = field(default_factory=list)
+    red_dress_profile: str = ""  # planted before run 3 (add_red_dress_order_for_a_woman)
+    memberships_by_run: list[pl.DataFrame] = field(default_factory=list)  # segment_name, profile_id after each run
 
 
 def table_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
@@ -120,22 +128,97 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
     return profile_id
 
 
+NEW_CONTACTS = 40
+
+
+def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
+    contacts_dir = workspace.data_dir / "landing" / "crm" / "contacts"
+    header = next(contacts_dir.glob("*.csv")).read_text().splitlines()[0]
+    (contacts_dir / name).write_text("\n".join([header, *rows]) + "\n")
+
+
 def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
     workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
-    outputs, fingerprints, syncs, memberships = [], [], [], []
-    promoted = red_dress = ""
+    outputs, fingerprints, syncs, finished_at, profile_ids = [], [], [], [], []
+    promoted, reader_report, red_dress, memberships = "", {}, "", []
     for run_number in (1, 2, 3):
+        reader = None
         if run_number == 3:
             promoted = add_late_order_for_a_lapsed_buyer(workspace)
             red_dress = add_red_dress_order_for_a_woman(workspace)
-        outputs.append(workspace.cdp("run").stdout)
+            # New people who buy nothing: the profile count grows, no audience changes.
+            add_contacts(workspace, "contacts_late_addition.csv", [
+                f"CLATE{i:04d},Test,Reader{i},late.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
+                "2026-06-01T10:00:00Z,2026-06-01T10:00:00Z" for i in range(NEW_CONTACTS)])
+            stop_file, report_file = workspace.data_dir / "stop-reader", workspace.data_dir / "reader.json"
+            reader = subprocess.Popen([sys.executable, str(Path(__file__).with_name("published_reader.py")),
+                                       str(workspace.serving_store), str(stop_file), str(report_file)],
+                                      env=workspace.env)
+        try:
+            outputs.append(workspace.cdp("run").stdout)
+        finally:
+            if reader is not None:
+                time.sleep(1)  # a few reads of the new publication
+                stop_file.touch()
+                reader.wait(timeout=120)
+                reader_report = json.loads(report_file.read_text())
+        finished_at.append(dt.datetime.now(dt.UTC).replace(tzinfo=None))
         with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
             fingerprints.append(table_fingerprints(con))
             syncs.append(latest_sync_runs(con))
+            profile_ids.append({r[0] for r in con.execute("select profile_id from profiles.profiles").fetchall()})
             memberships.append(con.execute("select segment_name, profile_id from segments.segment_memberships").pl())
-    return PipelineRuns(workspace, outputs, fingerprints, syncs, promoted, red_dress, memberships)
+    return PipelineRuns(workspace, outputs, fingerprints, syncs, promoted, finished_at, reader_report, profile_ids,
+                        red_dress, memberships)
+
+
+def copy_workspace(runs: PipelineRuns, make_workspace, name: str) -> Workspace:
+    """A copy of the runs' data dir (warehouse, landing files, serving store) for tests that change it."""
+    import shutil
+
+    workspace = make_workspace(name)
+    shutil.copytree(runs.workspace.data_dir, workspace.data_dir, dirs_exist_ok=True)
+    return workspace
 
 
 def query(runs: PipelineRuns, sql: str) -> pl.DataFrame:
     with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
         return con.execute(sql).pl()
+
+
+def latest_versions(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The last loaded version of each record, as the staging views pick it."""
+    return frame.sort(["_loaded_at", "_source_file", "_row_number"], descending=True).unique(key, keep="first")
+
+
+def completed_purchases(runs: PipelineRuns) -> pl.DataFrame:
+    """Completed purchases (profile_id, record_id, order_id, amount, at), computed in polars from the raw
+    tables (latest version of each web-shop order; store transactions), attributed to profiles by the
+    identity stage's record_profiles."""
+    orders = (
+        latest_versions(query(runs, "select * from raw.webshop__orders"), "order_id")
+        .filter(pl.col("status") == "completed")
+        .select(record_id=pl.lit("webshop__orders:") + pl.col("order_id"), order_id="order_id",
+                amount=pl.col("total_amount").cast(pl.Float64), at=pl.col("ordered_at"))
+    )
+    store = (
+        query(runs, "select * from raw.pos__transactions").unique("transaction_id")
+        .select(record_id=pl.lit("pos__transactions:") + pl.col("transaction_id"), order_id=pl.lit(None, pl.String),
+                amount=pl.col("total_amount").cast(pl.Float64), at=pl.col("transacted_at"))
+    )
+    record_profiles = query(runs, "select record_id, profile_id from identity.record_profiles")
+    return pl.concat([orders, store]).join(record_profiles, on="record_id", how="inner")
+
+
+def run_dbt(env: dict[str, str], target_path, *args: str) -> subprocess.CompletedProcess[str]:
+    """dbt on the project with its own target path: --vars may enable models, and the project's manifest
+    (what Dagster builds its asset graph from) must not learn about them. Fails the test with dbt's output."""
+    from orchestration.settings import DBT_PROJECT_DIR
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result

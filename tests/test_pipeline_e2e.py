@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from conftest import DEMO_AS_OF
 from orchestration.settings import DBT_PROJECT_DIR
-from pipeline_runs import APPEND_ONLY_TABLES, AS_OF_END, HIGH_VALUE_MIN_REVENUE, LAPSED_AFTER_DAYS, PEOPLE, PipelineRuns, query
+from pipeline_runs import (APPEND_ONLY_TABLES, AS_OF_END, HIGH_VALUE_MIN_REVENUE, LAPSED_AFTER_DAYS, NEW_CONTACTS, PEOPLE,
+                           PipelineRuns, completed_purchases, query, run_dbt)
 
 
 def test_summary_reports_every_stage(runs):
@@ -86,18 +84,6 @@ def test_identity_clustering_against_ground_truth(runs, capsys):
     assert sum(n for _, n in quality.size_histogram) == quality.predicted_profiles
 
 
-def run_dbt(env: dict[str, str], target_path, *args: str) -> subprocess.CompletedProcess[str]:
-    """dbt on the project with its own target path: --vars may enable models, and the project's manifest
-    (what Dagster builds its asset graph from) must not learn about them. Fails the test with dbt's output."""
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(DBT_PROJECT_DIR),
-         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target_path)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
-    return result
-
-
 def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
     """The pure-SQL fallback (large-star/small-star macro) against the scipy model, on the run's graph."""
     result = run_dbt(runs.workspace.env, runs.workspace.data_dir / "dbt-target-sql-fallback",
@@ -124,11 +110,16 @@ def test_sql_connected_components_give_the_same_partition_as_scipy(runs):
     assert leftovers.item() == 0, "work tables of the SQL fallback were left behind"
 
 
-def test_dbt_unit_tests_of_the_normalization_macros_pass(runs):
-    """dbt unit tests (dbt_project/models/_unit_tests.yml): email, phone, name normalization and hashing."""
+def test_dbt_unit_tests_pass(runs):
+    """Every dbt unit test: normalization and hashing macros (models/_unit_tests.yml), each built-in trait
+    (models/profiles/_profile_traits.yml)."""
+    import yaml
+
+    declared = sum(len(yaml.safe_load(path.read_text()).get("unit_tests") or [])
+                   for path in (DBT_PROJECT_DIR / "models").rglob("*.yml"))
     result = run_dbt(runs.workspace.env, runs.workspace.data_dir / "dbt-target-unit-tests",
                      "test", "--select", "test_type:unit")
-    assert "PASS=4 " in result.stdout and "ERROR=0" in result.stdout, result.stdout[-2000:]
+    assert declared >= 9 and f"PASS={declared} " in result.stdout and "ERROR=0" in result.stdout, result.stdout[-2000:]
 
 
 def test_probabilistic_matching_keeps_precision_on_the_demo(runs, tmp_path, capsys):
@@ -164,26 +155,8 @@ def test_probabilistic_matching_keeps_precision_on_the_demo(runs, tmp_path, caps
 
 
 def independent_purchases(runs: PipelineRuns) -> pl.DataFrame:
-    """Completed purchases per profile, computed in polars from the raw tables (latest version of
-    each order), attributed to profiles by the identity stage's record_profiles."""
-    orders = query(runs, "select * from raw.webshop__orders")
-    latest_orders = (
-        orders.sort(["_loaded_at", "_source_file", "_row_number"], descending=True)
-        .unique("order_id", keep="first")
-        .filter(pl.col("status") == "completed")
-        .select(record_id=pl.lit("webshop__orders:") + pl.col("order_id"),
-                amount=pl.col("total_amount").cast(pl.Float64), at=pl.col("ordered_at"))
-    )
-    store = (
-        query(runs, "select * from raw.pos__transactions").unique("transaction_id")
-        .select(record_id=pl.lit("pos__transactions:") + pl.col("transaction_id"),
-                amount=pl.col("total_amount").cast(pl.Float64), at=pl.col("transacted_at"))
-    )
-    record_profiles = query(runs, "select record_id, profile_id from identity.record_profiles")
     return (
-        pl.concat([latest_orders, store])
-        .join(record_profiles, on="record_id", how="inner")
-        .group_by("profile_id")
+        completed_purchases(runs).group_by("profile_id")
         .agg(revenue=pl.col("amount").sum(), last_purchase_at=pl.col("at").max())
     )
 
@@ -239,12 +212,29 @@ def test_changed_audience_sends_only_the_change(runs):
     ledger = query(
         runs,
         f"""select sync_name, record_key, change_kind from activation.sync_ledger
-            where run_id = '{high_value["run_id"]}' and status = 'sent' order by 1""",
+            where run_id = '{high_value["run_id"]}' and status = 'sent'
+              and sync_name in ('high_value_to_csv', 'lapsed_buyers_to_jsonl') order by 1""",
     )
     assert ledger.rows() == [
         ("high_value_to_csv", runs.promoted_profile, "added"),
         ("lapsed_buyers_to_jsonl", runs.promoted_profile, "removed"),
     ]
+
+
+def test_demo_webhook_holds_the_consented_lapsed_buyers(runs):
+    """The default demo syncs to a webhook (the built-in inbox on 127.0.0.1): after three runs the
+    inbox holds exactly the lapsed buyers with an explicit 'y' for marketing_email."""
+    expected = set(query(runs, """
+        select profile_id from segments.seg_lapsed_buyers
+        where profile_id in (select profile_id from profiles.profile_consents
+                             where consent_purpose = 'marketing_email' and consent_value = 'y')""")["profile_id"])
+    inbox = runs.workspace.data_dir / "destinations" / "lapsed_buyers_webhook"
+    held = {json.loads(line)["key"] for line in (inbox / "held.jsonl").read_text().splitlines()}
+    assert expected and held == expected
+    first, second = runs.syncs_by_run[0]["lapsed_buyers_to_webhook"], runs.syncs_by_run[1]["lapsed_buyers_to_webhook"]
+    audience_size = first["added"] + first["excluded_consent"] + first["invalid"]
+    assert first["excluded_consent"] > 0 and first["sent"] == first["added"] and second["sent"] == 0
+    assert audience_size == runs.syncs_by_run[0]["lapsed_buyers_to_jsonl"]["added"]
 
 
 def profile_persons(runs: PipelineRuns) -> pl.DataFrame:
@@ -342,7 +332,14 @@ def test_consents_take_the_latest_decision_of_any_source(runs):
         pl.col("record_id").alias("decided_by_record_id"))
     actual = query(runs, "select profile_id, consent_purpose, consent_value, decided_by_record_id from profiles.profile_consents")
     key = ["profile_id", "consent_purpose"]
-    assert actual.sort(key).equals(expected.sort(key).select(actual.columns))
+    decided = actual.filter(pl.col("consent_value") != "unknown")
+    assert decided.sort(key).equals(expected.sort(key).select(actual.columns))
+    # Every profile has every purpose of the seed; what nobody decided is unknown, never consent.
+    purposes = pl.read_csv(DBT_PROJECT_DIR / "seeds" / "consent_purposes.csv")["consent_purpose"]
+    profiles = query(runs, "select count(*) from profiles.profiles").item()
+    assert actual.height == profiles * purposes.len()
+    undecided = actual.filter(pl.col("consent_value") == "unknown")
+    assert undecided.height > 0 and undecided["decided_by_record_id"].null_count() == undecided.height
     revoked_by_unsubscribe = actual.filter(~pl.col("decided_by_record_id").str.starts_with("preferences__consents:"))
     assert revoked_by_unsubscribe.height > 0 and (revoked_by_unsubscribe["consent_value"] == "n").all()
 
@@ -380,7 +377,8 @@ def test_profile_explain_shows_the_joining_records_or_why_not(runs):
 
 
 def test_profile_ids_are_kept_across_runs(runs):
-    """The third run added an order but no identifier: every profile id of the first run survives,
-    and no merge or split was recorded."""
+    """The third run added an order of a known customer and new contacts who match nobody: every profile
+    id of the first run survives, each new contact got a new one, and no merge or split was recorded."""
     assert query(runs, "select count(*) from identity.profile_id_history").item() == 0
-    assert runs.fingerprints[0]["identity.identity_profile_ids"] == runs.fingerprints[2]["identity.identity_profile_ids"]
+    first, second, third = runs.profile_ids_by_run
+    assert first == second and first < third and len(third - first) == NEW_CONTACTS

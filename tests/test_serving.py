@@ -1,10 +1,11 @@
 """The serving store and the profile API: readers during a run, killed and failed runs, BI access,
 lookups, auth and a fuzzed OpenAPI document.
 
-One workspace, in order: run 1 publishes; run 2 executes while a reader process (alternating the
-duckdb client and SQLAlchemy with the README's connection string) queries the store in a loop; a run
-killed with SIGKILL and a publication killed midway leave the store as it was; a run that fails a
-blocking check publishes nothing.
+On the shared pipeline runs (tests/pipeline_runs.py): run 2 publishes; run 3 adds contacts and executes
+while a reader process (alternating the duckdb client and SQLAlchemy with the README's connection string)
+queries the store in a loop. On a copy of that workspace: a run killed with SIGKILL and a publication
+killed midway leave the store as it was; a run that fails a blocking check publishes nothing; a new
+publication reaches a running API.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import PROJECT_ROOT, Workspace
+from pipeline_runs import NEW_CONTACTS, PEOPLE, add_contacts, copy_workspace
 
-PEOPLE = 1500
-SEED = 5
 FULL_KEY = "test-full-key-5b0c"
 MASKED_KEY = "test-masked-key-91fe"
 
@@ -36,8 +36,8 @@ MASKED_KEY = "test-masked-key-91fe"
 class ServingRuns:
     workspace: Workspace
     store: Path
-    first_run: dict
-    second_run: dict
+    first_run: dict  # the publication of run 2
+    second_run: dict  # the publication of run 3, during which the reader read
     reader_report: dict
 
 
@@ -49,35 +49,28 @@ def latest(store: Path) -> dict:
     return record
 
 
-def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
-    contacts_dir = workspace.data_dir / "landing" / "crm" / "contacts"
-    header = next(contacts_dir.glob("*.csv")).read_text().splitlines()[0]
-    (contacts_dir / name).write_text("\n".join([header, *rows]) + "\n")
+def publication(store: Path, run_id: str) -> dict:
+    with duckdb.connect(str(store), read_only=True) as con:
+        row_counts, checks = con.execute(
+            "select row_counts, checks from serving.publications where run_id = ?", [run_id]).fetchone()
+    return {"run_id": run_id, "row_counts": json.loads(row_counts), "checks": json.loads(checks)}
 
 
 @pytest.fixture(scope="module")
-def serving(make_workspace) -> ServingRuns:
-    workspace = make_workspace("serving")
-    store = workspace.data_dir / "serving" / "published.duckdb"
-    workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", "2026-06-30")
-    workspace.cdp("run")
-    first = latest(store)
+def serving(runs) -> ServingRuns:
+    store = runs.workspace.serving_store
+    with duckdb.connect(str(store), read_only=True) as con:
+        published = [r[0] for r in con.execute("select run_id from serving.publications order by published_at").fetchall()]
+    assert len(published) == 3, published
+    return ServingRuns(runs.workspace, store, publication(store, published[1]), latest(store), runs.reader_report)
 
-    # Run 2 adds contacts (so its counts differ) while a reader queries the store in a loop.
-    add_contacts(workspace, "contacts_serving_addition.csv", [
-        f"CSERVE{i:04d},Test,Reader{i},serving.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
-        "2026-06-01T10:00:00Z,2026-06-01T10:00:00Z" for i in range(40)
-    ])
-    stop_file, report_file = workspace.data_dir / "stop-reader", workspace.data_dir / "reader.json"
-    reader = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "tests" / "published_reader.py"),
-                               str(store), str(stop_file), str(report_file)], env=workspace.env)
-    try:
-        workspace.cdp("run")
-        time.sleep(1)  # a few reads of the new publication
-    finally:
-        stop_file.touch()
-        reader.wait(timeout=120)
-    return ServingRuns(workspace, store, first, latest(store), json.loads(report_file.read_text()))
+
+@pytest.fixture(scope="module")
+def scratch(runs, make_workspace) -> ServingRuns:
+    """A copy of the runs' workspace, for the tests that kill, fail and republish."""
+    workspace = copy_workspace(runs, make_workspace, "serving-scratch")
+    store = workspace.serving_store
+    return ServingRuns(workspace, store, latest(store), latest(store), {})
 
 
 def test_run_publishes_every_public_table(serving):
@@ -87,11 +80,12 @@ def test_run_publishes_every_public_table(serving):
         assert record["row_counts"].get(table, 0) > 0, f"{table} missing or empty in {record['row_counts']}"
     # The record says what the run checked and loaded.
     assert record["checks"]["checks_failed"] == [] and record["checks"]["checks_evaluated"] > 50, record["checks"]
-    assert record["checks"]["rows_accepted"] > PEOPLE and record["checks"]["files_loaded"] >= 11, record["checks"]
-    assert record["row_counts"]["serving.profile_documents"] == record["row_counts"]["profiles.profiles"]
     with duckdb.connect(str(serving.store), read_only=True) as con:
-        runs = [r[0] for r in con.execute("select run_id from serving.publications order by published_at").fetchall()]
-    assert runs == [serving.first_run["run_id"], serving.second_run["run_id"]]
+        first_checks = json.loads(con.execute(
+            "select checks from serving.publications order by published_at limit 1").fetchone()[0])
+    assert first_checks["files_loaded"] >= 11, first_checks  # the first run loaded every source
+    assert record["row_counts"]["serving.profile_documents"] == record["row_counts"]["profiles.profiles"]
+    assert record["row_counts"]["profiles.profiles"] > PEOPLE
 
 
 def test_readers_during_a_run_see_one_whole_publication(serving):
@@ -100,7 +94,8 @@ def test_readers_during_a_run_see_one_whole_publication(serving):
     assert report["iterations"] >= 20, report
     # The reader saw the old run during run 2 and the new one after it: both, and nothing else.
     assert set(report["runs_seen"]) == {serving.first_run["run_id"], serving.second_run["run_id"]}, report
-    assert serving.second_run["row_counts"]["profiles.profiles"] > serving.first_run["row_counts"]["profiles.profiles"]
+    assert (serving.second_run["row_counts"]["profiles.profiles"]
+            == serving.first_run["row_counts"]["profiles.profiles"] + NEW_CONTACTS)
 
 
 def test_bi_safe_views_hold_no_direct_identifier(serving):
@@ -124,26 +119,26 @@ def test_bi_safe_views_hold_no_direct_identifier(serving):
     assert not leaked, f"direct identifiers readable in BI-safe views: {leaked}"
 
 
-def test_killed_run_publishes_nothing(serving):
-    before = latest(serving.store)
-    inode = serving.store.stat().st_ino
+def test_killed_run_publishes_nothing(scratch):
+    before = latest(scratch.store)
+    inode = scratch.store.stat().st_ino
     process = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "run"], cwd=PROJECT_ROOT,
-                               env=serving.workspace.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               env=scratch.workspace.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(25)  # well into the dbt build
     assert process.poll() is None, "the run ended before it could be killed; kill it earlier"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert serving.store.stat().st_ino == inode
-    assert latest(serving.store) == before
+    assert scratch.store.stat().st_ino == inode
+    assert latest(scratch.store) == before
 
 
-def test_publication_killed_midway_leaves_the_store_and_is_cleaned_up(serving):
-    before = latest(serving.store)
-    staging_file = serving.store.with_name(f".{serving.store.name}.publishing")
+def test_publication_killed_midway_leaves_the_store_and_is_cleaned_up(scratch):
+    before = latest(scratch.store)
+    staging_file = scratch.store.with_name(f".{scratch.store.name}.publishing")
     code = ("import sys; from pathlib import Path; from orchestration.serving.publish import publish; "
             "publish(Path(sys.argv[1]), Path(sys.argv[2]), run_id='killed-publication')")
-    process = subprocess.Popen([sys.executable, "-c", code, str(serving.workspace.warehouse), str(serving.store)],
-                               cwd=PROJECT_ROOT, env=serving.workspace.env)
+    process = subprocess.Popen([sys.executable, "-c", code, str(scratch.workspace.warehouse), str(scratch.store)],
+                               cwd=PROJECT_ROOT, env=scratch.workspace.env)
     deadline = time.monotonic() + 60
     while not staging_file.exists() and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -151,25 +146,25 @@ def test_publication_killed_midway_leaves_the_store_and_is_cleaned_up(serving):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert staging_file.exists(), "the killed publication should have left its half-written file"
-    assert latest(serving.store) == before
+    assert latest(scratch.store) == before
 
     from orchestration.serving.publish import publish
 
-    publish(serving.workspace.warehouse, serving.store, run_id="after-the-kill")
+    publish(scratch.workspace.warehouse, scratch.store, run_id="after-the-kill")
     assert not staging_file.exists()
-    assert latest(serving.store)["run_id"] == "after-the-kill"
+    assert latest(scratch.store)["run_id"] == "after-the-kill"
 
 
-def test_run_failing_a_blocking_check_publishes_nothing(serving):
-    before = latest(serving.store)
-    add_contacts(serving.workspace, "contacts_all_bad.csv",
+def test_run_failing_a_blocking_check_publishes_nothing(scratch):
+    before = latest(scratch.store)
+    add_contacts(scratch.workspace, "contacts_all_bad.csv",
                  [f",No,Id{i},bad{i}@example.org,,,,,,,,," for i in range(200)])  # every row lacks its key
     result = subprocess.run([sys.executable, "-m", "orchestration.cli", "run"], cwd=PROJECT_ROOT,
-                            env=serving.workspace.env, capture_output=True, text=True, timeout=900)
+                            env=scratch.workspace.env, capture_output=True, text=True, timeout=900)
     assert result.returncode != 0, result.stdout
     assert "reject_rate_within_contract" in result.stderr
     assert "this run published nothing" in result.stdout
-    assert latest(serving.store) == before
+    assert latest(scratch.store) == before
 
 
 # --- the API -------------------------------------------------------------------------------------
@@ -314,10 +309,13 @@ def test_health_reports_the_published_run(serving, client):
     assert 0 <= health["age_seconds"] < 3600
 
 
-def test_api_switches_to_a_new_publication_without_restart(serving, client):
+def test_api_switches_to_a_new_publication_without_restart(scratch):
+    from orchestration.serving.api import ApiKeys, create_app
     from orchestration.serving.publish import publish
 
-    publish(serving.workspace.warehouse, serving.store, run_id="republished-for-the-api")
+    client = TestClient(create_app(scratch.store, ApiKeys(full=frozenset({FULL_KEY}), masked=frozenset())))
+    assert client.get("/health").json()["run_id"] == latest(scratch.store)["run_id"]
+    publish(scratch.workspace.warehouse, scratch.store, run_id="republished-for-the-api")
     assert client.get("/health").json()["run_id"] == "republished-for-the-api"
     segments = client.get("/segments", headers={"X-API-Key": FULL_KEY}).json()
     assert segments["published_run_id"] == "republished-for-the-api"
@@ -392,6 +390,14 @@ def test_profile_show_finds_a_demo_person_by_email_phone_and_cookie(serving, cli
     for section in ("Identities (", "Attributes", "Consents", "Traits", "Predictions", "Segments:", "Recent events ("):
         assert section in text.output, f"{section!r} missing from:\n{text.output}"
     assert document["profile_id"] in text.output and person["cookie_id"] in text.output
+    # Every attribute with a value names the source record the merge policy took it from.
+    filled = {name for name, value in document["attributes"].items() if value is not None} - {
+        "profile_id", "is_known", "identity_count", "profile_record_count", "last_updated_at"}
+    sources = document["attribute_sources"]
+    assert filled and filled == set(sources), (filled, set(sources))
+    for name, source in sources.items():
+        assert source["record_id"].startswith(source["source_table"] + ":"), source
+        assert f"{source['record_id']}  {source['merge_rule']}" in text.output, f"{name}: {source} not shown"
 
     unknown = runner.invoke(main, ["profile", "show", "fax:12345"])
     assert unknown.exit_code != 0 and "unknown identity namespace 'fax'" in unknown.output

@@ -1,5 +1,7 @@
-"""Files as a destination: one change file per run, and the full current audience, written
-atomically (temp file in the same directory, then rename) so readers never see half a file."""
+"""Files as a destination (csv, jsonl, parquet), every file written atomically (temp file in the same
+directory, then rename) so readers never see half a file. Incremental (mirror/upsert): one change file
+per batch with an _op column, plus the full current audience. Snapshot: only full files, one per run
+and the current one."""
 
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ class FileDestination:
     file_format: str
     sync_name: str
     fields: list[str]
+    snapshot: bool = False
+    run_id: str | None = None
+    wants_held_rows = True
 
     @classmethod
     def from_settings(cls, spec: SyncSpec, base_dir: Path) -> FileDestination:
@@ -48,7 +53,8 @@ class FileDestination:
             directory=directory if directory.is_absolute() else Path(base_dir) / directory,
             file_format=spec.destination.settings["format"],
             sync_name=spec.name,
-            fields=list(spec.fields),
+            fields=[*spec.fields, *spec.identifiers],
+            snapshot=spec.mode == "snapshot",
         )
 
     def _frame(self, rows: list[dict], operation: str | None = None) -> pl.DataFrame:
@@ -57,7 +63,12 @@ class FileDestination:
         return frame.with_columns(pl.lit(operation).alias(OPERATION)).select([OPERATION, *self.fields]) if operation \
             else frame
 
+    def begin(self, run_id: str) -> None:
+        self.run_id = run_id
+
     def send(self, batch: Batch) -> BatchResult:
+        if self.snapshot:  # the whole audience is written once the run's state is committed
+            return BatchResult()
         changes = pl.concat([self._frame([_text(r) for r in batch.upserts], "upsert"),
                              self._frame([_text(r) for r in batch.deletes], "delete")])
         if changes.height:
@@ -66,9 +77,13 @@ class FileDestination:
         return BatchResult()
 
     def finish(self, held_rows: Iterable[dict]) -> list[str]:
-        path = self.directory / f"{self.sync_name}__current.{self.file_format}"
-        write_atomically(self._frame([_text(r) for r in held_rows]), path, self.file_format)
-        return [str(path)]
+        current = self._frame([_text(r) for r in held_rows])
+        paths = [self.directory / f"{self.sync_name}__current.{self.file_format}"]
+        if self.snapshot and self.run_id:
+            paths.insert(0, self.directory / f"{self.sync_name}__snapshot__{self.run_id}.{self.file_format}")
+        for path in paths:
+            write_atomically(current, path, self.file_format)
+        return [str(path) for path in paths]
 
 
 def _text(row: dict) -> dict:

@@ -1,10 +1,10 @@
-{#- Declarative traits: the catalogue in the `traits` meta of model profile_traits
-    (models/profiles/_profile_traits.yml) compiles to SQL here. Three kinds, computed in order:
+{#- Declarative traits: the catalogue (macros/trait_catalogue.sql) compiles to SQL here. Three kinds,
+    computed in order:
 
     aggregate  aggregate (count, sum, avg, min, max, distinct_count, days_since_last, first, last,
                most_frequent) of column `of` over the rows of `from` (events | purchase_items) that
                match `where` ({column: value or [values]}) within `window_days` of the as-of instant;
-               `default` replaces "no matching row", `data_type` casts.
+               `default` replaces "no matching row" (0 for counts), `data_type` casts.
     derived    `expression` (SQL) over profile columns and the aggregates above.
     score      1..`buckets` quantile score of trait `of` among profiles where `among` holds: 1 + floor(buckets x
                the share ranked strictly below), so ties share a score; `higher_is_better: false` for
@@ -22,8 +22,7 @@
 
 {% macro trait_fail(trait, problem) -%}
     {{ exceptions.raise_compiler_error(
-        "trait " ~ (trait.get('name') if trait is mapping else trait) ~ " (meta.traits of profile_traits, "
-        ~ "models/profiles/_profile_traits.yml): " ~ problem) }}
+        "trait " ~ (trait.get('name') if trait is mapping else trait) ~ " (macros/trait_catalogue.sql): " ~ problem) }}
 {%- endmacro %}
 
 
@@ -194,7 +193,9 @@
     {%- set name = trait_identifier(trait, trait.name, 'name') -%}
     {%- if kind == 'aggregate' -%}
         {%- set value = name if trait.aggregate in ranked_aggregates() else 'trait__' ~ trait.get('from', 'events') ~ '.' ~ name -%}
-        {%- if trait.get('default') is not none -%}{%- set value = 'coalesce(' ~ value ~ ', ' ~ trait_literal(trait.default) ~ ')' -%}{%- endif -%}
+        {#- A profile without matching rows counted nothing: 0, not null (its CTE row is missing). -#}
+        {%- set default = trait.get('default', 0 if trait.aggregate in ['count', 'distinct_count'] else none) -%}
+        {%- if default is not none -%}{%- set value = 'coalesce(' ~ value ~ ', ' ~ trait_literal(default) ~ ')' -%}{%- endif -%}
     {%- elif kind == 'derived' -%}
         {%- set value = trait.expression -%}
     {%- else -%}

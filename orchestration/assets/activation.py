@@ -17,6 +17,9 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         deps=[dg.AssetKey([audience_schema, audience_table])],
         description=spec.description or f"Syncs {spec.audience} to its {spec.destination.type} destination.",
+        metadata={"mode": spec.mode, "destination": spec.destination.type,
+                  "consents": ", ".join(spec.consents) or "none",
+                  "marketing_actions": ", ".join(spec.marketing_actions) or "none"},
     )
     def sync_audience(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
@@ -27,8 +30,12 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
                 "changed": result.changed,
                 "removed": result.removed,
                 "invalid": result.invalid,
+                "excluded_consent": result.excluded_consent,
+                "rejected": result.rejected,
                 "sent": result.sent,
                 "failed": result.failed,
+                "retried": result.retried,
+                "status": result.status,
                 "unchanged": result.unchanged,
                 "duration_s": round(result.duration_s, 3),
             }

@@ -87,7 +87,7 @@ class Identity(BaseModel):
 
 class Consent(BaseModel):
     purpose: str
-    value: str = Field(description="y or n; a purpose without a row has no consent")
+    value: str = Field(description="y, n or unknown (nobody decided); only y is consent")
     decided_at: dt.datetime | None
 
 
@@ -101,11 +101,20 @@ class Event(BaseModel):
     currency_code: str | None
 
 
+class AttributeSource(BaseModel):
+    source_table: str
+    record_id: str = Field(description="the source record the merge policy took the attribute from")
+    merge_rule: str = Field(description="most_recent, least_recent, source_precedence, most_frequent or most_filled")
+    updated_at: dt.datetime | None
+
+
 class Profile(BaseModel):
     profile_id: str
     published_run_id: str
     scope: Scope
     attributes: dict[str, Any] = Field(description="the golden record (table profiles)")
+    attribute_sources: dict[str, AttributeSource] = Field(
+        default_factory=dict, description="per attribute, where its value came from (table profile_attribute_lineage)")
     traits: dict[str, Any] | None = Field(description="computed traits (table profile_traits)")
     predictions: dict[str, Any] | None = Field(description="predictive traits (table profile_predictions)")
     segments: list[str]

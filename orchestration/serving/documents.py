@@ -167,6 +167,7 @@ def build_profile_documents(con: duckdb.DuckDBPyConnection, run_id: str, masked:
     document = f"""to_json({{
             'profile_id': p.profile_id, 'published_run_id': {sql_literal(run_id)}, 'scope': 'full',
             'attributes': {_struct(profiles, {})},
+            'attribute_sources': coalesce(a.items, MAP {{}}),
             'traits': t.document, 'predictions': pr.document,
             'segments': coalesce(s.names, []),
             'consents': coalesce(c.items, []),
@@ -216,6 +217,13 @@ def _documents_sql(document: str, traits, predictions, in_range: str) -> str:
                        'record_count': record_count, 'source_tables': source_tables}}
                      order by namespace, identity_value) as items
             from profiles.profile_identities where {in_range} group by 1
+        ), attribute_sources as (
+            -- Which source record the merge policy took each attribute from (no values: nothing to mask).
+            select profile_id,
+                map_from_entries(list((attribute, {{'source_table': source_table, 'record_id': record_id,
+                    'merge_rule': merge_rule, 'updated_at': strftime(record_updated_at, '%Y-%m-%dT%H:%M:%SZ')}})
+                    order by attribute)) as items
+            from profiles.profile_attribute_lineage where {in_range} group by 1
         ), recent as (
             select * from profiles.profile_events where {in_range}
             qualify row_number() over (partition by profile_id order by occurred_at desc, event_id) <= {DOCUMENT_EVENTS}
@@ -236,6 +244,7 @@ def _documents_sql(document: str, traits, predictions, in_range: str) -> str:
         left join consents as c using (profile_id)
         left join identities as i using (profile_id)
         left join events as e using (profile_id)
+        left join attribute_sources as a using (profile_id)
         where {in_range}
         order by p.profile_id
     """

@@ -1,8 +1,16 @@
--- Consent per profile and purpose: the latest decision wins, whichever system recorded it. The
--- preference centre records grants and refusals; an unsubscribe in the email or SMS tool is a
--- refusal of that channel's marketing. A purpose with no recorded decision has no row here, and no
--- row never counts as consent.
+-- Consent of every profile for every purpose of seed consent_purposes: the latest decision wins,
+-- whichever system recorded it. The preference centre records grants and refusals; an unsubscribe in
+-- the email or SMS tool is a refusal of that channel's marketing. A purpose nobody decided is 'unknown',
+-- and unknown never counts as consent (only 'y' does).
 with
+
+profiles as (
+    select * from {{ ref('profiles') }}
+),
+
+purposes as (
+    select * from {{ ref('consent_purposes') }}
+),
 
 preference_consents as (
     select * from {{ ref('stg_preferences__consents') }}
@@ -63,13 +71,21 @@ latest as (
 
 final as (
     select
-        profile_id,
-        consent_purpose,
-        case when is_granted then 'y' else 'n' end as consent_value,
-        decided_at,
-        source_table as decided_by_source,
-        record_id as decided_by_record_id
-    from latest
+        profiles.profile_id,
+        purposes.consent_purpose,
+        case
+            when latest.is_granted then 'y'
+            when not latest.is_granted then 'n'
+            else 'unknown'
+        end as consent_value,
+        latest.decided_at,
+        latest.source_table as decided_by_source,
+        latest.record_id as decided_by_record_id
+    from profiles
+    cross join purposes
+    left join latest
+        on latest.profile_id = profiles.profile_id
+        and latest.consent_purpose = purposes.consent_purpose
 )
 
 select * from final

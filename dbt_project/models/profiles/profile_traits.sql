@@ -1,7 +1,7 @@
 -- Computed traits per profile, compiled from the trait catalogue (meta.traits in _profile_traits.yml)
 -- by the macros in macros/traits.sql: aggregates over the profile's events and purchased items, traits
 -- derived from them, quantile scores; then the named RFM group of the recency and frequency scores.
-{%- set traits = config.get('meta', {}).get('traits', []) %}
+{%- set traits = trait_catalogue() %}
 
 with
 

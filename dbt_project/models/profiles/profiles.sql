@@ -1,5 +1,7 @@
--- The golden record: one row per profile. For now every attribute follows one merge policy,
--- Adobe's default: the latest non-null value (by the record's update time) wins.
+-- The golden record: one row per profile. Each group of attributes comes from the one source record
+-- the merge policy picked (profile_merge_winners; rules in macros/merge_policy.sql).
+{%- set policy = merge_policy() %}
+
 with
 
 graph as (
@@ -12,6 +14,10 @@ record_profiles as (
 
 profile_records as (
     select * from {{ ref('xdm_profile_records') }}
+),
+
+winners as (
+    select * from {{ ref('profile_merge_winners') }}
 ),
 
 namespaces as (
@@ -30,58 +36,50 @@ profile_ids as (
     group by graph.profile_id
 ),
 
-attributed_records as (
+record_counts as (
     select
         record_profiles.profile_id,
-        profile_records.*
+        count(*) as profile_record_count,
+        max(profile_records.record_updated_at) as last_updated_at
     from profile_records
     inner join record_profiles
         on record_profiles.record_id = profile_records.record_id
+    group by record_profiles.profile_id
 ),
 
-merged as (
+{% for group in policy.groups %}
+{{ group.name }} as (
     select
-        profile_id,
-        {{ latest_non_null('person_name_first_name', 'record_updated_at') }} as first_name,
-        {{ latest_non_null('person_name_last_name', 'record_updated_at') }} as last_name,
-        {{ latest_non_null('person_birth_date', 'record_updated_at') }} as birth_date,
-        {{ latest_non_null('person_gender', 'record_updated_at') }} as gender,
-        {{ latest_non_null('personal_email_address', 'record_updated_at') }} as email,
-        {{ latest_non_null('mobile_phone_number', 'record_updated_at') }} as phone,
-        {{ latest_non_null('home_address_street1', 'record_updated_at') }} as street,
-        {{ latest_non_null('home_address_city', 'record_updated_at') }} as city,
-        {{ latest_non_null('home_address_postal_code', 'record_updated_at') }} as postcode,
-        {{ latest_non_null('home_address_country_code', 'record_updated_at') }} as country_code,
-        {{ latest_non_null('loyalty_tier', 'record_updated_at') }} as loyalty_tier,
-        {{ latest_non_null('loyalty_points', 'record_updated_at') }} as loyalty_points,
-        count(*) as profile_record_count,
-        max(record_updated_at) as last_updated_at
-    from attributed_records
-    group by profile_id
+        winners.profile_id,
+        {%- for attribute, column in group.fields.items() %}
+        profile_records.{{ column }} as {{ attribute }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from winners
+    inner join profile_records
+        on profile_records.record_id = winners.record_id
+    where winners.attribute_group = '{{ group.name }}'
 ),
+{% endfor %}
 
 final as (
     select
         profile_ids.profile_id,
         profile_ids.is_known,
-        merged.first_name,
-        merged.last_name,
-        merged.birth_date,
-        merged.gender,
-        merged.email,
-        merged.phone,
-        merged.street,
-        merged.city,
-        merged.postcode,
-        merged.country_code,
-        merged.loyalty_tier,
-        merged.loyalty_points,
+        {%- for group in policy.groups %}
+        {%- for attribute in group.fields %}
+        {{ group.name }}.{{ attribute }},
+        {%- endfor %}
+        {%- endfor %}
         profile_ids.identity_count,
-        coalesce(merged.profile_record_count, 0) as profile_record_count,
-        merged.last_updated_at
+        coalesce(record_counts.profile_record_count, 0) as profile_record_count,
+        record_counts.last_updated_at
     from profile_ids
-    left join merged
-        on merged.profile_id = profile_ids.profile_id
+    left join record_counts
+        on record_counts.profile_id = profile_ids.profile_id
+    {%- for group in policy.groups %}
+    left join {{ group.name }}
+        on {{ group.name }}.profile_id = profile_ids.profile_id
+    {%- endfor %}
 )
 
 select * from final

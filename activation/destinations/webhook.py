@@ -1,0 +1,135 @@
+"""Webhook: JSON batches POSTed to a URL, signed with HMAC-SHA256.
+
+The contract (what a receiver implements; activation/inbox.py is one):
+  POST <url>
+  X-CDP-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
+  Idempotency-Key: <hash of the batch's row idempotency keys>
+  {"sync": ..., "run_id": ..., "batch": n,
+   "operations": [{"op": "upsert"|"delete", "key": ..., "idempotency_key": ..., "data": {...}}]}
+Reply 2xx with {"results": [{"key": ..., "status": "ok"|"rejected"|"failed", "error": ...}]} for
+per-row outcomes (rows it does not list count as ok; an empty 2xx accepts the whole batch); 429/5xx
+are retried; any other 4xx rejects the batch's rows with the reply's reason. A receiver should drop
+an operation whose idempotency_key it has applied before: a rerun after a crash repeats keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from activation.destinations import Batch, BatchResult, RowOperation
+from activation.destinations.http import HttpClient, HttpOutcome, HttpPolicy
+from activation.spec import SyncSpec
+
+SIGNATURE_HEADER = "X-CDP-Signature"
+SIGNATURE_TOLERANCE_S = 300
+
+
+def signature(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | None, now: float | None = None) -> str | None:
+    """None when the header signs this body with this secret recently; else what is wrong."""
+    try:
+        parts = dict(item.split("=", 1) for item in (header or "").split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return f"missing or malformed {SIGNATURE_HEADER} header"
+    if abs((now or time.time()) - timestamp) > SIGNATURE_TOLERANCE_S:
+        return "signature timestamp outside the tolerance (replayed or clock skew)"
+    if not hmac.compare_digest(signature(secret, body, timestamp), header or ""):
+        return "signature does not match the body"
+    return None
+
+
+def operation_payload(operation: RowOperation, op: str) -> dict:
+    return {"op": op, "key": operation.key, "idempotency_key": operation.idempotency_key, "data": operation.row}
+
+
+@dataclass
+class WebhookDestination:
+    sync_name: str
+    client: HttpClient
+    url: str
+    secret: str
+    policy: HttpPolicy
+    inbox: object | None = None  # the built-in receiver this destination started, stopped on close()
+
+    @property
+    def batch_size(self) -> int:
+        return self.policy.batch_size
+
+    @classmethod
+    def from_settings(cls, spec: SyncSpec, base_dir: Path) -> WebhookDestination:
+        policy = HttpPolicy.from_spec(spec)
+        inbox = None
+        if spec.setting("local_inbox"):
+            from activation.inbox import WebhookInbox
+
+            # The built-in receiver runs in this process for the duration of the sync: with no
+            # secret configured, sender and receiver share a random one (nothing leaves 127.0.0.1).
+            secret = spec.secret("secret_env", required=False) or secrets.token_hex(32)
+            directory = Path(spec.setting("local_inbox"))
+            inbox = WebhookInbox(directory if directory.is_absolute() else Path(base_dir) / directory, secret)
+            inbox.start()
+            url = inbox.url
+        else:
+            secret = spec.secret("secret_env")
+            url = spec.url()
+        return cls(spec.name, HttpClient(url, policy), url, secret, policy, inbox)
+
+    def send(self, batch: Batch) -> BatchResult:
+        pending = {op.key: (op, "upsert") for op in batch.upsert_operations}
+        pending.update({op.key: (op, "delete") for op in batch.delete_operations})
+        rejected: dict[str, str] = {}
+        codes: dict[str, int] = {}
+        attempts = 0
+        outcome: HttpOutcome | None = None
+        last_failures: dict[str, str] = {}
+        # Rows the receiver reports as failed (a partial batch failure) are resent alone, within the
+        # same attempt budget as whole-batch retries.
+        while pending and attempts < self.policy.max_attempts:
+            if attempts:
+                time.sleep(self.policy.backoff(attempts))
+            payload = {"sync": self.sync_name, "run_id": batch.run_id, "batch": batch.number,
+                       "operations": [operation_payload(op, kind) for op, kind in pending.values()]}
+            batch_key = hashlib.sha256("".join(op.idempotency_key for op, _ in pending.values()).encode()).hexdigest()
+            outcome = self.client.request("POST", "", payload, headers={"Idempotency-Key": batch_key},
+                                          sign=lambda body: {"X-CDP-Signature": signature(self.secret, body)})
+            attempts += outcome.attempts
+            if not outcome.ok:
+                for key in pending:
+                    codes[key] = outcome.status
+                if outcome.transient:
+                    return BatchResult(failed={k: outcome.reason() for k in pending}, rejected=rejected,
+                                       http_status=codes, attempts=attempts)
+                rejected.update({k: outcome.reason() for k in pending})
+                return BatchResult(rejected=rejected, http_status=codes, attempts=attempts)
+            results = outcome.body.get("results", []) if isinstance(outcome.body, dict) else []
+            still_failing = {}
+            for item in results:
+                key = str(item.get("key"))
+                if key not in pending:
+                    continue
+                if item.get("status") == "rejected":
+                    rejected[key] = str(item.get("error") or "rejected by the receiver")
+                    codes[key] = int(item.get("http_status") or outcome.status)
+                elif item.get("status") == "failed":
+                    still_failing[key] = str(item.get("error") or "failed at the receiver")
+            pending = {k: v for k, v in pending.items() if k in still_failing}
+            last_failures = still_failing
+        failed = {k: f"{last_failures[k]} (after {attempts} attempts)" for k in pending} if pending else {}
+        return BatchResult(failed=failed, rejected=rejected, http_status=codes,
+                           default_http_status=outcome.status if outcome else None, attempts=attempts)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.inbox is not None:
+            self.inbox.stop()
+
