@@ -33,8 +33,12 @@ def manifest_is_stale() -> bool:
 
 
 def prepare_manifest() -> None:
-    """Parse the dbt project when its manifest is missing or older than a model, macro or seed,
-    so `cdp`, tests and `dagster dev` always load the current asset graph."""
+    """Compile the YAML audiences into dbt models (files change only when a definition did), then
+    parse the dbt project when its manifest is missing or older than a model, macro or seed, so
+    `cdp`, tests and `dagster dev` always load the current asset graph and audiences."""
+    from orchestration.audiences import write_audiences
+
+    write_audiences()
     if manifest_is_stale():
         dbt = DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE)
         dbt.cli(["parse", "--quiet"], target_path=DBT_PROJECT.target_path).wait()

@@ -1,8 +1,9 @@
 """The shared pipeline runs: three `cdp run`s in one data dir on a small generated dataset.
 
-The first builds everything; the second, with no new data, must change no table and sync nothing;
-before the third, one late order turns a lapsed buyer into a high-value customer and 40 new CRM
-contacts arrive, and a BI-style reader process (tests/published_reader.py) queries the serving store
+The first builds everything; the second, with no new data, must change no table (but the append-only
+history of audience memberships) and sync nothing; before the third, one late order turns a lapsed
+buyer into a high-value customer, a small red-dress order brings a woman into the audience
+red_dress_buyers, and 40 new CRM contacts arrive, and a BI-style reader process (tests/published_reader.py) queries the serving store
 throughout the third run. Any test module can use the session fixture `runs` (conftest) and read the
 warehouse with `query`; tests that must change the workspace work on a copy (`copy_workspace`).
 """
@@ -25,6 +26,8 @@ from conftest import DEMO_AS_OF, Workspace
 PEOPLE = 2500  # enough buyers for the propensity models' 100-per-class minimum
 SEED = 11
 MODEL_SCHEMAS = ("raw", "quarantine", "staging", "xdm", "identity", "profiles", "segments", "snapshots")
+# Append-only: every run adds its rows (tests/test_segments.py checks what a rerun adds).
+APPEND_ONLY_TABLES = ("segments.segment_membership_history", "segments.segment_sizes")
 HIGH_VALUE_MIN_REVENUE = 1000
 LAPSED_AFTER_DAYS = 90
 AS_OF_END = dt.datetime.fromisoformat(DEMO_AS_OF) + dt.timedelta(days=1)
@@ -40,6 +43,8 @@ class PipelineRuns:
     finished_at: list[dt.datetime] = field(default_factory=list)  # UTC, after each run
     reader_report: dict = field(default_factory=dict)  # the reader's findings during run 3
     profile_ids_by_run: list[set[str]] = field(default_factory=list)
+    red_dress_profile: str = ""  # planted before run 3 (add_red_dress_order_for_a_woman)
+    memberships_by_run: list[pl.DataFrame] = field(default_factory=list)  # segment_name, profile_id after each run
 
 
 def table_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
@@ -89,6 +94,40 @@ def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
     return profile_id
 
 
+def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
+    """Write one small completed order with a red dress, dated the as-of day, for a woman who is not in
+    red_dress_buyers and whom it moves in no synced audience (a recent buyer, not high value even
+    after it); return her profile id."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        profile_id, shop_customer_id = con.execute(
+            f"""
+            select profiles.profile_id, min(graph.identity_value)
+            from profiles.profiles as profiles
+            inner join profiles.profile_traits as traits on traits.profile_id = profiles.profile_id
+            inner join identity.identity_graph as graph
+                on graph.profile_id = profiles.profile_id and graph.namespace = 'shop_customer_id'
+            where profiles.gender = 'F' and profiles.is_known
+                and traits.lifetime_revenue < {HIGH_VALUE_MIN_REVENUE} - 100
+                and traits.last_purchase_at >= timestamp '{DEMO_AS_OF}' - interval 30 day
+                and profiles.profile_id not in (select profile_id from segments.seg_red_dress_buyers)
+            group by 1 order by 1 limit 1
+            """
+        ).fetchone()
+        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
+    order = {
+        "order_id": "E2E-LATE-2", "customer_id": shop_customer_id, "email": None, "phone": None,
+        "ordered_at": f"{DEMO_AS_OF}T13:00:00Z", "total_amount": "49.00", "currency": currency,
+        "status": "completed", "shipping_city": None, "shipping_postcode": None, "shipping_country": None,
+    }
+    landing = workspace.data_dir / "landing" / "webshop"
+    (landing / "orders" / "orders_late_red_dress.jsonl").write_text(json.dumps(order) + "\n")
+    pl.DataFrame({"order_line_id": ["E2E-LATE-2-0"], "order_id": ["E2E-LATE-2"], "product_id": ["SKU-E2E-RED"],
+                  "product_name": ["Red Dress E2E"], "category": ["dresses"], "colour": ["red"],
+                  "quantity": ["1"], "unit_price": ["49.00"]},
+                 ).write_parquet(landing / "order_lines" / "order_lines_late_red_dress.parquet")
+    return profile_id
+
+
 NEW_CONTACTS = 40
 
 
@@ -101,11 +140,12 @@ def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
 def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
     workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
     outputs, fingerprints, syncs, finished_at, profile_ids = [], [], [], [], []
-    promoted, reader_report = "", {}
+    promoted, reader_report, red_dress, memberships = "", {}, "", []
     for run_number in (1, 2, 3):
         reader = None
         if run_number == 3:
             promoted = add_late_order_for_a_lapsed_buyer(workspace)
+            red_dress = add_red_dress_order_for_a_woman(workspace)
             # New people who buy nothing: the profile count grows, no audience changes.
             add_contacts(workspace, "contacts_late_addition.csv", [
                 f"CLATE{i:04d},Test,Reader{i},late.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
@@ -127,7 +167,9 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
             fingerprints.append(table_fingerprints(con))
             syncs.append(latest_sync_runs(con))
             profile_ids.append({r[0] for r in con.execute("select profile_id from profiles.profiles").fetchall()})
-    return PipelineRuns(workspace, outputs, fingerprints, syncs, promoted, finished_at, reader_report, profile_ids)
+            memberships.append(con.execute("select segment_name, profile_id from segments.segment_memberships").pl())
+    return PipelineRuns(workspace, outputs, fingerprints, syncs, promoted, finished_at, reader_report, profile_ids,
+                        red_dress, memberships)
 
 
 def copy_workspace(runs: PipelineRuns, make_workspace, name: str) -> Workspace:

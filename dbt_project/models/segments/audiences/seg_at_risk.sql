@@ -1,0 +1,40 @@
+-- generated from audiences/at_risk.yml by `cdp segments compile`; do not edit.
+-- Known customers at risk, who used to buy often but not lately (RFM groups at_risk and cannot_lose_them).
+{{ audience_require_columns('audiences/at_risk.yml', [
+    ['profile_traits', 'rfm_group', 'conditions[1].field'],
+    ['profiles', 'is_known', 'conditions[0].field']
+]) }}
+with
+
+profiles as (
+    select * from {{ ref('profiles') }}
+),
+
+traits as (
+    select * from {{ ref('profile_traits') }}
+),
+
+candidates as (
+    select
+        {{ audience_columns('profiles') }}
+    from profiles
+    left join traits
+        on traits.profile_id = profiles.profile_id
+    where
+        (
+            coalesce(profiles.is_known = true, false)
+            and coalesce(traits.rfm_group in ('at_risk', 'cannot_lose_them'), false)
+        )
+),
+
+final as (
+    select
+        profile_id,
+        email,
+        phone,
+        first_name,
+        last_name
+    from candidates
+)
+
+select * from final
