@@ -10,6 +10,7 @@ import duckdb
 from activation.errors import ActivationError
 from activation.spec import SyncSpec
 from activation.state import ensure_state_tables
+from activation.suppression import excluded_audience_sql
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class SyncPlan:
     removed: int
     invalid: int
     unchanged: int
+    suppressed: int = 0  # audience rows left out by the global suppression list (activation/suppression.py)
 
 
 def _audience_exists(con: duckdb.DuckDBPyConnection, audience: str) -> list[str]:
@@ -48,6 +50,11 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             f"{', '.join(columns)}. Fix the field mapping in {spec.path}."
         )
     mapped = ", ".join(f'"{target}" := "{column}"' for target, column in spec.fields.items())
+    # The global suppression list applies to every sync: suppressed rows are not sent and, in mirror
+    # mode, are removed from a destination that holds them.
+    excluded = excluded_audience_sql(con, spec.audience, columns)
+    source = f"(select * from {spec.audience} where not coalesce({excluded}, false))" if excluded else spec.audience
+    suppressed = con.execute(f"select count(*) from {spec.audience} where {excluded}").fetchone()[0] if excluded else 0
     con.execute(
         f"""
         create or replace temp table sync_plan_audience as
@@ -55,7 +62,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             cast("{spec.primary_key}" as varchar) as record_key,
             to_json(struct_pack({mapped}))::varchar as row_json,
             count(*) over (partition by "{spec.primary_key}") as key_copies
-        from {spec.audience}
+        from {source}
         """
     )
     con.execute(
@@ -108,4 +115,5 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         removed=counts.get("removed", 0),
         invalid=invalid,
         unchanged=valid - added - changed,
+        suppressed=suppressed,
     )

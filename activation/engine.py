@@ -13,6 +13,9 @@ import polars as pl
 
 from activation.destinations import Batch, Destination, build_destination
 from activation.diff import plan_sync
+from activation.audit import record_event
+from activation.errors import ActivationError
+from activation.policies import check_sync
 from activation.spec import SyncSpec
 
 BATCH_SIZE = 10_000
@@ -32,6 +35,7 @@ class SyncResult:
     duration_s: float
     dry_run: bool
     output_files: list[str] = field(default_factory=list)
+    suppressed: int = 0
 
 
 def _now() -> dt.datetime:
@@ -43,6 +47,7 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
     """Send the audience's changes since the last successful sync. Rows the destination refused
     or that failed stay out of the state, so the next run sends them again."""
     started_at, started = _now(), time.perf_counter()
+    _policy_gate(con, spec, run_id)
     plan = plan_sync(con, spec)
     changes = con.execute(
         "select record_key, change_kind, row_hash, row_json from sync_plan_changes order by change_kind, record_key"
@@ -86,14 +91,35 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         sync_name=spec.name, run_id=run_id, added=plan.added, changed=plan.changed, removed=plan.removed,
         invalid=plan.invalid, unchanged=plan.unchanged, sent=sent, failed=len(failed),
         duration_s=time.perf_counter() - started, dry_run=dry_run, output_files=output_files,
+        suppressed=plan.suppressed,
     )
     _commit(con, spec, run_id, started_at, result, ledger, failed)
+    record_event(con, "sync_run", spec.name, "failed" if result.failed else "succeeded", {
+        "run_id": run_id, "audience": spec.audience, "destination": spec.destination.type, "dry_run": dry_run,
+        "added": result.added, "changed": result.changed, "removed": result.removed, "sent": result.sent,
+        "failed": result.failed, "suppressed": result.suppressed,
+        "marketing_actions": list(spec.marketing_actions)})
     if not dry_run and destination is not None:
         held = [json.loads(r) for (r,) in con.execute(
             "select row_json from activation.sync_state where sync_name = ? order by record_key", [spec.name]
         ).fetchall()]
         output_files.extend(destination.finish(held))
     return result
+
+
+def _policy_gate(con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str) -> None:
+    """Data-usage policies run before anything is sent: a violation blocks the sync and names the
+    policy, the label, the column and the source contract column it came from."""
+    violations = check_sync(con, spec)
+    record_event(con, "policy_decision", spec.name, "denied" if violations else "allowed", {
+        "run_id": run_id, "marketing_actions": list(spec.marketing_actions),
+        "violations": [str(v) for v in violations]})
+    if violations:
+        raise ActivationError(
+            f"sync {spec.name} is blocked by data-usage policy; nothing was sent. {len(violations)} violation(s):\n  "
+            + "\n  ".join(str(v) for v in violations)
+            + f"\nRemove the field from the sync, change its marketing_actions in {spec.path}, or relabel the "
+              "source column in its contract (`cdp policy check` lists every violation).")
 
 
 def _key_field(spec: SyncSpec) -> str:

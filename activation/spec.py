@@ -13,7 +13,7 @@ from activation.errors import ActivationError
 
 SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
 MODES = ("mirror", "upsert")
-SPEC_KEYS = ("name", "description", "audience", "primary_key", "mode", "fields", "destination")
+SPEC_KEYS = ("name", "description", "audience", "primary_key", "mode", "fields", "destination", "marketing_actions")
 DESTINATION_KEYS = {"file": ("type", "format", "path")}
 FILE_FORMATS = ("csv", "jsonl", "parquet")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,6 +35,8 @@ class SyncSpec:
     mode: str = "mirror"
     description: str = ""
     path: Path | None = None
+    # Data-usage policy: what the destination does with the data (activation/policies.py vocabulary).
+    marketing_actions: tuple[str, ...] = ()
 
 
 def _fail(path: Path, problem: str, todo: str) -> ActivationError:
@@ -91,8 +93,19 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
                               f"{', '.join(FILE_FORMATS)}", "Pick a supported format.")
         if not destination.get("path"):
             raise _fail(path, "file destination has no path", "Give the directory the files go to.")
+    actions = data.get("marketing_actions") or []
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise _fail(path, f"marketing_actions must be a list of strings; found {actions!r}",
+                    "List what the destination does, e.g. [email_targeting, export_to_third_party].")
+    from activation.policies import PolicyError, check_marketing_action
+
+    try:
+        actions = [check_marketing_action(a, f"sync spec {path}: marketing_actions") for a in actions]
+    except PolicyError as error:
+        raise ActivationError(str(error)) from None
     return SyncSpec(
         name=str(data["name"]),
+        marketing_actions=tuple(actions),
         audience=audience,
         primary_key=primary_key,
         fields={str(k): str(v) for k, v in fields.items()},

@@ -151,13 +151,39 @@ def sync(names: tuple[str, ...], dry_run: bool) -> None:
         raise click.BadParameter(f"unknown sync {', '.join(unknown)}; known: {', '.join(sorted(specs))}",
                                  param_hint="NAMES")
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    from orchestration.governance.labels import refresh_column_labels
+
     with duckdb.connect(str(paths.warehouse)) as con:
+        refresh_column_labels(con)
         for name in names or sorted(specs):
-            result = activation.run_sync(con, specs[name], run_id=run_id, base_dir=paths.destinations_dir,
-                                         dry_run=dry_run)
+            try:
+                result = activation.run_sync(con, specs[name], run_id=run_id, base_dir=paths.destinations_dir,
+                                             dry_run=dry_run)
+            except activation.ActivationError as error:
+                raise click.ClickException(str(error)) from None
             click.echo(f"{name:<28} added {result.added:>8,}  changed {result.changed:>8,}  "
-                       f"removed {result.removed:>8,}  invalid {result.invalid:>6,}  sent {result.sent:>8,}"
-                       f"{'  (dry run)' if dry_run else ''}")
+                       f"removed {result.removed:>8,}  invalid {result.invalid:>6,}  sent {result.sent:>8,}  "
+                       f"suppressed {result.suppressed:>6,}{'  (dry run)' if dry_run else ''}")
+
+
+@main.group()
+def policy() -> None:
+    """Data-usage policies (activation/policies/*.yml) over syncs and audiences."""
+
+
+@policy.command("check")
+def policy_check() -> None:
+    """List every policy violation of every sync spec and every audience; exit 1 if any."""
+    import duckdb
+
+    from orchestration.governance.policy_check import check_all
+
+    with duckdb.connect(str(current_paths().warehouse)) as con:
+        report = check_all(con)
+    for line in report.lines():
+        click.echo(line)
+    if report.violations:
+        sys.exit(1)
 
 
 @main.command()

@@ -4,6 +4,7 @@
 import dagster as dg
 
 import activation
+from orchestration.governance.labels import refresh_column_labels
 from orchestration.settings import current_paths
 from orchestration.warehouse import WarehouseResource
 
@@ -20,6 +21,7 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
     )
     def sync_audience(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
+            refresh_column_labels(con)  # the policy gate in run_sync reads the labels of this build
             result = activation.run_sync(con, spec, run_id=context.run_id, base_dir=current_paths().destinations_dir)
         return dg.MaterializeResult(
             metadata={
