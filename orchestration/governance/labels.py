@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -77,12 +79,20 @@ def _manifest(path: str, mtime: float) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def load_manifest() -> dict:
-    """The dbt manifest (parsed first when missing or stale)."""
-    from orchestration.dbt_project import DBT_PROJECT, prepare_manifest
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
 
-    prepare_manifest()
-    path = DBT_PROJECT.manifest_path
+
+def load_manifest() -> dict:
+    """The dbt manifest, parsed first when missing or older than a model file. `dbt parse` runs as a
+    subprocess (as orchestration.dbt_project does), without importing dagster-dbt, which is slow to import."""
+    path = MANIFEST_PATH
+    built_at = path.stat().st_mtime if path.exists() else 0.0
+    if not path.exists() or any(p.stat().st_mtime > built_at for pattern in ("*.sql", "*.py", "*.yml", "*.csv")
+                                for p in DBT_PROJECT_DIR.rglob(pattern)
+                                if "target" not in p.parts and "logs" not in p.parts):
+        dbt = Path(sys.executable).with_name("dbt")
+        subprocess.run([str(dbt), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+                        str(DBT_PROJECT_DIR)], check=True, cwd=DBT_PROJECT_DIR, capture_output=True)
     return _manifest(str(path), path.stat().st_mtime)
 
 
