@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from orchestration.database import connect as connect_warehouse
 from orchestration.settings import current_paths, export_paths
 
 
@@ -122,7 +123,7 @@ def load(expectations: bool) -> None:
     paths = current_paths()
     load_id = f"cli-{uuid.uuid4().hex[:12]}"
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with connect_warehouse(paths.warehouse) as con:
         for contract in data_contracts.load_contracts().values():
             data_contracts.ensure_tables(con, contract)
             report = data_contracts.load_table(con, contract, paths.landing_dir, load_id=load_id,
@@ -154,7 +155,7 @@ def sync(names: tuple[str, ...], dry_run: bool) -> None:
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
     from orchestration.governance.labels import refresh_column_labels
 
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with connect_warehouse(paths.warehouse) as con:
         refresh_column_labels(con)
         for name in names or sorted(specs):
             try:
@@ -179,7 +180,7 @@ def policy_check() -> None:
 
     from orchestration.governance.policy_check import check_all
 
-    with duckdb.connect(str(current_paths().warehouse)) as con:
+    with connect_warehouse(current_paths().warehouse) as con:
         report = check_all(con)
     for line in report.lines():
         click.echo(line)
@@ -210,7 +211,7 @@ def privacy_access(identifier: str, output_dir: Path | None) -> None:
     from orchestration.governance.privacy import access
 
     paths = current_paths()
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with connect_warehouse(paths.warehouse) as con:
         outcome = access(con, _privacy_identifier(identifier), output_dir or paths.data_dir / "privacy")
     if not outcome.profile_ids and not outcome.rows:
         click.echo(f"{identifier}: no profile and no row holds this identifier (request {outcome.request_id})")
@@ -232,7 +233,7 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase every record of {identifier} from the warehouse and every destination?", abort=True)
     paths = current_paths()
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with connect_warehouse(paths.warehouse) as con:
         outcome = erase(con, identifier, base_dir=paths.destinations_dir)
     republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
     click.echo(f"request {outcome.request_id}: {len(outcome.profile_ids)} profile(s); "
@@ -257,7 +258,7 @@ def predict(retrain: bool) -> None:
     from orchestration.settings import as_of_instant
 
     as_of = as_of_instant()
-    with duckdb.connect(str(current_paths().warehouse)) as con:
+    with connect_warehouse(current_paths().warehouse) as con:
         if retrain or not predictions.latest_models(con):
             for report in predictions.train_and_store(con, as_of, run_id=f"cli-{uuid.uuid4().hex[:12]}"):
                 figures = (f"AUC {report['auc']:.3f}, top-decile lift {report['lift_top_decile']:.2f}, "
@@ -330,7 +331,7 @@ def quarantine_replay(tables: tuple[str, ...]) -> None:
     from activation.audit import record_event
 
     replay_id = f"replay-{uuid.uuid4().hex[:12]}"
-    with duckdb.connect(str(current_paths().warehouse)) as con:
+    with connect_warehouse(current_paths().warehouse) as con:
         for name in tables or sorted(all_contracts):
             report = data_contracts.replay_quarantine(con, all_contracts[name], load_id=replay_id)
             record_event(con, "contract_override", f"quarantine.{name}", "replayed", {
@@ -358,7 +359,7 @@ def profile_explain(first: str, second: str) -> None:
     for identifier in (first, second):
         if ":" not in identifier:
             raise click.BadParameter(f"{identifier!r}: expected <namespace>:<value>, e.g. email:ana@example.com")
-    with duckdb.connect(str(current_paths().warehouse), read_only=True) as con:
+    with connect_warehouse(current_paths().warehouse, read_only=True) as con:
         for line in explain(con, first, second):
             click.echo(line)
 
@@ -402,7 +403,7 @@ def identity_evaluate(truth_path: Path | None) -> None:
 
     paths = current_paths()
     truth_path = truth_path or paths.truth_dir / "record_truth.csv"
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+    with connect_warehouse(paths.warehouse, read_only=True) as con:
         quality = evaluate_clustering(con, truth_path)
     click.echo(quality.describe())
     click.echo("records per profile: " + ", ".join(f"{band}: {n:,}" for band, n in quality.size_histogram))

@@ -117,6 +117,10 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
                        [schema, table]).fetchone()[0] > 0
 
 
+def _count(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
+    return con.execute(f"select count(*) from {schema}.{table}").fetchone()[0] if _exists(con, schema, table) else 0
+
+
 def parse_identifier(identifier: str) -> tuple[str, str]:
     namespace, _, value = identifier.partition(":")
     if not namespace or not value.strip():
@@ -214,8 +218,8 @@ def find_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, str]:
         condition = _raw_conditions(contract, person, id_columns.get(name, []), child_keys.get(name, []), False)
         where[f"raw.{name}"] = condition
         columns = [c for c in id_columns.get(name, []) + list(contract.primary_key) if c in contract.columns]
-        for row in con.execute(f"select {', '.join(f'cast(\"{c}\" as varchar)' for c in columns)} "
-                               f"from raw.{name} where {condition}").fetchall():
+        selected = ", ".join(f'cast("{c}" as varchar)' for c in columns)
+        for row in con.execute(f"select {selected} from raw.{name} where {condition}").fetchall():
             values = dict(zip(columns, row))
             for column in id_columns.get(name, []):
                 if values.get(column):
@@ -351,6 +355,7 @@ def _erase_from_destinations(con: duckdb.DuckDBPyConnection, person: Person, bas
             notified[sync_name] = {"records": len(keys), "status": f"failed: {type(error).__name__}: {error}"}
             continue
         notified[sync_name] = {"records": len(keys), "status": status, "destination": spec.destination.type}
+        # Only once the destination no longer holds them: a failed removal stays in the state, to be repeated.
         con.execute("delete from activation.sync_state where sync_name = ? and list_contains(?, record_key)",
                     [sync_name, keys])
     return notified
@@ -369,8 +374,11 @@ def erase(con: duckdb.DuckDBPyConnection, identifier: str, base_dir: Path) -> Pr
     request_id = f"erase-{uuid.uuid4().hex[:12]}"
     person = resolve(con, identifier)
     where = find_rows(con, person)
+    state_before = _count(con, "activation", "sync_state")
     destinations = _erase_from_destinations(con, person, base_dir, request_id)
     deleted: dict[str, int] = {}
+    if state_before - _count(con, "activation", "sync_state"):
+        deleted["activation.sync_state"] = state_before - _count(con, "activation", "sync_state")
     con.execute("begin transaction")
     try:
         for relation, condition in where.items():
@@ -400,7 +408,9 @@ def republish_serving_store(warehouse: Path, store: Path, request_id: str) -> bo
     from orchestration.serving.publish import publish
 
     publish(warehouse, store, run_id=request_id)
-    with duckdb.connect(str(warehouse)) as con:
+    from orchestration.database import connect
+
+    with connect(warehouse) as con:
         con.execute("""update audit.privacy_requests
                        set destinations = json_merge_patch(coalesce(destinations, '{}'),
                                                            '{"serving_store": "republished"}')
