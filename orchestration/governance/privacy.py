@@ -277,8 +277,9 @@ def _record_request(con, outcome: PrivacyOutcome, person: Person, requested_at: 
         rows_json if outcome.kind == "access" else None, rows_json if outcome.kind == "erase" else None,
         json.dumps(outcome.destinations), outcome.suppressed_added,
         str(outcome.output_file) if outcome.output_file else None, requested_at, _now(), round(outcome.seconds, 3)])
+    # The event names the request, not the person: the hashes stay in audit.privacy_requests only.
     record_event(con, "privacy_request", f"{outcome.kind}:{outcome.request_id}", status, {
-        "identifier_sha256": sha256(person.value), "namespace": person.namespace,
+        "namespace": person.namespace,
         "profiles": len(person.profile_ids), "rows": sum(outcome.rows.values()),
         "destinations": sorted(outcome.destinations), "serving_republished": outcome.serving_republished})
 
