@@ -51,30 +51,36 @@ def load_encryption_support(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("load httpfs")
 
 
-def attach_options(read_only: bool = False) -> str:
+def attach_options(read_only: bool = False, key: str | None = None) -> str:
     """The options of an ATTACH of a warehouse or store file: `(ENCRYPTION_KEY '...', READ_ONLY)`."""
     options = []
-    if encryption_key():
-        options.append(f"ENCRYPTION_KEY {_literal(encryption_key())}")
+    key = key or encryption_key()
+    if key:
+        options.append(f"ENCRYPTION_KEY {_literal(key)}")
     if read_only:
         options.append("READ_ONLY")
     return f" ({', '.join(options)})" if options else ""
 
 
-def attach(con: duckdb.DuckDBPyConnection, path: str | Path, alias: str, read_only: bool = False) -> None:
-    if encryption_key():
+def attach(con: duckdb.DuckDBPyConnection, path: str | Path, alias: str, read_only: bool = False,
+           key: str | None = None) -> None:
+    """ATTACH a warehouse or store file (with the key from the argument or the environment, if any)."""
+    key = key or encryption_key()
+    if key:
         load_encryption_support(con)
-    con.execute(f"attach {_literal(str(path))} as {alias}{attach_options(read_only)}")
+    con.execute(f"attach {_literal(str(path))} as {alias}{attach_options(read_only, key)}")
 
 
-def connect(path: str | Path, read_only: bool = False, config: dict | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection whose default catalog is the file at `path` (encrypted when the key is set)."""
-    if not encryption_key():
+def connect(path: str | Path, read_only: bool = False, config: dict | None = None,
+            key: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection whose default catalog is the file at `path` (encrypted when a key is given or set)."""
+    key = key or encryption_key()
+    if not key:
         return duckdb.connect(str(path), read_only=read_only, config=config or {})
     con = duckdb.connect(":memory:", config=config or {})
     try:
         alias = Path(path).name.split(".")[0] or "db"
-        attach(con, path, alias, read_only)
+        attach(con, path, alias, read_only, key)
         con.execute(f"use {alias}")
     except BaseException:
         con.close()

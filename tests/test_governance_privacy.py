@@ -2,7 +2,11 @@
 one `cdp run`, `cdp privacy access`, `cdp privacy erase`, then the proof: a scan of every table of the
 warehouse, every destination file and the serving store finds none of the person's identifiers;
 the sources re-sending the person's rows does not bring them back (another `cdp run`); everyone
-else's rows are untouched."""
+else's rows are untouched.
+
+The workspace runs encrypted at rest (CDP_WAREHOUSE_ENCRYPTION_KEY), as production should: the same
+runs prove that the whole pipeline works on an encrypted warehouse and serving store, whose bytes hold
+no plaintext identifier and which cannot be opened without the key."""
 
 from __future__ import annotations
 
@@ -19,6 +23,9 @@ import yaml
 
 from conftest import DEMO_AS_OF, Workspace
 from data_contracts.contract import CONTRACTS_DIR
+from orchestration.database import ENCRYPTION_KEY_ENV, attach, connect
+
+KEY = "privacy-proof-test-key"
 
 PEOPLE, SEED = 500, 3
 # Hashes of the person are kept on purpose in these two tables (the suppression list and the request record).
@@ -113,10 +120,11 @@ def erasure(make_workspace, tmp_path_factory) -> Erasure:
         contract["max_reject_rate"] = 0.2
         (contracts_dir / path.name).write_text(yaml.safe_dump(contract, sort_keys=False))
     base = make_workspace("privacy")
-    workspace = Workspace(base.data_dir, {"CDP_CONTRACTS_DIR": str(contracts_dir), "CDP_ACTOR": "dpo@example.com"})
+    workspace = Workspace(base.data_dir, {"CDP_CONTRACTS_DIR": str(contracts_dir), "CDP_ACTOR": "dpo@example.com",
+                                          ENCRYPTION_KEY_ENV: KEY})
     workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
     workspace.cdp("run")
-    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+    with connect(workspace.warehouse, read_only=True, key=KEY) as con:
         # A synced high-value customer with several sources: the hardest person to erase.
         profile_id, email = con.execute(
             """select p.profile_id, p.email from profiles.profiles p
@@ -141,6 +149,13 @@ def erasure(make_workspace, tmp_path_factory) -> Erasure:
         hashes = {h for _, h in identities}
         counts_before = counts(con)
         others_before = others_counts(con, profile_id, records, orders)
+        others = [e for (e,) in con.execute("select email from profiles.profiles where email is not null limit 20"
+                                             ).fetchall()]
+    for path in (workspace.warehouse, workspace.data_dir / "serving" / "published.duckdb"):
+        data = path.read_bytes()  # encrypted at rest: no identifier of anyone in the bytes
+        assert not [e for e in others if e.encode() in data], path
+        with pytest.raises(duckdb.Error, match="without a key|encrypt"):
+            duckdb.connect(str(path), read_only=True)
     access = workspace.cdp("privacy", "access", f"email:{email.upper()}")
     export_path = Path(access.stdout.strip().rsplit("export: ", 1)[1])
     erase = workspace.cdp("privacy", "erase", f"email:{email}", "--yes")
@@ -164,11 +179,12 @@ def test_access_exports_everything_held_about_the_person(erasure):
 
 
 def test_erasure_leaves_no_identifier_in_any_table_destination_or_serving_store(erasure):
-    with duckdb.connect(str(erasure.workspace.warehouse), read_only=True) as con:
+    with connect(erasure.workspace.warehouse, read_only=True, key=KEY) as con:
         assert scan(con, erasure.needles, erasure.hashes) == []
         request = con.execute("select kind, status, actor, rows_deleted, destinations, identifiers_sha256 "
                               "from audit.privacy_requests where kind = 'erase'").fetchone()
-        suppressed = {h for (h,) in con.execute("select identifier_sha256 from governance.suppressed_identifiers")}
+        suppressed = {h for (h,) in con.execute("select identifier_sha256 from governance.suppressed_identifiers"
+                                                ).fetchall()}
         events = con.execute("select actor, outcome from audit.events where action = 'privacy_request'").fetchall()
     kind, status, actor, rows_deleted, destinations, identifiers = request
     assert (kind, status, actor) == ("erase", "completed", "dpo@example.com")
@@ -183,12 +199,12 @@ def test_erasure_leaves_no_identifier_in_any_table_destination_or_serving_store(
             text = pl.read_parquet(path).write_csv().lower().encode()
         assert not [n for n in erasure.needles if n.encode() in text], path
     with duckdb.connect(":memory:") as con:
-        con.execute(f"attach '{erasure.workspace.data_dir / 'serving' / 'published.duckdb'}' as store (read_only)")
+        attach(con, erasure.workspace.data_dir / "serving" / "published.duckdb", "store", read_only=True, key=KEY)
         assert scan(con, erasure.needles, erasure.hashes, catalog="store") == []
 
 
 def test_erasure_leaves_everyone_else_untouched(erasure):
-    with duckdb.connect(str(erasure.workspace.warehouse), read_only=True) as con:
+    with connect(erasure.workspace.warehouse, read_only=True, key=KEY) as con:
         after = counts(con)
         for relation, others in erasure.others_before.items():
             assert after[relation] == others, f"{relation}: {after[relation]} rows after, {others} of others before"
@@ -220,7 +236,7 @@ def test_the_sources_sending_the_person_again_does_not_bring_them_back(erasure):
     sent = resend_the_persons_rows(erasure)
     assert sum(sent.values()) > 10
     erasure.workspace.cdp("run")
-    with duckdb.connect(str(erasure.workspace.warehouse), read_only=True) as con:
+    with connect(erasure.workspace.warehouse, read_only=True, key=KEY) as con:
         loads = dict(((p, (a, q, s)) for p, a, q, s in con.execute(
             "select file_path, rows_accepted, rows_quarantined, rows_suppressed from audit.loads "
             "where file_path like '%resent_%'").fetchall()))
