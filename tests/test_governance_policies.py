@@ -206,3 +206,12 @@ def test_the_global_suppression_list_applies_to_every_sync(audience_warehouse, t
     held = [k for (k,) in con.execute("select record_key from activation.sync_state").fetchall()]
     assert held == ["p1"]
     assert "bo@example.com" not in (tmp_path / "out" / "crm__current.csv").read_text()
+
+
+def test_every_synced_audience_has_a_blocking_policy_check_in_dagster():
+    from orchestration.definitions import defs
+
+    checks = {key.asset_key.to_user_string() for key in defs.resolve_asset_graph().asset_check_keys
+              if key.name == "data_usage_policies"}
+    audiences = {spec.audience.replace(".", "/") for spec in activation.load_sync_specs().values()}
+    assert checks == audiences
