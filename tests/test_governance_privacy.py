@@ -146,7 +146,7 @@ def erasure(make_workspace, tmp_path_factory) -> Erasure:
             person_rows[table] = con.execute(f"select _source_file, _row_number from raw.{table} where {condition}",
                                              params).fetchall()
         needles = {v.lower() for v, _ in identities if len(v) >= 6} | {profile_id.lower(), email.lower()}
-        hashes = {h for _, h in identities}
+        hashes = {h for _, h in identities if h}  # namespaces without a stored hash have none
         counts_before = counts(con)
         others_before = others_counts(con, profile_id, records, orders)
         others = [e for (e,) in con.execute("select email from profiles.profiles where email is not null limit 20"
