@@ -15,7 +15,7 @@ from activation.destinations import Batch, Destination, build_destination
 from activation.diff import plan_sync
 from activation.audit import record_event
 from activation.errors import ActivationError
-from activation.policies import check_sync
+from activation.policies import policy_pre_sync_check
 from activation.spec import SyncSpec
 
 BATCH_SIZE = 10_000
@@ -110,16 +110,9 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
 def _policy_gate(con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str) -> None:
     """Data-usage policies run before anything is sent: a violation blocks the sync and names the
     policy, the label, the column and the source contract column it came from."""
-    violations = check_sync(con, spec)
-    record_event(con, "policy_decision", spec.name, "denied" if violations else "allowed", {
-        "run_id": run_id, "marketing_actions": list(spec.marketing_actions),
-        "violations": [str(v) for v in violations]})
-    if violations:
-        raise ActivationError(
-            f"sync {spec.name} is blocked by data-usage policy; nothing was sent. {len(violations)} violation(s):\n  "
-            + "\n  ".join(str(v) for v in violations)
-            + f"\nRemove the field from the sync, change its marketing_actions in {spec.path}, or relabel the "
-              "source column in its contract (`cdp policy check` lists every violation).")
+    reason = policy_pre_sync_check(con)(spec)
+    if reason:
+        raise ActivationError(f"sync {spec.name} (run {run_id}) is blocked; nothing was sent. {reason}")
 
 
 def _key_field(spec: SyncSpec) -> str:

@@ -23,6 +23,7 @@ anything is sent.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -280,8 +281,6 @@ def sync_columns(con: duckdb.DuckDBPyConnection, spec) -> dict[str, ColumnLabels
     rows = con.execute(
         f"select column_name, usage, labels, sources from {LABELS_TABLE} where model_schema = ? and model = ?",
         [schema, table]).fetchall()
-    import json
-
     exported = {column: target for target, column in spec.fields.items()}
     columns: dict[str, ColumnLabels] = {}
     for column_name, usage, labels, sources in rows:
@@ -299,3 +298,24 @@ def check_sync(con: duckdb.DuckDBPyConnection, spec, policies: list[Policy] | No
     if not actions:
         return []
     return evaluate_policies(sync_columns(con, spec), actions, policies, subject=f"sync {spec.name}")
+
+
+def policy_pre_sync_check(con: duckdb.DuckDBPyConnection):
+    """The gate as a pre-sync check: a function (spec, plan=None) -> None to let the sync run, or the
+    reason to block it (every violation, named). It records the decision in audit.events. The engine
+    calls it before sending anything; it has the signature of activation.hooks.PreSyncCheck, so an
+    engine with pluggable checks takes it as `checks=[policy_pre_sync_check(con)]`."""
+    from activation.audit import record_event
+
+    def data_usage_policies(spec, plan=None) -> str | None:
+        violations = check_sync(con, spec)
+        record_event(con, "policy_decision", spec.name, "denied" if violations else "allowed", {
+            "marketing_actions": list(getattr(spec, "marketing_actions", ()) or ()),
+            "violations": [str(v) for v in violations]})
+        if not violations:
+            return None
+        return (f"{len(violations)} data-usage policy violation(s):\n  " + "\n  ".join(str(v) for v in violations)
+                + f"\nRemove the field from the sync, change its marketing_actions in {spec.path}, or relabel the "
+                  "source column in its contract (`cdp policy check` lists every violation).")
+
+    return data_usage_policies
