@@ -236,6 +236,9 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     with connect_warehouse(paths.warehouse) as con:
         outcome = erase(con, identifier, base_dir=paths.destinations_dir)
     republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
+    if not outcome.profile_ids and not outcome.rows:
+        click.echo(f"{identifier}: no profile and no row holds this identifier; it is on the suppression list "
+                   "anyway, so a later load cannot bring it in")
     click.echo(f"request {outcome.request_id}: {len(outcome.profile_ids)} profile(s); "
                f"{sum(outcome.rows.values()):,} row(s) deleted from {len(outcome.rows)} table(s) in "
                f"{outcome.seconds:.1f} s; {outcome.suppressed_added} identifier hash(es) added to the suppression list")

@@ -246,3 +246,26 @@ def test_the_sources_sending_the_person_again_does_not_bring_them_back(erasure):
             erasure.counts_before["profiles.profiles"] - 1
     for path in (erasure.workspace.data_dir / "destinations").rglob("*.csv"):
         assert erasure.email.encode() not in path.read_bytes().lower()
+
+
+@pytest.mark.parametrize("identifier", ["ana@example.com", "email:", ":ana@example.com", "email:   "])
+def test_a_malformed_identifier_is_refused_with_the_expected_form(identifier):
+    from orchestration.governance.privacy import PrivacyRequestError, parse_identifier
+
+    with pytest.raises(PrivacyRequestError, match="expected <namespace>:<value>, e.g. email:ana@example.com"):
+        parse_identifier(identifier)
+
+
+def test_an_unknown_person_is_recorded_and_suppressed_without_touching_anyone(tmp_path):
+    from orchestration.governance.privacy import erase
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("create schema raw; create table raw.crm__contacts (contact_id varchar, email varchar)")
+        con.execute("insert into raw.crm__contacts values ('C1', 'someone@example.com')")
+        outcome = erase(con, "email: Nobody@Example.com ", base_dir=tmp_path)
+        assert (outcome.profile_ids, outcome.rows) == ([], {})
+        assert con.execute("select count(*) from raw.crm__contacts").fetchone()[0] == 1
+        assert con.execute("select status, identifier_sha256 from audit.privacy_requests").fetchone() == (
+            "not_found", sha256("nobody@example.com"))
+        assert con.execute("select count(*) from governance.suppressed_identifiers where identifier_sha256 = ?",
+                           [sha256("nobody@example.com")]).fetchone()[0] == 1

@@ -159,9 +159,20 @@ def _load_values(con: duckdb.DuckDBPyConnection, name: str, values: set[str]) ->
         con.executemany(f"insert into {name} values (?)", [[v] for v in sorted(values)])
 
 
+def _table_columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {c for (c,) in con.execute("select column_name from information_schema.columns where table_schema = ? "
+                                      "and table_name = ? and table_catalog = current_database()",
+                                      [schema, table]).fetchall()}
+
+
 def _raw_conditions(contract: data_contracts.Contract, person: Person, id_columns: list[str],
-                    child_keys: list[tuple[str, str]], quarantine: bool) -> str:
-    key = contract.primary_key[0] if len(contract.primary_key) == 1 else None
+                    child_keys: list[tuple[str, str]], quarantine: bool, present: set[str]) -> str:
+    """The person's rows in raw.<contract> or quarantine.<contract> (columns the table lacks, e.g.
+    added to the contract later, are skipped)."""
+    id_columns = [c for c in id_columns if c in present]
+    child_keys = [(c, parent) for c, parent in child_keys if c in present]
+    quarantine = quarantine and "_raw_line" in present
+    key = contract.primary_key[0] if len(contract.primary_key) == 1 and contract.primary_key[0] in present else None
     conditions = []
     if key:
         conditions.append(f"'{contract.name}:' || cast(\"{key}\" as varchar) in (select v from person_records)")
@@ -215,16 +226,18 @@ def find_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, str]:
         contract = contracts[name]
         if not _exists(con, "raw", name):
             continue
-        condition = _raw_conditions(contract, person, id_columns.get(name, []), child_keys.get(name, []), False)
+        present = _table_columns(con, "raw", name)
+        condition = _raw_conditions(contract, person, id_columns.get(name, []), child_keys.get(name, []), False,
+                                    present)
         where[f"raw.{name}"] = condition
-        columns = [c for c in id_columns.get(name, []) + list(contract.primary_key) if c in contract.columns]
+        columns = [c for c in id_columns.get(name, []) + list(contract.primary_key) if c in present]
         selected = ", ".join(f'cast("{c}" as varchar)' for c in columns)
         for row in con.execute(f"select {selected} from raw.{name} where {condition}").fetchall():
             values = dict(zip(columns, row))
             for column in id_columns.get(name, []):
                 if values.get(column):
                     person.raw_values.add(values[column].strip().lower())
-            if len(contract.primary_key) == 1 and values.get(contract.primary_key[0]):
+            if len(contract.primary_key) == 1 and contract.primary_key[0] in values and values[contract.primary_key[0]]:
                 key = values[contract.primary_key[0]]
                 person.parent_keys.setdefault(name, set()).add(key)
                 person.record_ids.add(f"{name}:{key}")
@@ -236,7 +249,8 @@ def find_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, str]:
     for name in order:
         if _exists(con, "quarantine", name):
             where[f"quarantine.{name}"] = _raw_conditions(contracts[name], person, id_columns.get(name, []),
-                                                          child_keys.get(name, []), True)
+                                                          child_keys.get(name, []), True,
+                                                          _table_columns(con, "quarantine", name))
     for schema, table in _base_tables(con):
         if schema in ("raw", "quarantine") or (schema, table) in KEPT_TABLES:
             continue
