@@ -53,17 +53,20 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
                        [schema, table]).fetchone()[0] > 0
 
 
-def excluded_audience_sql(con: duckdb.DuckDBPyConnection, audience: str, columns: list[str]) -> str | None:
-    """A filter (SQL boolean over the audience's columns) that is true for rows to exclude, or None
-    when nothing is suppressed. A row is excluded when its email/phone hashes to a listed identifier,
-    or its profile holds any listed identifier (profiles.profile_identities)."""
+def excluded_audience_sql(con: duckdb.DuckDBPyConnection, audience: str, columns: list[str],
+                          qualifier: str = "") -> str | None:
+    """A filter (SQL boolean over the audience's columns, prefixed with `qualifier.` when given, for
+    a query that joins the audience) that is true for rows to exclude, or None when nothing is
+    suppressed. A row is excluded when its email/phone hashes to a listed identifier, or its profile
+    holds any listed identifier (profiles.profile_identities)."""
+    prefix = f"{qualifier}." if qualifier else ""
     if not _exists(con, "governance", "suppressed_identifiers") or \
             not con.execute(f"select count(*) from {TABLE}").fetchone()[0]:
         return None
     listed = f"(select identifier_sha256 from {TABLE})"
-    conditions = [f"sha256(lower(trim(cast(\"{c}\" as varchar)))) in {listed}" for c in IDENTIFIER_COLUMNS
+    conditions = [f"sha256(lower(trim(cast({prefix}\"{c}\" as varchar)))) in {listed}" for c in IDENTIFIER_COLUMNS
                   if c in columns]
     if "profile_id" in columns and _exists(con, "profiles", "profile_identities"):
-        conditions.append(f"profile_id in (select profile_id from profiles.profile_identities "
+        conditions.append(f"{prefix}profile_id in (select profile_id from profiles.profile_identities "
                           f"where identity_value_sha256 in {listed})")
     return " or ".join(f"({c})" for c in conditions) if conditions else None
