@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from orchestration.database import connect
 
 from orchestration.serving.documents import (

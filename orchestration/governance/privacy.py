@@ -37,7 +37,6 @@ import duckdb
 import activation
 import data_contracts
 from activation.audit import record_event
-from activation.suppression import TABLE as SUPPRESSION_TABLE
 from activation.suppression import normalize_identifier, sha256, suppress
 from orchestration.dbt_meta import STAGING_LINEAGE, XDM_LINEAGE
 

@@ -24,8 +24,7 @@ import duckdb
 
 from orchestration.database import attach, connect
 from orchestration.dbt_project import DBT_PROJECT
-from orchestration.serving.documents import (DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier,
-                                             sql_literal)
+from orchestration.serving.documents import DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier
 
 PUBLICATIONS_TABLE = "serving.publications"
 MASKINGS = ("email", "phone", "initial", "hash", "redact")  # see documents.mask_sql
