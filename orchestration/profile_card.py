@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestration.database import connect
-
 from orchestration.serving.documents import (
     DOCUMENT_EVENTS, lookup_profile_document, normalize_identifier, recent_events,
 )
