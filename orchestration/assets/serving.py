@@ -5,7 +5,6 @@ import os
 from collections.abc import Sequence
 
 import dagster as dg
-import duckdb
 
 from orchestration.database import connect
 
