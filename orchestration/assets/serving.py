@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import dagster as dg
 
 from orchestration.database import connect
-
 from orchestration.serving.publish import latest_publication, publish
 from orchestration.settings import current_paths
 
