@@ -36,9 +36,11 @@ import yaml
 from activation.errors import ActivationError
 
 POLICIES_DIR = Path(__file__).resolve().parent / "policies"
-# Adobe Experience Platform's core marketing actions; custom ones are written custom:<name>.
-MARKETING_ACTIONS = ("email_targeting", "onsite_advertising", "cross_site_targeting", "export_to_third_party",
-                     "data_science", "combine_with_pii", "analytics")
+# Adobe Experience Platform's core marketing actions (and the activation engine's sms_targeting and
+# call_centre_outreach); custom ones are written custom:<name>.
+MARKETING_ACTIONS = ("email_targeting", "sms_targeting", "onsite_advertising", "onsite_personalization",
+                     "cross_site_targeting", "export_to_third_party", "call_centre_outreach", "data_science",
+                     "combine_with_pii", "analytics")
 CUSTOM_PREFIX = "custom:"
 STANDARD_LABELS = tuple(f"C{i}" for i in range(1, 13)) + ("I1", "I2", "S1", "S2")
 _LABEL = re.compile(r"^(C([1-9]|1[0-2])|I[12]|S[12]|custom:[A-Za-z0-9_.-]+)$")
