@@ -10,6 +10,7 @@ import duckdb
 from activation.errors import ActivationError
 from activation.spec import IdentifierSpec, SyncSpec
 from activation.state import ensure_state_tables
+from activation.suppression import excluded_audience_sql
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -26,6 +27,7 @@ class SyncPlan:
     unchanged: int
     excluded_consent: int = 0
     held: int = 0  # rows the destination held before this run (the guard's denominator)
+    suppressed: int = 0  # audience rows left out by the global suppression list (activation/suppression.py)
 
     @property
     def to_send(self) -> int:
@@ -114,6 +116,11 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
                 group by 1
             ) as consent on consent.profile_id = cast(audience."{spec.consent_key}" as varchar)"""
         consent_ok = f"coalesce(consent.granted, 0) = {len(spec.consents)}"
+    # The global suppression list applies to every sync: suppressed rows are not sent and, in mirror
+    # mode, are removed from a destination that holds them.
+    suppression = excluded_audience_sql(con, spec.audience, columns)
+    source = f"(select * from {spec.audience} where not coalesce({suppression}, false))" if suppression else spec.audience
+    suppressed = con.execute(f"select count(*) from {spec.audience} where {suppression}").fetchone()[0] if suppression else 0
     identifier_columns = ", ".join(f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items())
     # Rows stay structs until they are sent (the engine renders JSON per chunk). The row hash is DuckDB's
     # 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
@@ -122,7 +129,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         create or replace temp table sync_plan_audience as
         with mapped as (
             select audience.*, {identifier_columns + ',' if identifier_columns else ''} {consent_ok} as is_consented
-            from {spec.audience} as audience {consent_join}
+            from {source} as audience {consent_join}
         )
         select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash, has_identifier, is_consented
         from (select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
@@ -210,5 +217,5 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     added, changed = counts.get("added", 0), counts.get("changed", 0)
     return SyncPlan(
         sync_name=spec.name, added=added, changed=changed, removed=counts.get("removed", 0), invalid=invalid,
-        unchanged=valid - added - changed, excluded_consent=excluded, held=held,
+        unchanged=valid - added - changed, excluded_consent=excluded, held=held, suppressed=suppressed,
     )

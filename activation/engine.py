@@ -18,10 +18,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from activation.audit import record_event
 from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
 from activation.diff import SyncPlan, copy_text_sql, plan_sync
 from activation.errors import SyncAborted
 from activation.hooks import PreSyncCheck, block_reason
+from activation.policies import policy_pre_sync_check
 from activation.spec import SyncSpec
 
 PREVIEW_ROWS = 10
@@ -52,6 +54,7 @@ class SyncResult:
     status: str = "succeeded"
     message: str | None = None
     preview: dict[str, list[str]] = field(default_factory=dict)  # dry run: some keys per change kind
+    suppressed: int = 0  # audience rows left out by the global suppression list
 
 
 def _now() -> dt.datetime:
@@ -99,11 +102,13 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             invalid=plan.invalid, unchanged=plan.unchanged, sent=counts["sent"], failed=counts["failed"],
             duration_s=time.perf_counter() - started, dry_run=dry_run, output_files=output_files or [],
             excluded_consent=plan.excluded_consent, rejected=counts["rejected"], retried=0 if dry_run else retried,
-            status=status, message=message, preview=preview or {},
+            status=status, message=message, preview=preview or {}, suppressed=plan.suppressed,
         )
 
     stop = _guard_message(spec, plan) if not force else None
-    blocked = block_reason(spec, plan, checks)
+    # Data-usage policies always run first (activation/policies.py): a violation blocks the sync and
+    # names the policy, the label, the column and the source it came from.
+    blocked = policy_pre_sync_check(con)(spec, plan) or block_reason(spec, plan, checks)
     if dry_run:
         preview = {kind: [k for (k,) in con.execute(
             "select record_key from sync_plan_changes where change_kind = ? order by record_key limit ?",
@@ -377,3 +382,9 @@ def _record_run(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.d
     except BaseException:
         con.execute("rollback")
         raise
+    record_event(con, "sync_run", spec.name, result.status, {
+        "run_id": result.run_id, "audience": spec.audience, "destination": spec.destination.type,
+        "dry_run": result.dry_run, "added": result.added, "changed": result.changed, "removed": result.removed,
+        "sent": result.sent, "failed": result.failed, "rejected": result.rejected,
+        "excluded_consent": result.excluded_consent, "suppressed": result.suppressed,
+        "marketing_actions": list(spec.marketing_actions), "message": result.message})

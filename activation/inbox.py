@@ -96,3 +96,19 @@ class WebhookInbox:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def erase_from_inbox(directory: Path, values: set[str]) -> int:
+    """Privacy erasure in a local inbox's files (the received log and seen keys, after the held rows
+    were deleted through the API): drop every line holding one of the values. Returns lines removed."""
+    lowered = [v.lower() for v in values if v]
+    removed = 0
+    for path in sorted(Path(directory).glob("*")):
+        if path.suffix not in (".jsonl", ".txt") or not path.is_file():
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if not any(value in line.lower() for value in lowered)]
+        if len(kept) != len(lines):
+            removed += len(lines) - len(kept)
+            _write_lines(path, kept)
+    return removed

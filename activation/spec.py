@@ -36,10 +36,6 @@ MODES_BY_DESTINATION = {
 FILE_FORMATS = ("csv", "jsonl", "parquet")
 IDENTIFIER_TYPES = ("email", "phone")
 HASHES = ("sha256", "none")
-# The vocabulary the governance issue's data-usage policies will speak; unknown actions are refused
-# so a typo cannot slip past a policy later.
-MARKETING_ACTIONS = ("email_targeting", "sms_targeting", "onsite_advertising", "onsite_personalization",
-                     "cross_site_targeting", "export_to_third_party", "call_centre_outreach", "analytics")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 GUARD_DEFAULT_MAX_REMOVE_SHARE = 0.5
 
@@ -123,6 +119,21 @@ def _string_list(path: Path, data: dict, key: str, allowed: tuple[str, ...] | No
             raise _fail(path, f"{key} has unknown value(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}",
                         "Use the declared vocabulary (activation/spec.py MARKETING_ACTIONS).")
     return tuple(value)
+
+
+def _marketing_actions(path: Path, data: dict) -> tuple[str, ...]:
+    """The marketing actions the destination performs, in the data-usage policies' vocabulary
+    (activation/policies.py): unknown actions are refused, so a typo cannot slip past a policy."""
+    from activation.policies import PolicyError, check_marketing_action
+
+    value = data.get("marketing_actions") or []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _fail(path, f"marketing_actions must be a list of names; found {value!r}",
+                    "Write e.g. `marketing_actions: [email_targeting]`.")
+    try:
+        return tuple(check_marketing_action(action, f"sync spec {path}") for action in value)
+    except PolicyError as error:
+        raise ActivationError(str(error)) from None
 
 
 def _identifiers(path: Path, data: dict) -> dict[str, IdentifierSpec]:
@@ -242,7 +253,7 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
         identifiers=identifiers,
         consents=_string_list(path, data, "consents"),
         consent_key=str(data.get("consent_key", "profile_id")),
-        marketing_actions=_string_list(path, data, "marketing_actions", MARKETING_ACTIONS),
+        marketing_actions=_marketing_actions(path, data),
         schedule=str(data["schedule"]) if data.get("schedule") else None,
         max_remove_share=float(share),
     )

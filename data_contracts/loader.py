@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +49,12 @@ LOADS_LEDGER = {
     "load_id": "VARCHAR", "source": "VARCHAR", "table_name": "VARCHAR", "file_path": "VARCHAR", "file_hash": "VARCHAR",
     "file_format": "VARCHAR", "rows_read": "BIGINT", "rows_accepted": "BIGINT", "rows_quarantined": "BIGINT",
     "status": "VARCHAR", "error": "VARCHAR", "extra_columns": "VARCHAR", "moved_to": "VARCHAR", "started_at": "TIMESTAMP",
-    "finished_at": "TIMESTAMP",
+    "finished_at": "TIMESTAMP", "rows_suppressed": "BIGINT",
 }
+# Erased people (privacy erasure) stay out: rows carrying one of their identifiers or record keys are
+# not loaded again, and are counted as suppressed (rows read = accepted + quarantined + suppressed).
+SUPPRESSION_TABLE = "governance.suppressed_identifiers"
+_TOKEN_SEPARATORS = re.compile(r"[,;|\t\s\"']+")
 
 
 @dataclass
@@ -62,6 +67,7 @@ class TableLoadReport:
     rows_read: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
+    rows_suppressed: int = 0  # rows of erased people, kept out by the suppression list
     quarantine_reasons: Counter = field(default_factory=Counter)
     extra_columns: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
@@ -169,6 +175,48 @@ def _keys_loaded_before(con: duckdb.DuckDBPyConnection, contract: Contract, acce
     return pl.int_range(0, accepted.height, dtype=pl.UInt32, eager=True).is_in(list(matched))
 
 
+def _erased_hashes_exist(con: duckdb.DuckDBPyConnection) -> bool:
+    return con.execute("select count(*) from information_schema.tables where table_schema = 'governance' "
+                       "and table_name = 'suppressed_identifiers'").fetchone()[0] > 0 and con.execute(
+        f"select count(*) from {SUPPRESSION_TABLE} where reason = 'erasure'").fetchone()[0] > 0
+
+
+def suppression_columns(contract: Contract) -> list[str]:
+    """Columns whose values may identify a person or one of their records: personal data (pii not
+    none), the primary key, and keys of other records (names ending in _id)."""
+    return [name for name, column in contract.columns.items()
+            if column.type == "string" and (column.pii != "none" or name in contract.primary_key or name.endswith("_id"))]
+
+
+def _suppressed_mask(con: duckdb.DuckDBPyConnection, contract: Contract, frame: pl.DataFrame) -> pl.Series:
+    """True for rows holding a value whose SHA-256 (trimmed, lower-cased) is on the erasure list."""
+    columns = [c for c in suppression_columns(contract) if c in frame.columns]
+    if frame.height == 0 or not columns:
+        return pl.repeat(False, frame.height, eager=True)
+    con.register("incoming_suppression", frame.select([pl.col(c).cast(pl.String) for c in columns])
+                 .with_row_index("_position").to_arrow())
+    try:
+        listed = f"(select identifier_sha256 from {SUPPRESSION_TABLE} where reason = 'erasure')"
+        matched = {p for (p,) in con.execute(
+            "select _position from incoming_suppression where "
+            + " or ".join(f'sha256(lower(trim("{c}"))) in {listed}' for c in columns)).fetchall()}
+    finally:
+        con.unregister("incoming_suppression")
+    return pl.int_range(0, frame.height, dtype=pl.UInt32, eager=True).is_in(list(matched))
+
+
+def _suppressed_lines(con: duckdb.DuckDBPyConnection, lines: list[str]) -> list[bool]:
+    """Malformed lines have no fields: a line is suppressed when one of its tokens is listed."""
+    if not lines:
+        return []
+    token_sets = [{hashlib.sha256(t.lower().encode()).hexdigest() for t in _TOKEN_SEPARATORS.split(line or "") if t}
+                  for line in lines]
+    listed = {h for (h,) in con.execute(
+        f"select identifier_sha256 from {SUPPRESSION_TABLE} where reason = 'erasure' and "
+        "list_contains(?, identifier_sha256)", [sorted(set().union(*token_sets))]).fetchall()}
+    return [bool(tokens & listed) for tokens in token_sets]
+
+
 def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, landing_dir: Path, load_id: str,
               report: TableLoadReport, run_expectations: bool = False) -> None:
     relative_path = path.relative_to(landing_dir).as_posix()
@@ -204,6 +252,17 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
         rows = rows.with_columns(pl.struct(extra).struct.json_encode().alias("_extra"))
     result = validate(rows, contract)
     accepted_rows, rejected_rows = result.accepted, result.rejected
+    malformed_rows = file_rows.malformed
+    suppressed = 0
+    if _erased_hashes_exist(con):
+        keep_accepted = ~_suppressed_mask(con, contract, accepted_rows)
+        keep_rejected = ~_suppressed_mask(con, contract, rejected_rows)
+        keep_malformed = pl.Series([not hit for hit in _suppressed_lines(
+            con, [line for _, line, _ in malformed_rows.iter_rows()])], dtype=pl.Boolean)
+        suppressed = int((~keep_accepted).sum() + (~keep_rejected).sum() + (~keep_malformed).sum())
+        accepted_rows, rejected_rows = accepted_rows.filter(keep_accepted), rejected_rows.filter(keep_rejected)
+        if malformed_rows.height:
+            malformed_rows = malformed_rows.filter(keep_malformed)
     if contract.records == "immutable":
         seen = _keys_loaded_before(con, contract, accepted_rows)
         if seen.any():
@@ -228,7 +287,7 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
         [
             {ROW_NUMBER: number, "_raw_line": raw_line, "_rule": "malformed_line", "_column": None, "_value": error,
              "_errors": json.dumps([{"rule": "malformed_line", "column": None, "value": error}])}
-            for number, raw_line, error in file_rows.malformed.iter_rows()
+            for number, raw_line, error in malformed_rows.iter_rows()
         ],
         schema={ROW_NUMBER: pl.Int64, "_raw_line": pl.String, "_rule": pl.String, "_column": pl.String,
                 "_value": pl.String, "_errors": pl.String},
@@ -242,10 +301,11 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
             quarantined = quarantined.with_columns(pl.lit(None, pl.String).alias(name))
 
     rows_read = file_rows.rows.height + file_rows.malformed.height
-    if rows_read != accepted.height + quarantined.height:
+    if rows_read != accepted.height + quarantined.height + suppressed:
         raise ContractError(
             f"{relative_path}: {rows_read} rows read but {accepted.height} accepted + {quarantined.height} "
-            "quarantined; the loader lost track of rows. Nothing was written. This is a bug: report it with the file."
+            f"quarantined + {suppressed} suppressed; the loader lost track of rows. Nothing was written. This is a "
+            "bug: report it with the file."
         )
     for name in raw_columns(contract):
         if name not in accepted.columns:
@@ -263,7 +323,8 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
         _insert(con, f"raw.{contract.name}", accepted, raw_columns(contract))
         _insert(con, f"quarantine.{contract.name}", quarantined, quarantine_columns(contract))
         _record_load(con, {**ledger, "status": "loaded", "rows_read": rows_read, "rows_accepted": accepted.height,
-                           "rows_quarantined": quarantined.height, "extra_columns": ",".join(extra) or None,
+                           "rows_quarantined": quarantined.height, "rows_suppressed": suppressed,
+                           "extra_columns": ",".join(extra) or None,
                            "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
         if suite is not None:
             con.executemany(
@@ -278,6 +339,7 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
     report.rows_read += rows_read
     report.rows_accepted += accepted.height
     report.rows_quarantined += quarantined.height
+    report.rows_suppressed += suppressed
     report.quarantine_reasons.update(quarantined["_rule"].to_list())
     report.extra_columns.update(extra)
 

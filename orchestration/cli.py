@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from orchestration.database import connect as connect_warehouse
 from orchestration.settings import current_paths, export_paths
 
 
@@ -123,13 +124,14 @@ def load(expectations: bool) -> None:
     paths = current_paths()
     load_id = f"cli-{uuid.uuid4().hex[:12]}"
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with connect_warehouse(paths.warehouse) as con:
         for contract in data_contracts.load_contracts().values():
             data_contracts.ensure_tables(con, contract)
             report = data_contracts.load_table(con, contract, paths.landing_dir, load_id=load_id,
                                                run_expectations=expectations)
             click.echo(f"{contract.name:<28} read {report.rows_read:>10,}  accepted {report.rows_accepted:>10,}  "
-                       f"quarantined {report.rows_quarantined:>7,}")
+                       f"quarantined {report.rows_quarantined:>7,}"
+                       + (f"  suppressed {report.rows_suppressed:>5,}" if report.rows_suppressed else ""))
             for problem in report.errors + report.expectation_failures:
                 click.echo(f"  {problem}", err=True)
 
@@ -153,8 +155,11 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
         raise click.BadParameter(f"unknown sync {', '.join(unknown)}; known: {', '.join(sorted(specs))}",
                                  param_hint="NAMES")
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    from orchestration.governance.labels import refresh_column_labels
+
     aborted = []
-    with duckdb.connect(str(paths.warehouse)) as con:
+    with connect_warehouse(paths.warehouse) as con:
+        refresh_column_labels(con)  # what the data-usage policy gate checks the exported fields against
         for name in names or sorted(specs):
             spec = specs[name]
             if dry_run:
@@ -185,8 +190,90 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
 def _sync_line(result) -> str:
     return (f"{result.sync_name:<28} added {result.added:>7,}  changed {result.changed:>7,}  removed {result.removed:>7,}"
             f"  excluded (consent) {result.excluded_consent:>6,}  invalid {result.invalid:>5,}  rejected {result.rejected:>5,}"
-            f"  sent {result.sent:>7,}  failed {result.failed:>5,}  retried {result.retried:>5,}  {result.duration_s:.2f} s"
+            f"  suppressed {result.suppressed:>5,}  sent {result.sent:>7,}  failed {result.failed:>5,}"
+            f"  retried {result.retried:>5,}  {result.duration_s:.2f} s"
             f"{'  (dry run: nothing sent)' if result.dry_run else ''}")
+
+
+@main.group()
+def policy() -> None:
+    """Data-usage policies (activation/policies/*.yml) over syncs and audiences."""
+
+
+@policy.command("check")
+def policy_check() -> None:
+    """List every policy violation of every sync spec and every audience; exit 1 if any."""
+    import duckdb
+
+    from orchestration.governance.policy_check import check_all
+
+    with connect_warehouse(current_paths().warehouse) as con:
+        report = check_all(con)
+    for line in report.lines():
+        click.echo(line)
+    if report.violations:
+        sys.exit(1)
+
+
+@main.group()
+def privacy() -> None:
+    """Privacy requests (GDPR/CCPA): access and erasure, recorded in audit.privacy_requests."""
+
+
+def _privacy_identifier(identifier: str) -> str:
+    if ":" not in identifier or not identifier.partition(":")[2].strip():
+        raise click.BadParameter(f"{identifier!r}: expected <namespace>:<value>, e.g. email:ana@example.com",
+                                 param_hint="IDENTIFIER")
+    return identifier
+
+
+@privacy.command("access")
+@click.argument("identifier")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the JSON export goes (default: privacy/ in the data dir).")
+def privacy_access(identifier: str, output_dir: Path | None) -> None:
+    """Export everything held about the person holding IDENTIFIER (<namespace>:<value>) as JSON."""
+    import duckdb
+
+    from orchestration.governance.privacy import access
+
+    paths = current_paths()
+    with connect_warehouse(paths.warehouse) as con:
+        outcome = access(con, _privacy_identifier(identifier), output_dir or paths.data_dir / "privacy")
+    if not outcome.profile_ids and not outcome.rows:
+        click.echo(f"{identifier}: no profile and no row holds this identifier (request {outcome.request_id})")
+    click.echo(f"request {outcome.request_id}: {len(outcome.profile_ids)} profile(s), "
+               f"{sum(outcome.rows.values()):,} row(s) in {len(outcome.rows)} table(s); export: {outcome.output_file}")
+
+
+@privacy.command("erase")
+@click.argument("identifier")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def privacy_erase(identifier: str, yes: bool) -> None:
+    """Erase the person holding IDENTIFIER everywhere: warehouse, destinations, serving store; keep
+    their identifiers (hashed) on the suppression list so re-loading the sources does not bring them back."""
+    import duckdb
+
+    from orchestration.governance.privacy import erase, republish_serving_store
+
+    identifier = _privacy_identifier(identifier)
+    if not yes:
+        click.confirm(f"Erase every record of {identifier} from the warehouse and every destination?", abort=True)
+    paths = current_paths()
+    with connect_warehouse(paths.warehouse) as con:
+        outcome = erase(con, identifier, base_dir=paths.destinations_dir)
+    republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
+    if not outcome.profile_ids and not outcome.rows:
+        click.echo(f"{identifier}: no profile and no row holds this identifier; it is on the suppression list "
+                   "anyway, so a later load cannot bring it in")
+    click.echo(f"request {outcome.request_id}: {len(outcome.profile_ids)} profile(s); "
+               f"{sum(outcome.rows.values()):,} row(s) deleted from {len(outcome.rows)} table(s) in "
+               f"{outcome.seconds:.1f} s; {outcome.suppressed_added} identifier hash(es) added to the suppression list")
+    for table, count in sorted(outcome.rows.items()):
+        click.echo(f"  {table:<48} {count:>7,}")
+    for sync_name, note in sorted(outcome.destinations.items()):
+        click.echo(f"  destination of sync {sync_name}: {note['records']} record(s), {note['status']}")
+    click.echo(f"  serving store: {'republished without the person' if republished else 'nothing published yet'}")
 
 
 @main.command()
@@ -201,7 +288,7 @@ def predict(retrain: bool) -> None:
     from orchestration.settings import as_of_instant
 
     as_of = as_of_instant()
-    with duckdb.connect(str(current_paths().warehouse)) as con:
+    with connect_warehouse(current_paths().warehouse) as con:
         if retrain or not predictions.latest_models(con):
             for report in predictions.train_and_store(con, as_of, run_id=f"cli-{uuid.uuid4().hex[:12]}"):
                 figures = (f"AUC {report['auc']:.3f}, top-decile lift {report['lift_top_decile']:.2f}, "
@@ -271,10 +358,15 @@ def quarantine_replay(tables: tuple[str, ...]) -> None:
     if unknown:
         raise click.BadParameter(f"no contract for {', '.join(unknown)}; known: {', '.join(all_contracts)}",
                                  param_hint="TABLES")
+    from activation.audit import record_event
+
     replay_id = f"replay-{uuid.uuid4().hex[:12]}"
-    with duckdb.connect(str(current_paths().warehouse)) as con:
+    with connect_warehouse(current_paths().warehouse) as con:
         for name in tables or sorted(all_contracts):
             report = data_contracts.replay_quarantine(con, all_contracts[name], load_id=replay_id)
+            record_event(con, "contract_override", f"quarantine.{name}", "replayed", {
+                "replay_id": replay_id, "contract": str(all_contracts[name].path), "rows_replayed": report.rows_read,
+                "rows_now_accepted": report.rows_accepted, "rows_still_quarantined": report.rows_quarantined})
             click.echo(f"{name:<28} replayed {report.rows_read:>7,}  now accepted {report.rows_accepted:>7,}  "
                        f"still quarantined {report.rows_quarantined:>7,}")
 
@@ -297,7 +389,7 @@ def profile_explain(first: str, second: str) -> None:
     for identifier in (first, second):
         if ":" not in identifier:
             raise click.BadParameter(f"{identifier!r}: expected <namespace>:<value>, e.g. email:ana@example.com")
-    with duckdb.connect(str(current_paths().warehouse), read_only=True) as con:
+    with connect_warehouse(current_paths().warehouse, read_only=True) as con:
         for line in explain(con, first, second):
             click.echo(line)
 
@@ -499,7 +591,7 @@ def identity_evaluate(truth_path: Path | None) -> None:
 
     paths = current_paths()
     truth_path = truth_path or paths.truth_dir / "record_truth.csv"
-    with duckdb.connect(str(paths.warehouse), read_only=True) as con:
+    with connect_warehouse(paths.warehouse, read_only=True) as con:
         quality = evaluate_clustering(con, truth_path)
     click.echo(quality.describe())
     click.echo("records per profile: " + ", ".join(f"{band}: {n:,}" for band, n in quality.size_histogram))

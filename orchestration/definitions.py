@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.assets.activation import SYNC_ASSETS
+from orchestration.assets.activation import POLICY_CHECKS, SYNC_ASSETS
 from orchestration.assets.predictions import PREDICTION_ASSETS, TRAINED_MODELS
 from orchestration.assets.serving import build_publication_asset, serving_store_freshness_sensor
 from orchestration.assets.sources import SOURCE_LOAD_ASSETS
@@ -48,6 +48,7 @@ weekly_retraining_schedule = dg.ScheduleDefinition(
 
 defs = dg.Definitions(
     assets=[*BUILD_ASSETS, publication],
+    asset_checks=POLICY_CHECKS,
     jobs=[pipeline_job, model_retraining_job],
     schedules=[daily_schedule, weekly_retraining_schedule],
     sensors=[serving_store_freshness_sensor],

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
+from orchestration.database import connect
 from orchestration.serving.documents import (
     DOCUMENT_EVENTS, lookup_profile_document, normalize_identifier, recent_events,
 )
@@ -28,7 +27,7 @@ def load_profile(store: Path, namespace: str, value: str, events: int = DOCUMENT
     if not store.is_file():
         raise ProfileNotFound(f"no serving store at {store}: run the pipeline (`cdp run`) first, or set CDP_SERVING_STORE")
     value = normalize_identifier(namespace, value)
-    with duckdb.connect(str(store), read_only=True) as con:
+    with connect(store, read_only=True) as con:
         _, document, namespaces = lookup_profile_document(con, namespace, value)
         if document is None:
             if namespace not in namespaces:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.database import connect
+
 
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return bool(con.execute(
@@ -19,7 +21,7 @@ def pipeline_summary(warehouse: Path, run_id: str | None) -> str:
     if not warehouse.exists():
         return f"No warehouse at {warehouse} yet: run `cdp run` (or `make demo`)."
     lines: list[str] = []
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with connect(warehouse, read_only=True) as con:
         if _table_exists(con, "audit", "loads"):
             run_filter = "where load_id = ?" if run_id else ""
             rows = con.execute(

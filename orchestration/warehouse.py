@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from orchestration.database import connect
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """One DuckDB file. Connections are short-lived: DuckDB locks the file for the process that
@@ -19,7 +21,7 @@ class WarehouseResource(dg.ConfigurableResource):
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path, read_only=read_only)
+        con = connect(self.path, read_only=read_only)  # encrypted when CDP_WAREHOUSE_ENCRYPTION_KEY is set
         try:
             yield con
         finally:

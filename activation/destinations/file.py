@@ -86,6 +86,26 @@ class FileDestination:
         return [str(path) for path in paths]
 
 
+    def erase(self, record_keys: set[str], values: set[str]) -> int:
+        """Privacy erasure: rewrite every file this sync wrote (change files and the current audience)
+        without the rows of the given keys or holding one of the given values. Returns rows removed."""
+        lowered = list({v.lower() for v in values | record_keys})
+        removed = 0
+        for path in sorted(self.directory.glob(f"{self.sync_name}__*.{self.file_format}")):
+            frame = (pl.read_csv(path, infer_schema=False) if self.file_format == "csv" else
+                     pl.read_ndjson(path, infer_schema_length=None) if self.file_format == "jsonl" else pl.read_parquet(path))
+            if frame.height == 0:
+                continue
+            text = frame.select(pl.all().cast(pl.String))
+            hit = pl.any_horizontal([pl.col(c).str.to_lowercase().is_in(lowered) for c in text.columns])
+            keep = ~text.select(hit.fill_null(False)).to_series()
+            if keep.all():
+                continue
+            removed += int((~keep).sum())
+            write_atomically(frame.filter(keep), path, self.file_format)
+        return removed
+
+
 def _text(row: dict) -> dict:
     """File values as text, so every run writes the same schema whatever the values."""
     return {k: None if v is None else str(v) for k, v in row.items()}

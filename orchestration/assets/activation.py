@@ -4,6 +4,7 @@
 import dagster as dg
 
 import activation
+from orchestration.governance.labels import refresh_column_labels
 from orchestration.settings import current_paths
 from orchestration.warehouse import WarehouseResource
 
@@ -23,6 +24,7 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
     )
     def sync_audience(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
+            refresh_column_labels(con)  # the policy gate in run_sync reads the labels of this build
             result = activation.run_sync(con, spec, run_id=context.run_id, base_dir=current_paths().destinations_dir)
         return dg.MaterializeResult(
             metadata={
@@ -45,3 +47,36 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
 
 
 SYNC_ASSETS = [build_sync_asset(spec) for spec in activation.load_sync_specs().values()]
+
+
+def build_policy_check(audience: str, specs: list[activation.SyncSpec]) -> dg.AssetChecksDefinition:
+    """Data-usage policies as a blocking check on every synced audience: right after dbt builds it,
+    each sync of the audience is evaluated as the engine's gate will (a violation fails the run
+    here, visibly in Dagster, before any sync starts)."""
+    schema, table = audience.split(".", 1)
+
+    @dg.asset_check(asset=dg.AssetKey([schema, table]), name="data_usage_policies", blocking=True,
+                    description=f"the data-usage policies allow every sync of {audience} "
+                                f"({', '.join(s.name for s in specs)}) its declared marketing actions")
+    def audience_policy_check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        from activation.policies import check_sync
+
+        with warehouse.connect() as con:
+            refresh_column_labels(con)
+            violations = [v for spec in specs for v in check_sync(con, spec)]
+        return dg.AssetCheckResult(
+            passed=not violations, severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(str(v) for v in violations[:20]) or "no policy violation",
+            metadata={"violations": len(violations), "syncs": [s.name for s in specs]})
+
+    return audience_policy_check
+
+
+def _syncs_by_audience() -> dict[str, list[activation.SyncSpec]]:
+    grouped: dict[str, list[activation.SyncSpec]] = {}
+    for spec in activation.load_sync_specs().values():
+        grouped.setdefault(spec.audience, []).append(spec)
+    return grouped
+
+
+POLICY_CHECKS = [build_policy_check(audience, specs) for audience, specs in sorted(_syncs_by_audience().items())]

@@ -5,8 +5,8 @@ import os
 from collections.abc import Sequence
 
 import dagster as dg
-import duckdb
 
+from orchestration.database import connect
 from orchestration.serving.publish import latest_publication, publish
 from orchestration.settings import current_paths
 
@@ -41,7 +41,7 @@ def _check_summary(instance: dg.DagsterInstance, run_id: str) -> dict:
 
 def _load_summary(warehouse_path: str, run_id: str) -> dict:
     """What this run loaded, from the load ledger (audit.loads keys loads by run id)."""
-    with duckdb.connect(warehouse_path, read_only=True) as con:
+    with connect(warehouse_path, read_only=True) as con:
         if not con.execute("select count(*) from information_schema.tables "
                            "where table_schema = 'audit' and table_name = 'loads'").fetchone()[0]:
             return {}

@@ -22,7 +22,7 @@ def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefin
         f"under contract {contract.path.name}; rejected rows go to quarantine.{contract.name}.",
         check_specs=[
             dg.AssetCheckSpec(ROWS_ACCOUNTED, asset=key, blocking=True,
-                              description="rows read = rows accepted + rows quarantined"),
+                              description="rows read = rows accepted + rows quarantined + rows suppressed (erased people)"),
             dg.AssetCheckSpec(REJECT_RATE, asset=key, blocking=True,
                               description="share of quarantined rows within the contract's max_reject_rate"),
             dg.AssetCheckSpec(EXPECTATIONS, asset=key, blocking=True,
@@ -44,6 +44,7 @@ def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefin
                 "rows_read": report.rows_read,
                 "rows_accepted": report.rows_accepted,
                 "rows_quarantined": report.rows_quarantined,
+                "rows_suppressed": report.rows_suppressed,
                 "quarantine_reasons": dict(report.quarantine_reasons),
                 "extra_columns": sorted(report.extra_columns),
                 "files_failed": report.files_failed,
@@ -56,14 +57,15 @@ def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefin
 def source_load_checks(
     contract: data_contracts.Contract, report: data_contracts.TableLoadReport
 ) -> list[dg.AssetCheckResult]:
-    accounted = report.rows_read == report.rows_accepted + report.rows_quarantined and not report.files_failed
+    accounted = (report.rows_read == report.rows_accepted + report.rows_quarantined + report.rows_suppressed
+                 and not report.files_failed)
     within_rate = report.reject_rate <= contract.max_reject_rate
     return [
         dg.AssetCheckResult(
             check_name=ROWS_ACCOUNTED,
             passed=accounted,
             metadata={"rows_read": report.rows_read, "rows_accepted": report.rows_accepted,
-                      "rows_quarantined": report.rows_quarantined},
+                      "rows_quarantined": report.rows_quarantined, "rows_suppressed": report.rows_suppressed},
         ),
         dg.AssetCheckResult(
             check_name=REJECT_RATE,

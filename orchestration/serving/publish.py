@@ -22,9 +22,9 @@ from typing import Any
 
 import duckdb
 
+from orchestration.database import attach, connect
 from orchestration.dbt_project import DBT_PROJECT
-from orchestration.serving.documents import (DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier,
-                                             sql_literal)
+from orchestration.serving.documents import DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier
 
 PUBLICATIONS_TABLE = "serving.publications"
 MASKINGS = ("email", "phone", "initial", "hash", "redact")  # see documents.mask_sql
@@ -101,7 +101,7 @@ def _previous_publications(store: Path) -> list[tuple]:
         return []
     try:
         with duckdb.connect(":memory:") as con:
-            con.execute(f"attach {sql_literal(str(store))} as previous (read_only)")
+            attach(con, store, "previous", read_only=True)
             return con.execute(f"select * from previous.{PUBLICATIONS_TABLE} order by published_at").fetchall()
     except duckdb.Error:
         return []  # an unreadable previous store is replaced, its history with it
@@ -122,10 +122,10 @@ def publish(warehouse: Path, store: Path, run_id: str, started_at: dt.datetime |
     history = _previous_publications(store)
     row_counts: dict[str, int] = {}
     columns: dict[str, list[str]] = {}  # relation -> column names, as copied
-    con = duckdb.connect(str(staging_file))
+    con = connect(staging_file)
     try:
         con.execute("set enable_progress_bar = false")
-        con.execute(f"attach {sql_literal(str(warehouse))} as build (read_only)")
+        attach(con, warehouse, "build", read_only=True)
         for table in tables:
             columns[table.relation] = _columns(con, table.schema, table.name)
             if not columns[table.relation]:
@@ -196,7 +196,7 @@ def latest_publication(store: Path) -> dict[str, Any] | None:
     if not store.exists():
         return None
     with duckdb.connect(":memory:") as con:
-        con.execute(f"attach {sql_literal(str(store))} as published (read_only)")
+        attach(con, store, "published", read_only=True)
         row = con.execute(
             f"select run_id, started_at, published_at, row_counts, checks, publish_seconds "
             f"from published.{PUBLICATIONS_TABLE} order by published_at desc limit 1"

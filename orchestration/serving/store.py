@@ -20,6 +20,8 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.database import attach
+
 CATALOG = "published"
 
 
@@ -54,7 +56,7 @@ class PublishedStore:
     def _open(self, file_id: tuple[int, int]) -> _Generation:
         connection = duckdb.connect(":memory:", config={"threads": self.threads})
         try:
-            connection.execute(f"attach '{str(self.path).replace(chr(39), chr(39) * 2)}' as {CATALOG} (read_only)")
+            attach(connection, self.path, CATALOG, read_only=True)  # with the key when the store is encrypted
         except duckdb.Error as error:
             connection.close()
             raise StoreUnavailable(f"the serving store {self.path} cannot be opened: {error}") from error

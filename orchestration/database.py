@@ -1,0 +1,88 @@
+"""Opening the warehouse and the serving store, encrypted at rest when a key is set.
+
+With CDP_WAREHOUSE_ENCRYPTION_KEY set, the build warehouse and the serving store are DuckDB files
+encrypted with that key (AES-GCM, DuckDB's database encryption): the files hold no plaintext and
+cannot be opened without the key. Without it (the demo default) they are plain DuckDB files.
+
+DuckDB writes encrypted files securely with the OpenSSL of its httpfs extension. Its extension
+repository is not reachable offline, so the extension comes from PyPI (duckdb-extension-httpfs,
+installed once into ~/.duckdb by duckdb-extensions' import_extension), after which `LOAD httpfs`
+works from any connection of the user, dbt's included.
+
+An encrypted file is ATTACHed (with ENCRYPTION_KEY) to an in-memory database and made the default
+catalog, named after the file (`warehouse` for warehouse.duckdb, the catalog dbt's views name), so
+the SQL that runs on a plain file runs unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+ENCRYPTION_KEY_ENV = "CDP_WAREHOUSE_ENCRYPTION_KEY"
+
+
+class EncryptionUnavailable(RuntimeError):
+    """The key is set but DuckDB cannot load the extension it needs to write encrypted files."""
+
+
+def encryption_key() -> str | None:
+    return os.environ.get(ENCRYPTION_KEY_ENV) or None
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def load_encryption_support(con: duckdb.DuckDBPyConnection) -> None:
+    """Load httpfs (installing it from the PyPI package the first time)."""
+    installed = con.execute("select installed from duckdb_extensions() where extension_name = 'httpfs'").fetchone()
+    if not (installed and installed[0]):
+        try:
+            import duckdb_extensions
+        except ImportError as error:
+            raise EncryptionUnavailable(
+                f"{ENCRYPTION_KEY_ENV} is set, but the httpfs extension DuckDB needs for encryption is not installed "
+                "and the packages duckdb-extensions / duckdb-extension-httpfs are missing. Install the project's "
+                f"dependencies again (they are listed in pyproject.toml), or unset {ENCRYPTION_KEY_ENV}.") from error
+        duckdb_extensions.import_extension("httpfs", con=con)
+    con.execute("load httpfs")
+
+
+def attach_options(read_only: bool = False, key: str | None = None) -> str:
+    """The options of an ATTACH of a warehouse or store file: `(ENCRYPTION_KEY '...', READ_ONLY)`."""
+    options = []
+    key = key or encryption_key()
+    if key:
+        options.append(f"ENCRYPTION_KEY {_literal(key)}")
+    if read_only:
+        options.append("READ_ONLY")
+    return f" ({', '.join(options)})" if options else ""
+
+
+def attach(con: duckdb.DuckDBPyConnection, path: str | Path, alias: str, read_only: bool = False,
+           key: str | None = None) -> None:
+    """ATTACH a warehouse or store file (with the key from the argument or the environment, if any)."""
+    key = key or encryption_key()
+    if key:
+        load_encryption_support(con)
+    con.execute(f"attach {_literal(str(path))} as {alias}{attach_options(read_only, key)}")
+
+
+def connect(path: str | Path, read_only: bool = False, config: dict | None = None,
+            key: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection whose default catalog is the file at `path` (encrypted when a key is given or set)."""
+    key = key or encryption_key()
+    if not key:
+        return duckdb.connect(str(path), read_only=read_only, config=config or {})
+    con = duckdb.connect(":memory:", config=config or {})
+    try:
+        alias = Path(path).name.split(".")[0] or "db"
+        attach(con, path, alias, read_only, key)
+        con.execute(f"use {alias}")
+    except BaseException:
+        con.close()
+        raise
+    return con
