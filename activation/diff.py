@@ -74,11 +74,12 @@ def identifier_sql(identifier: IdentifierSpec) -> str:
 
 def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
-    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
+    (record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
     to send, row_json: for removals the version last sent, idempotency_key), sync_plan_invalid and
     sync_plan_excluded (record_key, reason). Rows stay structs: the engine renders JSON (and COPY text)
-    per chunk as it sends (activation/engine.py). Rows are numbered in no particular order (sorting 1M
-    keys costs more than the rest of the diff); removals come after adds and changes."""
+    per chunk as it sends (activation/engine.py). Rows come in no particular order and are not numbered
+    (sorting 1M keys, or even row_number(), costs a good share of the diff); removals come after adds
+    and changes."""
     ensure_state_tables(con)
     schema, table = spec.audience.split(".")
     columns = _columns(con, schema, table)
@@ -194,7 +195,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             where held.record_key is null or held.row_hash <> audience.row_hash
             {remove_clause}
         )
-        select row_number() over () as seq, *,
+        select *,
                md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))
                    as idempotency_key
         from changes

@@ -134,11 +134,14 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             """).to_arrow_table()
         text_sql = copy_text_sql([*spec.fields, *spec.identifiers]) if spec.destination.type == "postgres" else None
         chunk_rows = max(size, min(RENDER_CHUNK_ROWS, size * 100)) // size * size
+        # Destinations that never read the JSON (PostgreSQL gets COPY text and deletes by key) skip its
+        # rendering, and the state keeps only key + hash for them.
+        sends_json = getattr(destination, "sends_json", True)
         window = _Window(con, spec, run_id, size)
         try:
             number = 0
             for chunk_start in range(0, changes.num_rows, chunk_rows):
-                chunk = _render(con, changes.slice(chunk_start, chunk_rows), text_sql)
+                chunk = _render(con, changes.slice(chunk_start, chunk_rows), text_sql, sends_json)
                 for start in range(0, chunk.num_rows, size):
                     number += 1
                     piece = chunk.slice(start, size)
@@ -180,14 +183,15 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
-def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None) -> pa.Table:
-    """A chunk of the change set with each row as JSON (removals: the version last sent) and, when
-    text_sql is given, as a PostgreSQL COPY text line; order kept."""
+def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None, sends_json: bool = True) -> pa.Table:
+    """A chunk of the change set with each row as JSON (removals: the version last sent; null when
+    sends_json is False) and, when text_sql is given, as a PostgreSQL COPY text line; order kept."""
+    json_sql = "coalesce(held_json, to_json(row_struct)::varchar)" if sends_json else "null::varchar"
     con.register("sync_chunk", chunk)
     try:
         return con.execute(
             f"""
-            select record_key, change_kind, row_hash, coalesce(held_json, to_json(row_struct)::varchar) as row_json,
+            select record_key, change_kind, row_hash, {json_sql} as row_json,
                    idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
             from sync_chunk
             """).to_arrow_table()
@@ -305,8 +309,16 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             """)
         con.execute("begin transaction")
         try:
-            # Added rows are not in the state (the diff says so; a sync runs once at a time): a plain
-            # insert, cheaper than the conflict check that changed rows need.
+            # The state has no key index (activation/state.py): uniqueness comes from here. Keys added
+            # or removed are deleted first (an added key is not held, the diff says so; deleting it
+            # anyway keeps one row per key should two runs of a sync ever overlap), then added rows
+            # are inserted and changed ones updated in place (first_synced_at kept).
+            con.execute(
+                """
+                delete from activation.sync_state
+                where sync_name = ? and record_key in (
+                    select record_key from sync_window where status = 'sent' and change_kind <> 'changed')
+                """, [sync_name])
             con.execute(
                 """
                 insert into activation.sync_state
@@ -315,19 +327,12 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                 """, [sync_name, run_id])
             con.execute(
                 """
-                insert into activation.sync_state
-                select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
-                from sync_window where status = 'sent' and change_kind = 'changed'
-                on conflict (sync_name, record_key) do update set
-                    row_hash = excluded.row_hash, row_json = excluded.row_json,
-                    last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
-                """, [sync_name, run_id])
-            con.execute(
-                """
-                delete from activation.sync_state
-                where sync_name = ? and record_key in (
-                    select record_key from sync_window where status = 'sent' and change_kind = 'removed')
-                """, [sync_name])
+                update activation.sync_state as state set
+                    row_hash = w.row_hash, row_json = w.row_json, last_synced_at = now()::timestamp, last_run_id = ?
+                from (select record_key, row_hash, row_json from sync_window
+                      where status = 'sent' and change_kind = 'changed') as w
+                where state.sync_name = ? and state.record_key = w.record_key
+                """, [run_id, sync_name])
             con.execute(
                 """
                 insert into activation.sync_ledger by name
