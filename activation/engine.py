@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
-from activation.diff import SyncPlan, copy_text_sql, plan_sync
+from activation.diff import IDEMPOTENCY_KEY_SQL, SyncPlan, copy_text_sql, plan_sync
 from activation.errors import SyncAborted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.spec import SyncSpec
@@ -128,7 +128,7 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         changes = con.execute(
             """
             select changes.record_key, changes.change_kind, changes.row_hash, changes.row_struct,
-                   changes.row_json as held_json, changes.idempotency_key,
+                   changes.row_json as held_json, changes.old_hash,
                    coalesce(attempts.attempts, 0) + 1 as attempt
             from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
             """).to_arrow_table()
@@ -138,10 +138,22 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         # rendering, and the state keeps only key + hash for them.
         sends_json = getattr(destination, "sends_json", True)
         window = _Window(con, spec, run_id, size)
+        # The next chunk is rendered on a cursor of its own in a worker thread while this one is sent
+        # (DuckDB and the socket writes release the GIL).
+        renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-render")
+        render_cursor = con.cursor()
+        starts = range(0, changes.num_rows, chunk_rows)
+
+        def rendered(chunk_start: int) -> Future:
+            return renderer.submit(_render, render_cursor, changes.slice(chunk_start, chunk_rows), text_sql, sends_json,
+                                   spec.name)
+
         try:
             number = 0
-            for chunk_start in range(0, changes.num_rows, chunk_rows):
-                chunk = _render(con, changes.slice(chunk_start, chunk_rows), text_sql, sends_json)
+            upcoming = rendered(starts[0]) if starts else None
+            for index, _chunk_start in enumerate(starts):
+                chunk = upcoming.result()
+                upcoming = rendered(starts[index + 1]) if index + 1 < len(starts) else None
                 for start in range(0, chunk.num_rows, size):
                     number += 1
                     piece = chunk.slice(start, size)
@@ -166,6 +178,9 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         except BaseException:
             window.commit_on_error()
             raise
+        finally:
+            renderer.shutdown(cancel_futures=True)
+            render_cursor.close()
         output_files: list[str] = []
         status = "partial" if counts["failed"] or counts["rejected"] else "succeeded"
         final = result(status)
@@ -183,18 +198,20 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
-def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None, sends_json: bool = True) -> pa.Table:
-    """A chunk of the change set with each row as JSON (removals: the version last sent; null when
-    sends_json is False) and, when text_sql is given, as a PostgreSQL COPY text line; order kept."""
+def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None, sends_json: bool,
+            sync_name: str) -> pa.Table:
+    """A chunk of the change set with its idempotency keys, each row as JSON (removals: the version
+    last sent; null when sends_json is False) and, when text_sql is given, as a PostgreSQL COPY text
+    line; order kept."""
     json_sql = "coalesce(held_json, to_json(row_struct)::varchar)" if sends_json else "null::varchar"
     con.register("sync_chunk", chunk)
     try:
         return con.execute(
             f"""
             select record_key, change_kind, row_hash, {json_sql} as row_json,
-                   idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
+                   {IDEMPOTENCY_KEY_SQL} as idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
             from sync_chunk
-            """).to_arrow_table()
+            """, [sync_name]).to_arrow_table()
     finally:
         con.unregister("sync_chunk")
 
