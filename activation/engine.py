@@ -146,7 +146,7 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
 
         def rendered(chunk_start: int) -> Future:
             return renderer.submit(_render, render_cursor, changes.slice(chunk_start, chunk_rows), text_sql, sends_json,
-                                   spec.name)
+                                   spec.name, spec.key_field)
 
         try:
             number = 0
@@ -186,8 +186,10 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         final = result(status)
         _record_run(con, spec, started_at, final, ledger=True)
         if getattr(destination, "wants_held_rows", False):
+            # Rows held while the sync went to a destination that keeps no JSON (PostgreSQL): the key alone.
             held = [json.loads(r) for (r,) in con.execute(
-                "select row_json from activation.sync_state where sync_name = ? order by record_key", [spec.name]
+                "select coalesce(row_json, json_object(?, record_key)::varchar) from activation.sync_state "
+                "where sync_name = ? order by record_key", [spec.key_field, spec.name]
             ).fetchall()]
             output_files = destination.finish(held)
             final = result(status, output_files=output_files)
@@ -199,11 +201,13 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
 
 
 def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None, sends_json: bool,
-            sync_name: str) -> pa.Table:
+            sync_name: str, key_field: str) -> pa.Table:
     """A chunk of the change set with its idempotency keys, each row as JSON (removals: the version
     last sent; null when sends_json is False) and, when text_sql is given, as a PostgreSQL COPY text
     line; order kept."""
-    json_sql = "coalesce(held_json, to_json(row_struct)::varchar)" if sends_json else "null::varchar"
+    # A removal of a row held without its JSON (sent while the sync went to PostgreSQL) carries its key.
+    json_sql = ("coalesce(held_json, to_json(row_struct)::varchar, json_object(?, record_key)::varchar)"
+                if sends_json else "null::varchar")
     con.register("sync_chunk", chunk)
     try:
         return con.execute(
@@ -211,7 +215,7 @@ def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | Non
             select record_key, change_kind, row_hash, {json_sql} as row_json,
                    {IDEMPOTENCY_KEY_SQL} as idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
             from sync_chunk
-            """, [sync_name]).to_arrow_table()
+            """, ([key_field] if sends_json else []) + [sync_name]).to_arrow_table()
     finally:
         con.unregister("sync_chunk")
 

@@ -179,3 +179,18 @@ def test_state_holds_one_row_per_key_with_or_without_the_old_primary_key(con, tm
     assert state == [("p1", "10.0", "r1"), ("p2", "25.0", "r2"), ("p4", "40.0", "r2")]
     assert con.execute("select first_synced_at from activation.sync_state where record_key = 'p2'").fetchone() == first_synced
     assert counts(activation.run_sync(con, spec, run_id="r3", base_dir=tmp_path)) == (0, 0, 0, 0, 0)
+
+
+def test_rows_held_without_json_are_removed_and_listed_by_key(con, tmp_path):
+    """State rows without row_json (the sync went to PostgreSQL before): a file destination still
+    gets the removal (by key) and lists the held row by its key."""
+    spec = make_spec(tmp_path)
+    set_audience(con, [("p1", "a@x.com", 10), ("p2", "b@x.com", 20)])
+    activation.run_sync(con, spec, run_id="r1", base_dir=tmp_path)
+    con.execute("update activation.sync_state set row_json = null")
+    set_audience(con, [("p1", "a@x.com", 10)])
+    assert counts(activation.run_sync(con, spec, run_id="r2", base_dir=tmp_path)) == (0, 0, 1, 0, 1)
+    change = pl.read_csv(tmp_path / "out" / "vip_to_csv__r2__00001.csv", infer_schema=False)
+    assert change.rows() == [("delete", "p2", None, None)]
+    current = pl.read_csv(tmp_path / "out" / "vip_to_csv__current.csv", infer_schema=False)
+    assert current.rows() == [("p1", None, None)]
