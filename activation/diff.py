@@ -43,6 +43,12 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[st
         return []
 
 
+# The idempotency key names one operation on one row version (from-hash -> to-hash): a rerun after a
+# crash repeats the same key, so the destination can drop the repeat; A -> B -> A gets a new key. The
+# engine computes it per chunk as it renders (parameter: the sync name), off the diff's critical path.
+IDEMPOTENCY_KEY_SQL = "md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))"
+
+
 def copy_text_sql(fields: list[str], source: str = "row_struct") -> str:
     """One line of PostgreSQL COPY text format (tab-separated, NULL as \\N, backslash escapes) of the
     struct's fields, built in the warehouse so the PostgreSQL destination never parses JSON. One regex
@@ -76,11 +82,13 @@ def identifier_sql(identifier: IdentifierSpec) -> str:
 
 def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
-    (seq, record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
-    to send, row_json: for removals the version last sent, idempotency_key), sync_plan_invalid and
+    (record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
+    to send, row_json: for removals the version last sent; the engine adds the idempotency key,
+    IDEMPOTENCY_KEY_SQL), sync_plan_invalid and
     sync_plan_excluded (record_key, reason). Rows stay structs: the engine renders JSON (and COPY text)
-    per chunk as it sends (activation/engine.py). Rows are numbered in no particular order (sorting 1M
-    keys costs more than the rest of the diff); removals come after adds and changes."""
+    per chunk as it sends (activation/engine.py). Rows come in no particular order and are not numbered
+    (sorting 1M keys, or even row_number(), costs a good share of the diff); removals come after adds
+    and changes."""
     ensure_state_tables(con)
     schema, table = spec.audience.split(".")
     columns = _columns(con, schema, table)
@@ -185,8 +193,6 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         """
         if spec.mode in ("mirror", "membership", "snapshot") else ""
     )
-    # The idempotency key names one operation on one row version (from-hash -> to-hash): a rerun after
-    # a crash repeats the same key, so the destination can drop the repeat; A -> B -> A gets a new key.
     con.execute(
         f"""
         create or replace temp table sync_plan_changes as
@@ -201,12 +207,9 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             where held.record_key is null or held.row_hash <> audience.row_hash
             {remove_clause}
         )
-        select row_number() over () as seq, *,
-               md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))
-                   as idempotency_key
-        from changes
+        select * from changes
         """,
-        [spec.name, spec.name],
+        [spec.name],
     )
     counts = dict(con.execute("select change_kind, count(*) from sync_plan_changes group by 1").fetchall())
     valid = con.execute("select count(*) from sync_plan_audience where record_key is not null and has_identifier "

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from activation.audit import record_event
 from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
-from activation.diff import SyncPlan, copy_text_sql, plan_sync
+from activation.diff import IDEMPOTENCY_KEY_SQL, SyncPlan, copy_text_sql, plan_sync
 from activation.errors import SyncAborted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.policies import policy_pre_sync_check
@@ -133,17 +133,32 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         changes = con.execute(
             """
             select changes.record_key, changes.change_kind, changes.row_hash, changes.row_struct,
-                   changes.row_json as held_json, changes.idempotency_key,
+                   changes.row_json as held_json, changes.old_hash,
                    coalesce(attempts.attempts, 0) + 1 as attempt
             from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
             """).to_arrow_table()
         text_sql = copy_text_sql([*spec.fields, *spec.identifiers]) if spec.destination.type == "postgres" else None
         chunk_rows = max(size, min(RENDER_CHUNK_ROWS, size * 100)) // size * size
+        # Destinations that never read the JSON (PostgreSQL gets COPY text and deletes by key) skip its
+        # rendering, and the state keeps only key + hash for them.
+        sends_json = getattr(destination, "sends_json", True)
         window = _Window(con, spec, run_id, size)
+        # The next chunk is rendered on a cursor of its own in a worker thread while this one is sent
+        # (DuckDB and the socket writes release the GIL).
+        renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-render")
+        render_cursor = con.cursor()
+        starts = range(0, changes.num_rows, chunk_rows)
+
+        def rendered(chunk_start: int) -> Future:
+            return renderer.submit(_render, render_cursor, changes.slice(chunk_start, chunk_rows), text_sql, sends_json,
+                                   spec.name, spec.key_field)
+
         try:
             number = 0
-            for chunk_start in range(0, changes.num_rows, chunk_rows):
-                chunk = _render(con, changes.slice(chunk_start, chunk_rows), text_sql)
+            upcoming = rendered(starts[0]) if starts else None
+            for index, _chunk_start in enumerate(starts):
+                chunk = upcoming.result()
+                upcoming = rendered(starts[index + 1]) if index + 1 < len(starts) else None
                 for start in range(0, chunk.num_rows, size):
                     number += 1
                     piece = chunk.slice(start, size)
@@ -168,13 +183,18 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         except BaseException:
             window.commit_on_error()
             raise
+        finally:
+            renderer.shutdown(cancel_futures=True)
+            render_cursor.close()
         output_files: list[str] = []
         status = "partial" if counts["failed"] or counts["rejected"] else "succeeded"
         final = result(status)
         _record_run(con, spec, started_at, final, ledger=True)
         if getattr(destination, "wants_held_rows", False):
+            # Rows held while the sync went to a destination that keeps no JSON (PostgreSQL): the key alone.
             held = [json.loads(r) for (r,) in con.execute(
-                "select row_json from activation.sync_state where sync_name = ? order by record_key", [spec.name]
+                "select coalesce(row_json, json_object(?, record_key)::varchar) from activation.sync_state "
+                "where sync_name = ? order by record_key", [spec.key_field, spec.name]
             ).fetchall()]
             output_files = destination.finish(held)
             final = result(status, output_files=output_files)
@@ -185,17 +205,22 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
-def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None) -> pa.Table:
-    """A chunk of the change set with each row as JSON (removals: the version last sent) and, when
-    text_sql is given, as a PostgreSQL COPY text line; order kept."""
+def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None, sends_json: bool,
+            sync_name: str, key_field: str) -> pa.Table:
+    """A chunk of the change set with its idempotency keys, each row as JSON (removals: the version
+    last sent; null when sends_json is False) and, when text_sql is given, as a PostgreSQL COPY text
+    line; order kept."""
+    # A removal of a row held without its JSON (sent while the sync went to PostgreSQL) carries its key.
+    json_sql = ("coalesce(held_json, to_json(row_struct)::varchar, json_object(?, record_key)::varchar)"
+                if sends_json else "null::varchar")
     con.register("sync_chunk", chunk)
     try:
         return con.execute(
             f"""
-            select record_key, change_kind, row_hash, coalesce(held_json, to_json(row_struct)::varchar) as row_json,
-                   idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
+            select record_key, change_kind, row_hash, {json_sql} as row_json,
+                   {IDEMPOTENCY_KEY_SQL} as idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
             from sync_chunk
-            """).to_arrow_table()
+            """, ([key_field] if sends_json else []) + [sync_name]).to_arrow_table()
     finally:
         con.unregister("sync_chunk")
 
@@ -310,8 +335,16 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             """)
         con.execute("begin transaction")
         try:
-            # Added rows are not in the state (the diff says so; a sync runs once at a time): a plain
-            # insert, cheaper than the conflict check that changed rows need.
+            # The state has no key index (activation/state.py): uniqueness comes from here. Keys added
+            # or removed are deleted first (an added key is not held, the diff says so; deleting it
+            # anyway keeps one row per key should two runs of a sync ever overlap), then added rows
+            # are inserted and changed ones updated in place (first_synced_at kept).
+            con.execute(
+                """
+                delete from activation.sync_state
+                where sync_name = ? and record_key in (
+                    select record_key from sync_window where status = 'sent' and change_kind <> 'changed')
+                """, [sync_name])
             con.execute(
                 """
                 insert into activation.sync_state
@@ -320,19 +353,12 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                 """, [sync_name, run_id])
             con.execute(
                 """
-                insert into activation.sync_state
-                select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
-                from sync_window where status = 'sent' and change_kind = 'changed'
-                on conflict (sync_name, record_key) do update set
-                    row_hash = excluded.row_hash, row_json = excluded.row_json,
-                    last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id
-                """, [sync_name, run_id])
-            con.execute(
-                """
-                delete from activation.sync_state
-                where sync_name = ? and record_key in (
-                    select record_key from sync_window where status = 'sent' and change_kind = 'removed')
-                """, [sync_name])
+                update activation.sync_state as state set
+                    row_hash = w.row_hash, row_json = w.row_json, last_synced_at = now()::timestamp, last_run_id = ?
+                from (select record_key, row_hash, row_json from sync_window
+                      where status = 'sent' and change_kind = 'changed') as w
+                where state.sync_name = ? and state.record_key = w.record_key
+                """, [run_id, sync_name])
             con.execute(
                 """
                 insert into activation.sync_ledger by name

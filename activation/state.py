@@ -1,15 +1,21 @@
 """Sync state in the warehouse (schema activation): what each destination holds, every row
-operation ever attempted, and one row per run. Older warehouses get the newer columns added."""
+operation ever attempted, and one row per run. Older warehouses get the newer columns added.
+
+sync_state has no PRIMARY KEY: maintaining DuckDB's ART index over 1M inserted keys cost more than
+the rest of a commit. Each (sync_name, record_key) is held once because the engine's commit is
+set-based in one transaction (keys it inserts are deleted first; changed rows are updated in place).
+Tables created before (with the key) keep working unchanged: the same statements run on them."""
 
 from __future__ import annotations
 
 import duckdb
 
 TABLES = {
+    # row_json: the version last sent, for destinations that send it again (HTTP deletes, file
+    # destinations' current file); null for PostgreSQL, which deletes by key.
     "sync_state": """
         sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, row_hash VARCHAR NOT NULL, row_json VARCHAR,
-        first_synced_at TIMESTAMP, last_synced_at TIMESTAMP, last_run_id VARCHAR,
-        PRIMARY KEY (sync_name, record_key)
+        first_synced_at TIMESTAMP, last_synced_at TIMESTAMP, last_run_id VARCHAR
     """,
     # status: sent | failed (transient: retried next run) | rejected (refused by the destination, with its
     # reason) | invalid (null or duplicate key, no usable identifier) | excluded_consent

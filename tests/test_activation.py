@@ -158,3 +158,39 @@ def test_spec_errors_say_what_is_wrong(tmp_path):
 def test_missing_audience_is_a_clear_error(con, tmp_path):
     with pytest.raises(ActivationError, match=r"audience table segments.seg_vip does not exist"):
         activation.run_sync(con, make_spec(tmp_path), run_id="r1", base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["new-state-table", "state-table-with-primary-key"])
+def test_state_holds_one_row_per_key_with_or_without_the_old_primary_key(con, tmp_path, keyed):
+    """New warehouses get sync_state without a PRIMARY KEY; tables created before keep theirs and work."""
+    if keyed:
+        con.execute("create schema activation")
+        con.execute("create table activation.sync_state (sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, "
+                    "row_hash VARCHAR NOT NULL, row_json VARCHAR, first_synced_at TIMESTAMP, last_synced_at TIMESTAMP, "
+                    "last_run_id VARCHAR, PRIMARY KEY (sync_name, record_key))")
+    spec = make_spec(tmp_path)
+    set_audience(con, [("p1", "a@x.com", 10), ("p2", "b@x.com", 20), ("p3", "c@x.com", 30)])
+    activation.run_sync(con, spec, run_id="r1", base_dir=tmp_path)
+    first_synced = con.execute("select first_synced_at from activation.sync_state where record_key = 'p2'").fetchone()
+    set_audience(con, [("p1", "a@x.com", 10), ("p2", "b@x.com", 25), ("p4", "d@x.com", 40)])
+    assert counts(activation.run_sync(con, spec, run_id="r2", base_dir=tmp_path)) == (1, 1, 1, 0, 3)
+    state = con.execute("select record_key, json_extract_string(row_json, '$.revenue'), last_run_id "
+                        "from activation.sync_state order by record_key").fetchall()
+    assert state == [("p1", "10.0", "r1"), ("p2", "25.0", "r2"), ("p4", "40.0", "r2")]
+    assert con.execute("select first_synced_at from activation.sync_state where record_key = 'p2'").fetchone() == first_synced
+    assert counts(activation.run_sync(con, spec, run_id="r3", base_dir=tmp_path)) == (0, 0, 0, 0, 0)
+
+
+def test_rows_held_without_json_are_removed_and_listed_by_key(con, tmp_path):
+    """State rows without row_json (the sync went to PostgreSQL before): a file destination still
+    gets the removal (by key) and lists the held row by its key."""
+    spec = make_spec(tmp_path)
+    set_audience(con, [("p1", "a@x.com", 10), ("p2", "b@x.com", 20)])
+    activation.run_sync(con, spec, run_id="r1", base_dir=tmp_path)
+    con.execute("update activation.sync_state set row_json = null")
+    set_audience(con, [("p1", "a@x.com", 10)])
+    assert counts(activation.run_sync(con, spec, run_id="r2", base_dir=tmp_path)) == (0, 0, 1, 0, 1)
+    change = pl.read_csv(tmp_path / "out" / "vip_to_csv__r2__00001.csv", infer_schema=False)
+    assert change.rows() == [("delete", "p2", None, None)]
+    current = pl.read_csv(tmp_path / "out" / "vip_to_csv__current.csv", infer_schema=False)
+    assert current.rows() == [("p1", None, None)]

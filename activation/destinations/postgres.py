@@ -38,6 +38,7 @@ class PostgresDestination:
     connection: psycopg.Connection | None = None
     key_type: str = "text"
     statements: dict[str, sql.Composed] = field(default_factory=dict)
+    sends_json = False  # rows go as COPY text, deletes by key: the engine renders no JSON, holds none
 
     @classmethod
     def from_settings(cls, spec: SyncSpec) -> PostgresDestination:
