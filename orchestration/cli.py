@@ -117,8 +117,6 @@ def load(expectations: bool) -> None:
     """Load new landing files of every source into raw tables (rejects go to quarantine)."""
     import uuid
 
-    import duckdb
-
     import data_contracts
 
     paths = current_paths()
@@ -143,8 +141,6 @@ def load(expectations: bool) -> None:
 def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
     """Sync audiences to their destinations (all sync specs unless NAMES are given)."""
     import uuid
-
-    import duckdb
 
     import activation
 
@@ -203,7 +199,6 @@ def policy() -> None:
 @policy.command("check")
 def policy_check() -> None:
     """List every policy violation of every sync spec and every audience; exit 1 if any."""
-    import duckdb
 
     from orchestration.governance.policy_check import check_all
 
@@ -233,7 +228,6 @@ def _privacy_identifier(identifier: str) -> str:
               help="Where the JSON export goes (default: privacy/ in the data dir).")
 def privacy_access(identifier: str, output_dir: Path | None) -> None:
     """Export everything held about the person holding IDENTIFIER (<namespace>:<value>) as JSON."""
-    import duckdb
 
     from orchestration.governance.privacy import access
 
@@ -252,7 +246,6 @@ def privacy_access(identifier: str, output_dir: Path | None) -> None:
 def privacy_erase(identifier: str, yes: bool) -> None:
     """Erase the person holding IDENTIFIER everywhere: warehouse, destinations, serving store; keep
     their identifiers (hashed) on the suppression list so re-loading the sources does not bring them back."""
-    import duckdb
 
     from orchestration.governance.privacy import erase, republish_serving_store
 
@@ -281,8 +274,6 @@ def privacy_erase(identifier: str, yes: bool) -> None:
 def predict(retrain: bool) -> None:
     """Score every known profile (and the look-alike audience) with the predictive models."""
     import uuid
-
-    import duckdb
 
     from orchestration.predictive import run as predictions
     from orchestration.settings import as_of_instant
@@ -349,8 +340,6 @@ def quarantine_replay(tables: tuple[str, ...]) -> None:
     to raw. All tables unless TABLES (<source>__<table>) are given."""
     import uuid
 
-    import duckdb
-
     import data_contracts
 
     all_contracts = data_contracts.load_contracts()
@@ -382,7 +371,6 @@ def profile() -> None:
 def profile_explain(first: str, second: str) -> None:
     """Why FIRST and SECOND (each <namespace>:<normalized value>, e.g. email:ana@x.com) are in one
     profile (the chain of source records), or why not."""
-    import duckdb
 
     from orchestration.explain import explain
 
@@ -585,7 +573,6 @@ def identity() -> None:
               help="CSV of source, table, record_id, person_id (default: truth/record_truth.csv in the data dir).")
 def identity_evaluate(truth_path: Path | None) -> None:
     """Pairwise precision, recall and F1 of the profiles against a ground truth."""
-    import duckdb
 
     from orchestration.identity_evaluation import evaluate_clustering
 
