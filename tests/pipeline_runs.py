@@ -83,15 +83,22 @@ def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
             group by 1 order by 1 limit 1
             """
         ).fetchone()
+    write_late_order(workspace, "orders_late_addition.jsonl", "E2E-LATE-1", shop_customer_id, "12:00:00", "5000.00")
+    return profile_id
+
+
+def write_late_order(workspace: Workspace, file_name: str, order_id: str, shop_customer_id: str,
+                     time_of_day: str, total_amount: str) -> None:
+    """One completed web-shop order of a known shop account, dated the as-of day, as a new landing file."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
         currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
     order = {
-        "order_id": "E2E-LATE-1", "customer_id": shop_customer_id, "email": None, "phone": None,
-        "ordered_at": f"{DEMO_AS_OF}T12:00:00Z", "total_amount": "5000.00", "currency": currency,
+        "order_id": order_id, "customer_id": shop_customer_id, "email": None, "phone": None,
+        "ordered_at": f"{DEMO_AS_OF}T{time_of_day}Z", "total_amount": total_amount, "currency": currency,
         "status": "completed", "shipping_city": None, "shipping_postcode": None, "shipping_country": None,
     }
     orders_dir = workspace.data_dir / "landing" / "webshop" / "orders"
-    (orders_dir / "orders_late_addition.jsonl").write_text(json.dumps(order) + "\n")
-    return profile_id
+    (orders_dir / file_name).write_text(json.dumps(order) + "\n")
 
 
 def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
@@ -113,14 +120,8 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
             group by 1 order by 1 limit 1
             """
         ).fetchone()
-        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
-    order = {
-        "order_id": "E2E-LATE-2", "customer_id": shop_customer_id, "email": None, "phone": None,
-        "ordered_at": f"{DEMO_AS_OF}T13:00:00Z", "total_amount": "49.00", "currency": currency,
-        "status": "completed", "shipping_city": None, "shipping_postcode": None, "shipping_country": None,
-    }
+    write_late_order(workspace, "orders_late_red_dress.jsonl", "E2E-LATE-2", shop_customer_id, "13:00:00", "49.00")
     landing = workspace.data_dir / "landing" / "webshop"
-    (landing / "orders" / "orders_late_red_dress.jsonl").write_text(json.dumps(order) + "\n")
     pl.DataFrame({"order_line_id": ["E2E-LATE-2-0"], "order_id": ["E2E-LATE-2"], "product_id": ["SKU-E2E-RED"],
                   "product_name": ["Red Dress E2E"], "category": ["dresses"], "colour": ["red"],
                   "quantity": ["1"], "unit_price": ["49.00"]},

@@ -17,11 +17,13 @@ profile_records as (
 attributed_records as (
     select
         record_profiles.profile_id,
-        profile_records.*,
+        profile_records.*
+        {%- if policy.groups | selectattr('rule', 'defined') | selectattr('rule', 'equalto', 'most_filled') | list %},
         -- For rule most_filled: how many profile attributes the record knows.
         {%- for column in all_fields | unique %}
         (case when profile_records.{{ column }} is null then 0 else 1 end){{ ' +' if not loop.last }}
         {%- endfor %} as filled_attributes
+        {%- endif %}
     from profile_records
     inner join record_profiles
         on record_profiles.record_id = profile_records.record_id
@@ -43,9 +45,11 @@ winners__{{ group.name }} as (
             row_number() over (partition by profile_id order by {{ merge_order(group) }}) as merge_rank
         from (
             select
-                attributed_records.*,
-                -- For rule most_frequent: how many of the profile's records hold the same values.
+                attributed_records.*
+                {%- if group.get('rule') == 'most_frequent' %},
+                -- How many of the profile's records hold the same values.
                 count(*) over (partition by profile_id, {{ fields | join(', ') }}) as agreeing_records
+                {%- endif %}
             from attributed_records
             {%- if group.get('nulls', 'ignore') == 'ignore' %}
             where {{ fields | join(' is not null or ') }} is not null
