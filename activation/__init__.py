@@ -11,6 +11,21 @@ from activation.spec import DestinationSpec, SyncSpec, load_sync_spec, load_sync
 from activation.state import ensure_state_tables
 
 __all__ = [
-    "ActivationError", "Batch", "RowOperation", "SyncAborted", "BatchResult", "Destination", "DestinationSpec", "SyncPlan", "SyncResult", "SyncSpec",
-    "build_destination", "ensure_state_tables", "load_sync_spec", "load_sync_specs", "plan_sync", "register_pre_sync_check", "run_sync",
+    "ActivationError",
+    "Batch",
+    "RowOperation",
+    "SyncAborted",
+    "BatchResult",
+    "Destination",
+    "DestinationSpec",
+    "SyncPlan",
+    "SyncResult",
+    "SyncSpec",
+    "build_destination",
+    "ensure_state_tables",
+    "load_sync_spec",
+    "load_sync_specs",
+    "plan_sync",
+    "register_pre_sync_check",
+    "run_sync",
 ]

@@ -38,14 +38,24 @@ def ensure_audit_events(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create table if not exists audit.events ({EVENTS_DDL})")
 
 
-def record_event(con: duckdb.DuckDBPyConnection, action: str, object_name: str, outcome: str,
-                 details: dict[str, Any] | None = None) -> str:
+def record_event(
+    con: duckdb.DuckDBPyConnection, action: str, object_name: str, outcome: str, details: dict[str, Any] | None = None
+) -> str:
     """Append one audit event; returns its id."""
     if action not in ACTIONS:
         raise ValueError(f"audit action {action!r} is unknown; expected one of {', '.join(ACTIONS)}")
     ensure_audit_events(con)
     event_id = uuid.uuid4().hex
-    con.execute("insert into audit.events values (?, ?, ?, ?, ?, ?, ?)",
-                [event_id, dt.datetime.now(dt.UTC).replace(tzinfo=None), actor(), action, object_name, outcome,
-                 json.dumps(details or {}, default=str)])
+    con.execute(
+        "insert into audit.events values (?, ?, ?, ?, ?, ?, ?)",
+        [
+            event_id,
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            actor(),
+            action,
+            object_name,
+            outcome,
+            json.dumps(details or {}, default=str),
+        ],
+    )
     return event_id

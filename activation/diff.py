@@ -75,8 +75,10 @@ def identifier_sql(identifier: IdentifierSpec) -> str:
         normalized = f"case when regexp_matches({text}, '{EMAIL_PATTERN}') then {text} end"
     else:
         digits = f"regexp_replace(cast({column} as varchar), '[^0-9]', '', 'g')"
-        normalized = (f"case when trim(cast({column} as varchar)) like '+%' and length({digits}) between 8 and 15 "
-                      f"then '+' || {digits} end")
+        normalized = (
+            f"case when trim(cast({column} as varchar)) like '+%' and length({digits}) between 8 and 15 "
+            f"then '+' || {digits} end"
+        )
     return f"sha256({normalized})" if identifier.hash == "sha256" else normalized
 
 
@@ -105,15 +107,22 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             f"sync {spec.name}: audience {spec.audience} has no column(s) {', '.join(missing)}; it has "
             f"{', '.join(columns)}. Fix the field mapping in {spec.path}."
         )
-    mapped = ", ".join([f'"{target}" := "{column}"' for target, column in spec.fields.items()]
-                       + [f'"{target}" := "__identifier_{target}"' for target in spec.identifiers])
-    has_identifier = (" or ".join(f'"__identifier_{target}" is not null' for target in spec.identifiers)
-                      if spec.identifiers else "true")
+    mapped = ", ".join(
+        [f'"{target}" := "{column}"' for target, column in spec.fields.items()]
+        + [f'"{target}" := "__identifier_{target}"' for target in spec.identifiers]
+    )
+    has_identifier = (
+        " or ".join(f'"__identifier_{target}" is not null' for target in spec.identifiers)
+        if spec.identifiers
+        else "true"
+    )
     consent_join, consent_ok = "", "true"
     if spec.consents:
         if not _columns(con, "profiles", "profile_consents"):
-            raise ActivationError(f"sync {spec.name}: requires consents {', '.join(spec.consents)} but "
-                                  "profiles.profile_consents does not exist. Build the profiles first (`cdp run`).")
+            raise ActivationError(
+                f"sync {spec.name}: requires consents {', '.join(spec.consents)} but "
+                "profiles.profile_consents does not exist. Build the profiles first (`cdp run`)."
+            )
         purposes = ", ".join(f"'{purpose}'" for purpose in spec.consents)
         # Only an explicit 'y' counts: a missing or unknown decision is not consent.
         consent_join = f"""
@@ -127,16 +136,22 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     # The global suppression list applies to every sync: suppressed rows are not sent and, in mirror
     # mode, are removed from a destination that holds them.
     suppression = excluded_audience_sql(con, spec.audience, columns)
-    source = f"(select * from {spec.audience} where not coalesce({suppression}, false))" if suppression else spec.audience
-    suppressed = con.execute(f"select count(*) from {spec.audience} where {suppression}").fetchone()[0] if suppression else 0
-    identifier_columns = ", ".join(f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items())
+    source = (
+        f"(select * from {spec.audience} where not coalesce({suppression}, false))" if suppression else spec.audience
+    )
+    suppressed = (
+        con.execute(f"select count(*) from {spec.audience} where {suppression}").fetchone()[0] if suppression else 0
+    )
+    identifier_columns = ", ".join(
+        f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items()
+    )
     # Rows stay structs until they are sent (the engine renders JSON per chunk). The row hash is DuckDB's
     # 64-bit hash of the mapped struct (about 3x cheaper than md5 of the JSON at 1M rows).
     con.execute(
         f"""
         create or replace temp table sync_plan_audience as
         with mapped as (
-            select audience.*, {identifier_columns + ',' if identifier_columns else ''} {consent_ok} as is_consented
+            select audience.*, {identifier_columns + "," if identifier_columns else ""} {consent_ok} as is_consented
             from {source} as audience {consent_join}
         )
         select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash, has_identifier, is_consented
@@ -191,7 +206,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         anti join sync_plan_audience_valid as audience on audience.record_key = held.record_key
         where held.record_key not in (select record_key from sync_plan_invalid where record_key is not null)
         """
-        if spec.mode in ("mirror", "membership", "snapshot") else ""
+        if spec.mode in ("mirror", "membership", "snapshot")
+        else ""
     )
     con.execute(
         f"""
@@ -212,13 +228,22 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         [spec.name],
     )
     counts = dict(con.execute("select change_kind, count(*) from sync_plan_changes group by 1").fetchall())
-    valid = con.execute("select count(*) from sync_plan_audience where record_key is not null and has_identifier "
-                        "and is_consented and record_key not in (select record_key from sync_plan_duplicates)").fetchone()[0]
+    valid = con.execute(
+        "select count(*) from sync_plan_audience where record_key is not null and has_identifier "
+        "and is_consented and record_key not in (select record_key from sync_plan_duplicates)"
+    ).fetchone()[0]
     invalid = con.execute("select count(*) from sync_plan_invalid").fetchone()[0]
     excluded = con.execute("select count(*) from sync_plan_excluded").fetchone()[0]
     held = con.execute("select count(*) from activation.sync_state where sync_name = ?", [spec.name]).fetchone()[0]
     added, changed = counts.get("added", 0), counts.get("changed", 0)
     return SyncPlan(
-        sync_name=spec.name, added=added, changed=changed, removed=counts.get("removed", 0), invalid=invalid,
-        unchanged=valid - added - changed, excluded_consent=excluded, held=held, suppressed=suppressed,
+        sync_name=spec.name,
+        added=added,
+        changed=changed,
+        removed=counts.get("removed", 0),
+        invalid=invalid,
+        unchanged=valid - added - changed,
+        excluded_consent=excluded,
+        held=held,
+        suppressed=suppressed,
     )

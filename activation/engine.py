@@ -67,18 +67,30 @@ def _batch_size(spec: SyncSpec, destination: Destination | None, override: int |
 
 def _guard_message(spec: SyncSpec, plan: SyncPlan) -> str | None:
     if plan.held and plan.removed > spec.max_remove_share * plan.held:
-        return (f"sync {spec.name}: this run would remove {plan.removed:,} of the {plan.held:,} rows the destination "
-                f"holds ({plan.removed / plan.held:.0%}), more than the guard's max_remove_share "
-                f"{spec.max_remove_share:.0%}. Check the audience {spec.audience}; if the drop is intended, rerun "
-                "with --force (force=True) or raise guard.max_remove_share in the spec.")
+        return (
+            f"sync {spec.name}: this run would remove {plan.removed:,} of the {plan.held:,} rows the destination "
+            f"holds ({plan.removed / plan.held:.0%}), more than the guard's max_remove_share "
+            f"{spec.max_remove_share:.0%}. Check the audience {spec.audience}; if the drop is intended, rerun "
+            "with --force (force=True) or raise guard.max_remove_share in the spec."
+        )
     return None
 
 
-def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, base_dir: Path,
-             dry_run: bool = False, destination: Destination | None = None, force: bool = False,
-             progress: Callable[[int], None] | None = None, checks: Sequence[PreSyncCheck] | None = None,
-             batch_size: int | None = None, commit_every_rows: int | None = None,
-             commit_every_s: float | None = None) -> SyncResult:
+def run_sync(
+    con: duckdb.DuckDBPyConnection,
+    spec: SyncSpec,
+    *,
+    run_id: str,
+    base_dir: Path,
+    dry_run: bool = False,
+    destination: Destination | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    checks: Sequence[PreSyncCheck] | None = None,
+    batch_size: int | None = None,
+    commit_every_rows: int | None = None,
+    commit_every_s: float | None = None,
+) -> SyncResult:
     """Send the audience's changes since the last successful sync. Rows that failed or were refused
     stay out of the state, so the next run sends them again. `progress` is called with the number of
     rows of each batch once it is done. Raises SyncAborted (nothing sent) when the removal guard or a
@@ -91,18 +103,36 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         create or replace temp table sync_plan_attempts as
         select record_key, count(*) as attempts from activation.sync_ledger
         where sync_name = ? and status in ('failed', 'rejected') group by 1
-        """, [spec.name])
+        """,
+        [spec.name],
+    )
     retried = con.execute(
-        "select count(*) from sync_plan_changes join sync_plan_attempts using (record_key)").fetchone()[0]
+        "select count(*) from sync_plan_changes join sync_plan_attempts using (record_key)"
+    ).fetchone()[0]
 
-    def result(status: str, message: str | None = None, preview: dict | None = None,
-               output_files: list[str] | None = None) -> SyncResult:
+    def result(
+        status: str, message: str | None = None, preview: dict | None = None, output_files: list[str] | None = None
+    ) -> SyncResult:
         return SyncResult(
-            sync_name=spec.name, run_id=run_id, added=plan.added, changed=plan.changed, removed=plan.removed,
-            invalid=plan.invalid, unchanged=plan.unchanged, sent=counts["sent"], failed=counts["failed"],
-            duration_s=time.perf_counter() - started, dry_run=dry_run, output_files=output_files or [],
-            excluded_consent=plan.excluded_consent, rejected=counts["rejected"], retried=0 if dry_run else retried,
-            status=status, message=message, preview=preview or {}, suppressed=plan.suppressed,
+            sync_name=spec.name,
+            run_id=run_id,
+            added=plan.added,
+            changed=plan.changed,
+            removed=plan.removed,
+            invalid=plan.invalid,
+            unchanged=plan.unchanged,
+            sent=counts["sent"],
+            failed=counts["failed"],
+            duration_s=time.perf_counter() - started,
+            dry_run=dry_run,
+            output_files=output_files or [],
+            excluded_consent=plan.excluded_consent,
+            rejected=counts["rejected"],
+            retried=0 if dry_run else retried,
+            status=status,
+            message=message,
+            preview=preview or {},
+            suppressed=plan.suppressed,
         )
 
     stop = _guard_message(spec, plan) if not force else None
@@ -110,9 +140,16 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
     # names the policy, the label, the column and the source it came from.
     blocked = policy_pre_sync_check(con)(spec, plan) or block_reason(spec, plan, checks)
     if dry_run:
-        preview = {kind: [k for (k,) in con.execute(
-            "select record_key from sync_plan_changes where change_kind = ? order by record_key limit ?",
-            [kind, PREVIEW_ROWS]).fetchall()] for kind in ("added", "changed", "removed")}
+        preview = {
+            kind: [
+                k
+                for (k,) in con.execute(
+                    "select record_key from sync_plan_changes where change_kind = ? order by record_key limit ?",
+                    [kind, PREVIEW_ROWS],
+                ).fetchall()
+            ]
+            for kind in ("added", "changed", "removed")
+        }
         outcome = result("dry_run", blocked or stop, preview)
         _record_run(con, spec, started_at, outcome, ledger=False)
         return outcome
@@ -136,7 +173,8 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
                    changes.row_json as held_json, changes.old_hash,
                    coalesce(attempts.attempts, 0) + 1 as attempt
             from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
-            """).to_arrow_table()
+            """
+        ).to_arrow_table()
         text_sql = copy_text_sql([*spec.fields, *spec.identifiers]) if spec.destination.type == "postgres" else None
         chunk_rows = max(size, min(RENDER_CHUNK_ROWS, size * 100)) // size * size
         # Destinations that never read the JSON (PostgreSQL gets COPY text and deletes by key) skip its
@@ -150,8 +188,15 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         starts = range(0, changes.num_rows, chunk_rows)
 
         def rendered(chunk_start: int) -> Future:
-            return renderer.submit(_render, render_cursor, changes.slice(chunk_start, chunk_rows), text_sql, sends_json,
-                                   spec.name, spec.key_field)
+            return renderer.submit(
+                _render,
+                render_cursor,
+                changes.slice(chunk_start, chunk_rows),
+                text_sql,
+                sends_json,
+                spec.name,
+                spec.key_field,
+            )
 
         try:
             number = 0
@@ -162,13 +207,17 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
                 for start in range(0, chunk.num_rows, size):
                     number += 1
                     piece = chunk.slice(start, size)
-                    batch = Batch(sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field,
-                                  frame=piece)
+                    batch = Batch(
+                        sync_name=spec.name, run_id=run_id, number=number, key_field=spec.key_field, frame=piece
+                    )
                     try:
                         outcome = destination.send(batch)
                     except Exception as error:  # the whole batch failed: retried next run
-                        outcome = BatchResult(failed={k: f"{type(error).__name__}: {error}"
-                                                      for k in piece.column("record_key").to_pylist()})
+                        outcome = BatchResult(
+                            failed={
+                                k: f"{type(error).__name__}: {error}" for k in piece.column("record_key").to_pylist()
+                            }
+                        )
                     window.add(number, piece, outcome)
                     rejected = len(outcome.rejected.keys() - outcome.failed.keys())
                     counts["failed"] += len(outcome.failed)
@@ -192,10 +241,14 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
         _record_run(con, spec, started_at, final, ledger=True)
         if getattr(destination, "wants_held_rows", False):
             # Rows held while the sync went to a destination that keeps no JSON (PostgreSQL): the key alone.
-            held = [json.loads(r) for (r,) in con.execute(
-                "select coalesce(row_json, json_object(?, record_key)::varchar) from activation.sync_state "
-                "where sync_name = ? order by record_key", [spec.key_field, spec.name]
-            ).fetchall()]
+            held = [
+                json.loads(r)
+                for (r,) in con.execute(
+                    "select coalesce(row_json, json_object(?, record_key)::varchar) from activation.sync_state "
+                    "where sync_name = ? order by record_key",
+                    [spec.key_field, spec.name],
+                ).fetchall()
+            ]
             output_files = destination.finish(held)
             final = result(status, output_files=output_files)
         return final
@@ -205,14 +258,23 @@ def run_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, run_id: str, bas
             close()
 
 
-def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | None, sends_json: bool,
-            sync_name: str, key_field: str) -> pa.Table:
+def _render(
+    con: duckdb.DuckDBPyConnection,
+    chunk: pa.Table,
+    text_sql: str | None,
+    sends_json: bool,
+    sync_name: str,
+    key_field: str,
+) -> pa.Table:
     """A chunk of the change set with its idempotency keys, each row as JSON (removals: the version
     last sent; null when sends_json is False) and, when text_sql is given, as a PostgreSQL COPY text
     line; order kept."""
     # A removal of a row held without its JSON (sent while the sync went to PostgreSQL) carries its key.
-    json_sql = ("coalesce(held_json, to_json(row_struct)::varchar, json_object(?, record_key)::varchar)"
-                if sends_json else "null::varchar")
+    json_sql = (
+        "coalesce(held_json, to_json(row_struct)::varchar, json_object(?, record_key)::varchar)"
+        if sends_json
+        else "null::varchar"
+    )
     con.register("sync_chunk", chunk)
     try:
         return con.execute(
@@ -220,7 +282,9 @@ def _render(con: duckdb.DuckDBPyConnection, chunk: pa.Table, text_sql: str | Non
             select record_key, change_kind, row_hash, {json_sql} as row_json,
                    {IDEMPOTENCY_KEY_SQL} as idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
             from sync_chunk
-            """, ([key_field] if sends_json else []) + [sync_name]).to_arrow_table()
+            """,
+            ([key_field] if sends_json else []) + [sync_name],
+        ).to_arrow_table()
     finally:
         con.unregister("sync_chunk")
 
@@ -296,16 +360,29 @@ class _Window:
             return
         rows = pa.concat_tables(self.frames)
         numbers = np.arange(rows.num_rows) // self.size + self.first_number
-        rows = rows.select(["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]) \
-            .append_column("batch_number", pa.array(numbers, pa.int32()))
-        bad = pa.table({"record_key": pa.array(list(self.bad), pa.string()),
-                        "status": pa.array([b[0] for b in self.bad.values()], pa.string()),
-                        "error": pa.array([b[1] for b in self.bad.values()], pa.string()),
-                        "http_status": pa.array([b[2] for b in self.bad.values()], pa.int32())})
-        codes = pa.table({"record_key": pa.array(list(self.codes), pa.string()),
-                          "code": pa.array(list(self.codes.values()), pa.int32())})
-        defaults = pa.table({"batch_number": pa.array(list(self.defaults), pa.int32()),
-                             "code": pa.array(list(self.defaults.values()), pa.int32())})
+        rows = rows.select(
+            ["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]
+        ).append_column("batch_number", pa.array(numbers, pa.int32()))
+        bad = pa.table(
+            {
+                "record_key": pa.array(list(self.bad), pa.string()),
+                "status": pa.array([b[0] for b in self.bad.values()], pa.string()),
+                "error": pa.array([b[1] for b in self.bad.values()], pa.string()),
+                "http_status": pa.array([b[2] for b in self.bad.values()], pa.int32()),
+            }
+        )
+        codes = pa.table(
+            {
+                "record_key": pa.array(list(self.codes), pa.string()),
+                "code": pa.array(list(self.codes.values()), pa.int32()),
+            }
+        )
+        defaults = pa.table(
+            {
+                "batch_number": pa.array(list(self.defaults), pa.int32()),
+                "code": pa.array(list(self.defaults.values()), pa.int32()),
+            }
+        )
         tables = {"window_rows": rows, "window_bad": bad, "window_codes": codes, "window_defaults": defaults}
         self.frames, self.rows = [], 0
         self.bad, self.codes, self.defaults = {}, {}, {}
@@ -332,7 +409,8 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             left join window_bad as bad using (record_key)
             left join window_codes as codes using (record_key)
             left join window_defaults as defaults using (batch_number)
-            """)
+            """
+        )
         con.execute("begin transaction")
         try:
             # The state has no key index (activation/state.py): uniqueness comes from here. Keys added
@@ -344,13 +422,17 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                 delete from activation.sync_state
                 where sync_name = ? and record_key in (
                     select record_key from sync_window where status = 'sent' and change_kind <> 'changed')
-                """, [sync_name])
+                """,
+                [sync_name],
+            )
             con.execute(
                 """
                 insert into activation.sync_state
                 select ?, record_key, row_hash, row_json, now()::timestamp, now()::timestamp, ?
                 from sync_window where status = 'sent' and change_kind = 'added'
-                """, [sync_name, run_id])
+                """,
+                [sync_name, run_id],
+            )
             con.execute(
                 """
                 update activation.sync_state as state set
@@ -358,7 +440,9 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                 from (select record_key, row_hash, row_json from sync_window
                       where status = 'sent' and change_kind = 'changed') as w
                 where state.sync_name = ? and state.record_key = w.record_key
-                """, [run_id, sync_name])
+                """,
+                [run_id, sync_name],
+            )
             con.execute(
                 """
                 insert into activation.sync_ledger by name
@@ -367,7 +451,9 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                        change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
                        idempotency_key, http_status
                 from sync_window
-                """, [run_id, sync_name])
+                """,
+                [run_id, sync_name],
+            )
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -377,8 +463,9 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             con.unregister(name)
 
 
-def _record_run(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result: SyncResult,
-                *, ledger: bool) -> None:
+def _record_run(
+    con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result: SyncResult, *, ledger: bool
+) -> None:
     """The run's row in activation.sync_runs, and (for a real run) the ledger rows of the rows it did
     not send: invalid ones and those excluded for consent."""
     con.execute("begin transaction")
@@ -400,17 +487,50 @@ def _record_run(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.d
                    ? as added, ? as changed, ? as removed, ? as invalid, ? as unchanged, ? as sent, ? as failed,
                    ? as duration_s, ? as excluded_consent, ? as rejected, ? as retried, ? as message
             """,
-            [result.run_id, spec.name, started_at, _now(), result.status, result.dry_run, result.added,
-             result.changed, result.removed, result.invalid, result.unchanged, result.sent, result.failed,
-             result.duration_s, result.excluded_consent, result.rejected, result.retried, result.message],
+            [
+                result.run_id,
+                spec.name,
+                started_at,
+                _now(),
+                result.status,
+                result.dry_run,
+                result.added,
+                result.changed,
+                result.removed,
+                result.invalid,
+                result.unchanged,
+                result.sent,
+                result.failed,
+                result.duration_s,
+                result.excluded_consent,
+                result.rejected,
+                result.retried,
+                result.message,
+            ],
         )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
-    record_event(con, "sync_run", spec.name, result.status, {
-        "run_id": result.run_id, "audience": spec.audience, "destination": spec.destination.type,
-        "dry_run": result.dry_run, "added": result.added, "changed": result.changed, "removed": result.removed,
-        "sent": result.sent, "failed": result.failed, "rejected": result.rejected,
-        "excluded_consent": result.excluded_consent, "suppressed": result.suppressed,
-        "marketing_actions": list(spec.marketing_actions), "message": result.message})
+    record_event(
+        con,
+        "sync_run",
+        spec.name,
+        result.status,
+        {
+            "run_id": result.run_id,
+            "audience": spec.audience,
+            "destination": spec.destination.type,
+            "dry_run": result.dry_run,
+            "added": result.added,
+            "changed": result.changed,
+            "removed": result.removed,
+            "sent": result.sent,
+            "failed": result.failed,
+            "rejected": result.rejected,
+            "excluded_consent": result.excluded_consent,
+            "suppressed": result.suppressed,
+            "marketing_actions": list(spec.marketing_actions),
+            "message": result.message,
+        },
+    )

@@ -34,7 +34,9 @@ class WebhookInbox:
             self.directory.mkdir(parents=True, exist_ok=True)
             held_path, seen_path = self.directory / "held.jsonl", self.directory / "seen_keys.txt"
             if held_path.exists():
-                self.held = {str(row["key"]): row["data"] for row in map(json.loads, held_path.read_text().splitlines())}
+                self.held = {
+                    str(row["key"]): row["data"] for row in map(json.loads, held_path.read_text().splitlines())
+                }
             if seen_path.exists():
                 self.seen = set(seen_path.read_text().split())
         inbox = self
@@ -83,8 +85,10 @@ class WebhookInbox:
             if self.persist and fresh:
                 name = f"received__{batch.get('run_id', 'run')}__{int(batch.get('batch', 0)):05d}.jsonl"
                 _write_lines(self.directory / name, [json.dumps(op) for op in fresh])
-                _write_lines(self.directory / "held.jsonl",
-                             [json.dumps({"key": k, "data": v}) for k, v in sorted(self.held.items())])
+                _write_lines(
+                    self.directory / "held.jsonl",
+                    [json.dumps({"key": k, "data": v}) for k, v in sorted(self.held.items())],
+                )
                 _write_lines(self.directory / "seen_keys.txt", sorted(self.seen))
         return 200, {"results": [{"key": op["key"], "status": "ok"} for op in operations]}
 

@@ -17,7 +17,7 @@ column that carries it and the source contract column(s) the label came from.
 
 The evaluation is a pure function (`evaluate_policies`); `check_sync` gathers a sync's columns and
 their labels from the warehouse table governance.column_labels (written by the orchestration from
-the contracts' lineage, see orchestration/governance/labels.py) and is called by the engine before
+the contracts' lineage, see cdp/governance/labels.py) and is called by the engine before
 anything is sent.
 """
 
@@ -38,9 +38,18 @@ from activation.errors import ActivationError
 POLICIES_DIR = Path(__file__).resolve().parent / "policies"
 # Adobe Experience Platform's core marketing actions (and the activation engine's sms_targeting and
 # call_centre_outreach); custom ones are written custom:<name>.
-MARKETING_ACTIONS = ("email_targeting", "sms_targeting", "onsite_advertising", "onsite_personalization",
-                     "cross_site_targeting", "export_to_third_party", "call_centre_outreach", "data_science",
-                     "combine_with_pii", "analytics")
+MARKETING_ACTIONS = (
+    "email_targeting",
+    "sms_targeting",
+    "onsite_advertising",
+    "onsite_personalization",
+    "cross_site_targeting",
+    "export_to_third_party",
+    "call_centre_outreach",
+    "data_science",
+    "combine_with_pii",
+    "analytics",
+)
 CUSTOM_PREFIX = "custom:"
 STANDARD_LABELS = tuple(f"C{i}" for i in range(1, 13)) + ("I1", "I2", "S1", "S2")
 _LABEL = re.compile(r"^(C([1-9]|1[0-2])|I[12]|S[12]|custom:[A-Za-z0-9_.-]+)$")
@@ -57,8 +66,10 @@ class PolicyError(ActivationError):
 def check_marketing_action(action: str, where: str) -> str:
     if action in MARKETING_ACTIONS or _CUSTOM_ACTION.match(action):
         return action
-    raise PolicyError(f"{where}: marketing action {action!r} is unknown; expected one of "
-                      f"{', '.join(MARKETING_ACTIONS)} or custom:<name>. Fix the spelling or declare a custom action.")
+    raise PolicyError(
+        f"{where}: marketing action {action!r} is unknown; expected one of "
+        f"{', '.join(MARKETING_ACTIONS)} or custom:<name>. Fix the spelling or declare a custom action."
+    )
 
 
 # ---------------------------------------------------------------- label expressions
@@ -119,9 +130,11 @@ def parse_label_expression(text: str, where: str = "label expression"):
         return tokens[position - 1]
 
     def fail(found: str | None, expected: str) -> PolicyError:
-        return PolicyError(f"{where}: in {text!r} expected {expected}, found "
-                           f"{'the end' if found is None else repr(found)}. Labels are C1..C12, I1, I2, S1, S2 or "
-                           "custom:<name>, joined by AND / OR, with parentheses.")
+        return PolicyError(
+            f"{where}: in {text!r} expected {expected}, found "
+            f"{'the end' if found is None else repr(found)}. Labels are C1..C12, I1, I2, S1, S2 or "
+            "custom:<name>, joined by AND / OR, with parentheses."
+        )
 
     def expression():
         parts = [term()]
@@ -172,8 +185,10 @@ def load_policy_file(path: Path) -> list[Policy]:
     except yaml.YAMLError as error:
         raise PolicyError(f"policy file {path}: is not valid YAML ({error}). Fix the syntax.") from error
     if not isinstance(document, dict) or not isinstance(document.get("policies"), list):
-        raise PolicyError(f"policy file {path}: expected a mapping with a list under 'policies', found "
-                          f"{type(document).__name__}. See activation/policies/default.yml.")
+        raise PolicyError(
+            f"policy file {path}: expected a mapping with a list under 'policies', found "
+            f"{type(document).__name__}. See activation/policies/default.yml."
+        )
     policies = []
     for index, entry in enumerate(document["policies"]):
         where = f"policy file {path}: policies[{index}]"
@@ -183,20 +198,26 @@ def load_policy_file(path: Path) -> list[Policy]:
         unknown = sorted(set(entry) - set(POLICY_KEYS))
         missing = [key for key in ("name", "deny", "when") if key not in entry]
         if unknown or missing:
-            raise PolicyError(f"{where}: " + "; ".join(
-                ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
-                + ([f"missing key(s) {', '.join(missing)}"] if missing else []))
-                + f". A policy has keys {', '.join(POLICY_KEYS)}.")
+            raise PolicyError(
+                f"{where}: "
+                + "; ".join(
+                    ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
+                    + ([f"missing key(s) {', '.join(missing)}"] if missing else [])
+                )
+                + f". A policy has keys {', '.join(POLICY_KEYS)}."
+            )
         deny = entry["deny"] if isinstance(entry["deny"], list) else [entry["deny"]]
         if not deny:
             raise PolicyError(f"{where}.deny: expected at least one marketing action, found none.")
-        policies.append(Policy(
-            name=str(entry["name"]),
-            deny=tuple(check_marketing_action(str(a), f"{where}.deny") for a in deny),
-            when=parse_label_expression(entry["when"], f"{where}.when"),
-            description=str(entry.get("description", "")),
-            path=path,
-        ))
+        policies.append(
+            Policy(
+                name=str(entry["name"]),
+                deny=tuple(check_marketing_action(str(a), f"{where}.deny") for a in deny),
+                when=parse_label_expression(entry["when"], f"{where}.when"),
+                description=str(entry.get("description", "")),
+                path=path,
+            )
+        )
     return policies
 
 
@@ -209,8 +230,10 @@ def load_policies(directory: str | Path | None = None) -> list[Policy]:
     for path in sorted(directory.glob("*.yml")):
         for policy in load_policy_file(path):
             if policy.name in policies:
-                raise PolicyError(f"policy file {path}: policy {policy.name!r} is already declared in "
-                                  f"{policies[policy.name].path}. Give every policy a unique name.")
+                raise PolicyError(
+                    f"policy file {path}: policy {policy.name!r} is already declared in "
+                    f"{policies[policy.name].path}. Give every policy a unique name."
+                )
             policies[policy.name] = policy
     return list(policies.values())
 
@@ -238,13 +261,19 @@ class Violation:
 
     def __str__(self) -> str:
         subject = f"{self.subject}: " if self.subject else ""
-        return (f"{subject}policy {self.policy} ({self.policy_file}) denies {self.marketing_action} for "
-                f"{self.expression}; label {self.label} on column {self.column}, from "
-                f"{', '.join(self.sources) or 'no recorded source'}")
+        return (
+            f"{subject}policy {self.policy} ({self.policy_file}) denies {self.marketing_action} for "
+            f"{self.expression}; label {self.label} on column {self.column}, from "
+            f"{', '.join(self.sources) or 'no recorded source'}"
+        )
 
 
-def evaluate_policies(columns: Mapping[str, ColumnLabels], marketing_actions: Iterable[str],
-                      policies: list[Policy] | None = None, subject: str = "") -> list[Violation]:
+def evaluate_policies(
+    columns: Mapping[str, ColumnLabels],
+    marketing_actions: Iterable[str],
+    policies: list[Policy] | None = None,
+    subject: str = "",
+) -> list[Violation]:
     """Every (policy, action, label, column) that forbids using these columns for these actions."""
     policies = load_policies() if policies is None else policies
     actions = list(marketing_actions)
@@ -261,17 +290,29 @@ def evaluate_policies(columns: Mapping[str, ColumnLabels], marketing_actions: It
             for label in sorted(witness):
                 for column, labels in sorted(columns.items()):
                     if label in labels.labels:
-                        violations.append(Violation(
-                            policy=policy.name, marketing_action=action, label=label, column=column,
-                            sources=tuple(labels.sources.get(label, ())), expression=str(policy.when),
-                            subject=subject, policy_file=str(policy.path or ""),
-                        ))
+                        violations.append(
+                            Violation(
+                                policy=policy.name,
+                                marketing_action=action,
+                                label=label,
+                                column=column,
+                                sources=tuple(labels.sources.get(label, ())),
+                                expression=str(policy.when),
+                                subject=subject,
+                                policy_file=str(policy.path or ""),
+                            )
+                        )
     return violations
 
 
 def _labels_table_exists(con: duckdb.DuckDBPyConnection) -> bool:
-    return con.execute("select count(*) from information_schema.tables "
-                       "where table_schema = 'governance' and table_name = 'column_labels'").fetchone()[0] > 0
+    return (
+        con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'governance' and table_name = 'column_labels'"
+        ).fetchone()[0]
+        > 0
+    )
 
 
 def sync_columns(con: duckdb.DuckDBPyConnection, spec) -> dict[str, ColumnLabels]:
@@ -282,14 +323,18 @@ def sync_columns(con: duckdb.DuckDBPyConnection, spec) -> dict[str, ColumnLabels
     schema, table = spec.audience.split(".")
     rows = con.execute(
         f"select column_name, usage, labels, sources from {LABELS_TABLE} where model_schema = ? and model = ?",
-        [schema, table]).fetchall()
+        [schema, table],
+    ).fetchall()
     exported = {column: target for target, column in spec.fields.items()}
     columns: dict[str, ColumnLabels] = {}
     for column_name, usage, labels, sources in rows:
         if usage == "output" and column_name not in exported:
             continue
-        where = (f"{spec.audience}.{column_name} (exported as {exported[column_name]})" if usage == "output"
-                 else f"{column_name} (used by audience {spec.audience})")
+        where = (
+            f"{spec.audience}.{column_name} (exported as {exported[column_name]})"
+            if usage == "output"
+            else f"{column_name} (used by audience {spec.audience})"
+        )
         columns[where] = ColumnLabels(labels=frozenset(labels or ()), sources=json.loads(sources or "{}"))
     return columns
 
@@ -311,13 +356,23 @@ def policy_pre_sync_check(con: duckdb.DuckDBPyConnection):
 
     def data_usage_policies(spec, plan=None) -> str | None:
         violations = check_sync(con, spec)
-        record_event(con, "policy_decision", spec.name, "denied" if violations else "allowed", {
-            "marketing_actions": list(getattr(spec, "marketing_actions", ()) or ()),
-            "violations": [str(v) for v in violations]})
+        record_event(
+            con,
+            "policy_decision",
+            spec.name,
+            "denied" if violations else "allowed",
+            {
+                "marketing_actions": list(getattr(spec, "marketing_actions", ()) or ()),
+                "violations": [str(v) for v in violations],
+            },
+        )
         if not violations:
             return None
-        return (f"{len(violations)} data-usage policy violation(s):\n  " + "\n  ".join(str(v) for v in violations)
-                + f"\nRemove the field from the sync, change its marketing_actions in {spec.path}, or relabel the "
-                  "source column in its contract (`cdp policy check` lists every violation).")
+        return (
+            f"{len(violations)} data-usage policy violation(s):\n  "
+            + "\n  ".join(str(v) for v in violations)
+            + f"\nRemove the field from the sync, change its marketing_actions in {spec.path}, or relabel the "
+            "source column in its contract (`cdp policy check` lists every violation)."
+        )
 
     return data_usage_policies

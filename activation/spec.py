@@ -16,8 +16,21 @@ SYNCS_DIR = Path(__file__).resolve().parent / "syncs"
 # mirror: adds, changes and removes rows this sync sent; upsert: never removes; membership: add to /
 # remove from an audience list (ad platforms); snapshot: a full file of the audience every run.
 MODES = ("mirror", "upsert", "membership", "snapshot")
-SPEC_KEYS = ("name", "description", "audience", "primary_key", "mode", "fields", "identifiers", "destination",
-             "consents", "consent_key", "marketing_actions", "schedule", "guard")
+SPEC_KEYS = (
+    "name",
+    "description",
+    "audience",
+    "primary_key",
+    "mode",
+    "fields",
+    "identifiers",
+    "destination",
+    "consents",
+    "consent_key",
+    "marketing_actions",
+    "schedule",
+    "guard",
+)
 HTTP_KEYS = ("batch_size", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "rate_limit_per_s")
 DESTINATION_KEYS: dict[str, tuple[str, ...]] = {
     "file": ("type", "format", "path"),
@@ -86,8 +99,10 @@ class SyncSpec:
             return str(self.setting("url"))
         variable = self.setting("url_env")
         if not os.environ.get(str(variable)):
-            raise ActivationError(f"sync {self.name}: environment variable {variable} (destination url_env) is not "
-                                  f"set or empty. Export {variable} with the API's base URL.")
+            raise ActivationError(
+                f"sync {self.name}: environment variable {variable} (destination url_env) is not "
+                f"set or empty. Export {variable} with the API's base URL."
+            )
         return os.environ[str(variable)]
 
     def secret(self, setting_key: str, *, required: bool = True) -> str | None:
@@ -95,13 +110,17 @@ class SyncSpec:
         variable = self.destination.settings.get(setting_key)
         if not variable:
             if required:
-                raise ActivationError(f"sync {self.name}: destination setting {setting_key} is missing; expected the "
-                                      f"name of an environment variable. Add `{setting_key}: VAR_NAME` to {self.path}.")
+                raise ActivationError(
+                    f"sync {self.name}: destination setting {setting_key} is missing; expected the "
+                    f"name of an environment variable. Add `{setting_key}: VAR_NAME` to {self.path}."
+                )
             return None
         value = os.environ.get(str(variable))
         if not value and required:
-            raise ActivationError(f"sync {self.name}: environment variable {variable} (destination {setting_key}) is "
-                                  f"not set or empty. Export {variable} before running the sync.")
+            raise ActivationError(
+                f"sync {self.name}: environment variable {variable} (destination {setting_key}) is "
+                f"not set or empty. Export {variable} before running the sync."
+            )
         return value or None
 
 
@@ -116,8 +135,11 @@ def _string_list(path: Path, data: dict, key: str, allowed: tuple[str, ...] | No
     if allowed is not None:
         unknown = sorted(set(value) - set(allowed))
         if unknown:
-            raise _fail(path, f"{key} has unknown value(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}",
-                        "Use the declared vocabulary (activation/spec.py MARKETING_ACTIONS).")
+            raise _fail(
+                path,
+                f"{key} has unknown value(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}",
+                "Use the declared vocabulary (activation/spec.py MARKETING_ACTIONS).",
+            )
     return tuple(value)
 
 
@@ -128,8 +150,11 @@ def _marketing_actions(path: Path, data: dict) -> tuple[str, ...]:
 
     value = data.get("marketing_actions") or []
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise _fail(path, f"marketing_actions must be a list of names; found {value!r}",
-                    "Write e.g. `marketing_actions: [email_targeting]`.")
+        raise _fail(
+            path,
+            f"marketing_actions must be a list of names; found {value!r}",
+            "Write e.g. `marketing_actions: [email_targeting]`.",
+        )
     try:
         return tuple(check_marketing_action(action, f"sync spec {path}") for action in value)
     except PolicyError as error:
@@ -139,20 +164,37 @@ def _marketing_actions(path: Path, data: dict) -> tuple[str, ...]:
 def _identifiers(path: Path, data: dict) -> dict[str, IdentifierSpec]:
     raw = data.get("identifiers") or {}
     if not isinstance(raw, dict):
-        raise _fail(path, f"identifiers must map destination field -> {{column, type, hash}}; found {raw!r}",
-                    "See activation/syncs/ for an example.")
+        raise _fail(
+            path,
+            f"identifiers must map destination field -> {{column, type, hash}}; found {raw!r}",
+            "See activation/syncs/ for an example.",
+        )
     identifiers = {}
     for target, item in raw.items():
-        if not IDENTIFIER.match(str(target)) or not isinstance(item, dict) or not IDENTIFIER.match(str(item.get("column", ""))):
-            raise _fail(path, f"identifier {target!r} must be {{column: <audience column>, type: email|phone, "
-                              f"hash: sha256|none}}; found {item!r}", "Fix the identifier.")
+        if (
+            not IDENTIFIER.match(str(target))
+            or not isinstance(item, dict)
+            or not IDENTIFIER.match(str(item.get("column", "")))
+        ):
+            raise _fail(
+                path,
+                f"identifier {target!r} must be {{column: <audience column>, type: email|phone, "
+                f"hash: sha256|none}}; found {item!r}",
+                "Fix the identifier.",
+            )
         if item.get("type") not in IDENTIFIER_TYPES:
-            raise _fail(path, f"identifier {target!r} has type {item.get('type')!r}; expected one of "
-                              f"{', '.join(IDENTIFIER_TYPES)}", "Pick a supported identifier type.")
+            raise _fail(
+                path,
+                f"identifier {target!r} has type {item.get('type')!r}; expected one of {', '.join(IDENTIFIER_TYPES)}",
+                "Pick a supported identifier type.",
+            )
         hash_name = item.get("hash", "sha256")
         if hash_name not in HASHES:
-            raise _fail(path, f"identifier {target!r} has hash {hash_name!r}; expected one of {', '.join(HASHES)}",
-                        "Use sha256 (what ad platforms expect) or none.")
+            raise _fail(
+                path,
+                f"identifier {target!r} has hash {hash_name!r}; expected one of {', '.join(HASHES)}",
+                "Use sha256 (what ad platforms expect) or none.",
+            )
         identifiers[str(target)] = IdentifierSpec(column=str(item["column"]), type=item["type"], hash=hash_name)
     return identifiers
 
@@ -160,26 +202,44 @@ def _identifiers(path: Path, data: dict) -> dict[str, IdentifierSpec]:
 def _check_destination(path: Path, destination: Any, mode: str) -> None:
     if not isinstance(destination, dict) or destination.get("type") not in DESTINATION_KEYS:
         found = destination.get("type") if isinstance(destination, dict) else destination
-        raise _fail(path, f"destination type is {found!r}; expected one of {', '.join(DESTINATION_KEYS)}",
-                    "Pick a supported destination type.")
+        raise _fail(
+            path,
+            f"destination type is {found!r}; expected one of {', '.join(DESTINATION_KEYS)}",
+            "Pick a supported destination type.",
+        )
     kind = destination["type"]
     allowed = DESTINATION_KEYS[kind]
     unknown = sorted(set(destination) - set(allowed))
     if unknown:
-        raise _fail(path, f"destination has unknown key(s) {', '.join(unknown)}; a {kind} destination "
-                          f"takes {', '.join(allowed)}", "Remove or rename them.")
+        raise _fail(
+            path,
+            f"destination has unknown key(s) {', '.join(unknown)}; a {kind} destination takes {', '.join(allowed)}",
+            "Remove or rename them.",
+        )
     if mode not in MODES_BY_DESTINATION[kind]:
-        raise _fail(path, f"mode {mode!r} does not fit a {kind} destination; it supports "
-                          f"{', '.join(MODES_BY_DESTINATION[kind])}", "Change the mode or the destination.")
+        raise _fail(
+            path,
+            f"mode {mode!r} does not fit a {kind} destination; it supports {', '.join(MODES_BY_DESTINATION[kind])}",
+            "Change the mode or the destination.",
+        )
     if kind == "file":
         if destination.get("format") not in FILE_FORMATS:
-            raise _fail(path, f"file destination format is {destination.get('format')!r}; expected one of "
-                              f"{', '.join(FILE_FORMATS)}", "Pick a supported format.")
+            raise _fail(
+                path,
+                f"file destination format is {destination.get('format')!r}; expected one of {', '.join(FILE_FORMATS)}",
+                "Pick a supported format.",
+            )
         if not destination.get("path"):
             raise _fail(path, "file destination has no path", "Give the directory the files go to.")
-    if kind == "webhook" and bool(destination.get("url") or destination.get("url_env")) == bool(destination.get("local_inbox")):
-        raise _fail(path, "a webhook destination needs exactly one of url / url_env (a receiver you run) or "
-                          "local_inbox (a directory for the built-in receiver on 127.0.0.1)", "Set one of them.")
+    if kind == "webhook" and bool(destination.get("url") or destination.get("url_env")) == bool(
+        destination.get("local_inbox")
+    ):
+        raise _fail(
+            path,
+            "a webhook destination needs exactly one of url / url_env (a receiver you run) or "
+            "local_inbox (a directory for the built-in receiver on 127.0.0.1)",
+            "Set one of them.",
+        )
     if kind in ("ad_audience", "email") and not (destination.get("url") or destination.get("url_env")):
         raise _fail(path, f"a {kind} destination needs url or url_env (the API's base URL)", "Add it.")
     for key in ("ad_audience", "audience_id"), ("email", "list_id"), ("postgres", "table"), ("postgres", "dsn_env"):
@@ -197,56 +257,82 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
     except yaml.YAMLError as error:
         raise _fail(path, f"is not valid YAML ({error})", "Fix the syntax.") from error
     if not isinstance(data, dict):
-        raise _fail(path, f"expected a mapping with keys {', '.join(SPEC_KEYS)}, found {type(data).__name__}",
-                    "See activation/syncs/ for examples.")
+        raise _fail(
+            path,
+            f"expected a mapping with keys {', '.join(SPEC_KEYS)}, found {type(data).__name__}",
+            "See activation/syncs/ for examples.",
+        )
     unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
-        raise _fail(path, f"unknown key(s) {', '.join(unknown)}; allowed keys are {', '.join(SPEC_KEYS)}",
-                    "Remove or rename them.")
+        raise _fail(
+            path,
+            f"unknown key(s) {', '.join(unknown)}; allowed keys are {', '.join(SPEC_KEYS)}",
+            "Remove or rename them.",
+        )
     missing = [key for key in ("name", "audience", "primary_key", "fields", "destination") if key not in data]
     if missing:
         raise _fail(path, f"missing key(s) {', '.join(missing)}", "Add them.")
     audience = str(data["audience"])
     if len(audience.split(".")) != 2 or not all(IDENTIFIER.match(part) for part in audience.split(".")):
-        raise _fail(path, f"audience is {audience!r}; expected schema.table such as segments.seg_high_value",
-                    "Name the audience table with its schema.")
+        raise _fail(
+            path,
+            f"audience is {audience!r}; expected schema.table such as segments.seg_high_value",
+            "Name the audience table with its schema.",
+        )
     mode = data.get("mode", "mirror")
     if mode not in MODES:
         raise _fail(path, f"mode is {mode!r}; expected one of {', '.join(MODES)}", "Pick a supported mode.")
     fields = data["fields"]
     if not isinstance(fields, dict) or not fields:
-        raise _fail(path, f"fields must map destination field -> audience column; found {fields!r}",
-                    "List at least one field.")
+        raise _fail(
+            path, f"fields must map destination field -> audience column; found {fields!r}", "List at least one field."
+        )
     for target, column in fields.items():
         if not IDENTIFIER.match(str(target)) or not IDENTIFIER.match(str(column)):
-            raise _fail(path, f"field {target!r}: {column!r} is not a plain column name",
-                        "Use letters, digits and underscores only.")
+            raise _fail(
+                path,
+                f"field {target!r}: {column!r} is not a plain column name",
+                "Use letters, digits and underscores only.",
+            )
     primary_key = str(data["primary_key"])
     if primary_key not in fields.values():
-        raise _fail(path, f"primary_key {primary_key!r} is not among the mapped audience columns "
-                          f"({', '.join(fields.values())})", "Map the primary key column to a destination field.")
+        raise _fail(
+            path,
+            f"primary_key {primary_key!r} is not among the mapped audience columns ({', '.join(fields.values())})",
+            "Map the primary key column to a destination field.",
+        )
     identifiers = _identifiers(path, data)
     clash = sorted(set(identifiers) & set(fields))
     if clash:
-        raise _fail(path, f"destination field(s) {', '.join(clash)} appear in both fields and identifiers",
-                    "Give each destination field one source.")
+        raise _fail(
+            path,
+            f"destination field(s) {', '.join(clash)} appear in both fields and identifiers",
+            "Give each destination field one source.",
+        )
     destination = data["destination"]
     _check_destination(path, destination, mode)
     if destination["type"] == "ad_audience" and not identifiers:
-        raise _fail(path, "an ad_audience destination matches people by hashed identifiers, and the spec declares none",
-                    "Add identifiers (e.g. email_sha256: {column: email, type: email}).")
+        raise _fail(
+            path,
+            "an ad_audience destination matches people by hashed identifiers, and the spec declares none",
+            "Add identifiers (e.g. email_sha256: {column: email, type: email}).",
+        )
     guard = data.get("guard") or {}
     share = guard.get("max_remove_share", GUARD_DEFAULT_MAX_REMOVE_SHARE) if isinstance(guard, dict) else None
     if not isinstance(share, int | float) or not 0 <= share <= 1:
-        raise _fail(path, f"guard must be {{max_remove_share: <0..1>}}; found {data.get('guard')!r}",
-                    "Give the largest share of the destination one run may remove, e.g. 0.2.")
+        raise _fail(
+            path,
+            f"guard must be {{max_remove_share: <0..1>}}; found {data.get('guard')!r}",
+            "Give the largest share of the destination one run may remove, e.g. 0.2.",
+        )
     return SyncSpec(
         name=str(data["name"]),
         audience=audience,
         primary_key=primary_key,
         fields={str(k): str(v) for k, v in fields.items()},
-        destination=DestinationSpec(type=destination["type"],
-                                    settings={k: v for k, v in destination.items() if k != "type"}),
+        destination=DestinationSpec(
+            type=destination["type"], settings={k: v for k, v in destination.items() if k != "type"}
+        ),
         mode=mode,
         description=str(data.get("description", "")),
         path=path,
@@ -270,7 +356,10 @@ def load_sync_specs(directory: str | Path | None = None) -> dict[str, SyncSpec]:
     for path in sorted(directory.glob("*.yml")):
         spec = load_sync_spec(path)
         if spec.name in specs:
-            raise _fail(path, f"declares name {spec.name!r}, already used by {specs[spec.name].path}",
-                        "Give every sync a unique name.")
+            raise _fail(
+                path,
+                f"declares name {spec.name!r}, already used by {specs[spec.name].path}",
+                "Give every sync a unique name.",
+            )
         specs[spec.name] = spec
     return specs

@@ -43,30 +43,42 @@ def suppress(con: duckdb.DuckDBPyConnection, hashes: dict[str, str], reason: str
     ensure_suppression_table(con)
     before = con.execute(f"select count(*) from {TABLE}").fetchone()[0]
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    con.executemany(f"insert or ignore into {TABLE} values (?, ?, ?, ?, ?)",
-                    [[h, ns, reason, request_id, now] for h, ns in sorted(hashes.items())])
+    con.executemany(
+        f"insert or ignore into {TABLE} values (?, ?, ?, ?, ?)",
+        [[h, ns, reason, request_id, now] for h, ns in sorted(hashes.items())],
+    )
     return con.execute(f"select count(*) from {TABLE}").fetchone()[0] - before
 
 
 def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return con.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                       [schema, table]).fetchone()[0] > 0
+    return (
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+        ).fetchone()[0]
+        > 0
+    )
 
 
-def excluded_audience_sql(con: duckdb.DuckDBPyConnection, audience: str, columns: list[str],
-                          qualifier: str = "") -> str | None:
+def excluded_audience_sql(
+    con: duckdb.DuckDBPyConnection, audience: str, columns: list[str], qualifier: str = ""
+) -> str | None:
     """A filter (SQL boolean over the audience's columns, prefixed with `qualifier.` when given, for
     a query that joins the audience) that is true for rows to exclude, or None when nothing is
     suppressed. A row is excluded when its email/phone hashes to a listed identifier, or its profile
     holds any listed identifier (profiles.profile_identities)."""
     prefix = f"{qualifier}." if qualifier else ""
-    if not _exists(con, "governance", "suppressed_identifiers") or \
-            not con.execute(f"select count(*) from {TABLE}").fetchone()[0]:
+    if (
+        not _exists(con, "governance", "suppressed_identifiers")
+        or not con.execute(f"select count(*) from {TABLE}").fetchone()[0]
+    ):
         return None
     listed = f"(select identifier_sha256 from {TABLE})"
-    conditions = [f"sha256(lower(trim(cast({prefix}\"{c}\" as varchar)))) in {listed}" for c in IDENTIFIER_COLUMNS
-                  if c in columns]
+    conditions = [
+        f'sha256(lower(trim(cast({prefix}"{c}" as varchar)))) in {listed}' for c in IDENTIFIER_COLUMNS if c in columns
+    ]
     if "profile_id" in columns and _exists(con, "profiles", "profile_identities"):
-        conditions.append(f"{prefix}profile_id in (select profile_id from profiles.profile_identities "
-                          f"where identity_value_sha256 in {listed})")
+        conditions.append(
+            f"{prefix}profile_id in (select profile_id from profiles.profile_identities "
+            f"where identity_value_sha256 in {listed})"
+        )
     return " or ".join(f"({c})" for c in conditions) if conditions else None

@@ -7,6 +7,16 @@ from data_contracts.loader import TableLoadReport, ensure_tables, freshness, loa
 from data_contracts.validate import ValidationResult, validate
 
 __all__ = [
-    "Column", "Contract", "ContractError", "TableLoadReport", "ValidationResult",
-    "ensure_tables", "freshness", "load_contract", "load_contracts", "load_table", "replay_quarantine", "validate",
+    "Column",
+    "Contract",
+    "ContractError",
+    "TableLoadReport",
+    "ValidationResult",
+    "ensure_tables",
+    "freshness",
+    "load_contract",
+    "load_contracts",
+    "load_table",
+    "replay_quarantine",
+    "validate",
 ]

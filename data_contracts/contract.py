@@ -22,10 +22,34 @@ PARTIES = ("first", "second", "third")
 STANDARD_LABELS = tuple(f"C{i}" for i in range(1, 13)) + ("I1", "I2", "S1", "S2")
 CUSTOM_LABEL_PREFIX = "custom:"
 
-TABLE_KEYS = ("source", "table", "description", "format", "owner", "party", "primary_key", "event_time",
-              "freshness", "records", "max_reject_rate", "columns")
-COLUMN_KEYS = ("type", "required", "unique", "description", "allowed_values", "min", "max", "max_length", "format",
-               "pattern", "pii", "labels")
+TABLE_KEYS = (
+    "source",
+    "table",
+    "description",
+    "format",
+    "owner",
+    "party",
+    "primary_key",
+    "event_time",
+    "freshness",
+    "records",
+    "max_reject_rate",
+    "columns",
+)
+COLUMN_KEYS = (
+    "type",
+    "required",
+    "unique",
+    "description",
+    "allowed_values",
+    "min",
+    "max",
+    "max_length",
+    "format",
+    "pattern",
+    "pii",
+    "labels",
+)
 # Named formats of string columns (a custom regular expression goes in `pattern`).
 STRING_FORMATS = ("email", "phone", "url", "country_code", "currency_code", "iso8601")
 # versioned: a later file may carry a newer version of a record (same key); immutable: a key seen
@@ -106,7 +130,9 @@ def load_contract(path: str | Path) -> Contract:
     except yaml.YAMLError as error:
         raise ContractError(f"{path}: not valid YAML ({error}). Fix the syntax.") from error
     if not isinstance(data, dict):
-        raise ContractError(f"{path}: expected a mapping with keys {', '.join(TABLE_KEYS)}; found {type(data).__name__}.")
+        raise ContractError(
+            f"{path}: expected a mapping with keys {', '.join(TABLE_KEYS)}; found {type(data).__name__}."
+        )
     table_nodes = _key_nodes(root)
     for key in data:
         if key not in TABLE_KEYS:
@@ -128,7 +154,9 @@ def load_contract(path: str | Path) -> Contract:
         node = column_nodes.get(name)
         where = f"column {name!r}"
         if not isinstance(spec, dict):
-            raise ContractError(f"{path}{_line_of(node)}: {where} must be a mapping like {{type: string}}; found {spec!r}.")
+            raise ContractError(
+                f"{path}{_line_of(node)}: {where} must be a mapping like {{type: string}}; found {spec!r}."
+            )
         for key in spec:
             if key not in COLUMN_KEYS:
                 raise ContractError(
@@ -156,16 +184,22 @@ def load_contract(path: str | Path) -> Contract:
             try:
                 re.compile(spec["pattern"])
             except re.error as error:
-                raise ContractError(f"{path}{_line_of(node)}: {where} pattern {spec['pattern']!r} is not a valid "
-                                    f"regular expression ({error}).") from error
+                raise ContractError(
+                    f"{path}{_line_of(node)}: {where} pattern {spec['pattern']!r} is not a valid "
+                    f"regular expression ({error})."
+                ) from error
         for bound in ("min", "max"):
-            if bound in spec and (spec["type"] not in ("integer", "decimal", "float")
-                                  or not isinstance(spec[bound], (int, float))):
-                raise ContractError(f"{path}{_line_of(node)}: {where} {bound} must be a number on a numeric column; "
-                                    f"found {spec[bound]!r} on type {spec['type']!r}.")
+            if bound in spec and (
+                spec["type"] not in ("integer", "decimal", "float") or not isinstance(spec[bound], (int, float))
+            ):
+                raise ContractError(
+                    f"{path}{_line_of(node)}: {where} {bound} must be a number on a numeric column; "
+                    f"found {spec[bound]!r} on type {spec['type']!r}."
+                )
         if "max_length" in spec and (not isinstance(spec["max_length"], int) or spec["max_length"] < 1):
-            raise ContractError(f"{path}{_line_of(node)}: {where} max_length must be a positive integer; "
-                                f"found {spec['max_length']!r}.")
+            raise ContractError(
+                f"{path}{_line_of(node)}: {where} max_length must be a positive integer; found {spec['max_length']!r}."
+            )
         allowed = spec.get("allowed_values")
         columns[name] = Column(
             name=name,
@@ -200,11 +234,15 @@ def load_contract(path: str | Path) -> Contract:
     _check_choice(path, "records", records, RECORD_KINDS, table_nodes.get("records"))
     freshness = data.get("freshness") or {}
     if not isinstance(freshness, dict) or set(freshness) - set(FRESHNESS_KEYS):
-        raise ContractError(f"{path}{_line_of(table_nodes.get('freshness'))}: freshness takes "
-                            f"{', '.join(FRESHNESS_KEYS)}; found {freshness!r}.")
+        raise ContractError(
+            f"{path}{_line_of(table_nodes.get('freshness'))}: freshness takes "
+            f"{', '.join(FRESHNESS_KEYS)}; found {freshness!r}."
+        )
     if freshness and event_time is None:
-        raise ContractError(f"{path}{_line_of(table_nodes.get('freshness'))}: freshness needs an event_time column "
-                            "to measure age against. Add event_time.")
+        raise ContractError(
+            f"{path}{_line_of(table_nodes.get('freshness'))}: freshness needs an event_time column "
+            "to measure age against. Add event_time."
+        )
     return Contract(
         source=str(data["source"]),
         table=str(data["table"]),

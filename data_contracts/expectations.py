@@ -4,6 +4,7 @@ decide row by row; GX judges the batch, each expectation allowed the contract's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -12,13 +13,12 @@ from pathlib import Path
 import polars as pl
 
 from data_contracts.contract import Contract
-from data_contracts.formats import CURRENCY_CODES, COUNTRY_CODES, EMAIL, ISO8601, PHONE_CHARACTERS, URL
+from data_contracts.formats import COUNTRY_CODES, CURRENCY_CODES, EMAIL, ISO8601, PHONE_CHARACTERS, URL
 from data_contracts.validate import _parse
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from GX
 
-FORMAT_REGEX = {"email": EMAIL, "phone": PHONE_CHARACTERS, "url": URL,
-                "iso8601": ISO8601}
+FORMAT_REGEX = {"email": EMAIL, "phone": PHONE_CHARACTERS, "url": URL, "iso8601": ISO8601}
 
 
 @dataclass(frozen=True)
@@ -46,39 +46,58 @@ def expectation_suite(contract: Contract):
 
     mostly = max(0.0, 1.0 - contract.max_reject_rate)
     suite = gx.ExpectationSuite(name=f"contract__{contract.name}")
-    suite.add_expectation(gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(contract.columns),
-                                                                        exact_match=False))
+    suite.add_expectation(
+        gx.expectations.ExpectTableColumnsToMatchSet(column_set=list(contract.columns), exact_match=False)
+    )
     for column in contract.columns.values():
         name = column.name
         if column.required:
             suite.add_expectation(gx.expectations.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
         if column.allowed_values is not None:
-            suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInSet(
-                column=name, value_set=list(column.allowed_values), mostly=mostly))
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValuesToBeInSet(
+                    column=name, value_set=list(column.allowed_values), mostly=mostly
+                )
+            )
         if column.type == "string" and column.format in FORMAT_REGEX:
-            suite.add_expectation(gx.expectations.ExpectColumnValuesToMatchRegex(
-                column=name, regex=FORMAT_REGEX[column.format], mostly=mostly))
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValuesToMatchRegex(
+                    column=name, regex=FORMAT_REGEX[column.format], mostly=mostly
+                )
+            )
         if column.type == "string" and column.format in ("country_code", "currency_code"):
             codes = COUNTRY_CODES if column.format == "country_code" else CURRENCY_CODES
-            suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInSet(
-                column=name, value_set=sorted(codes), mostly=mostly))
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValuesToBeInSet(column=name, value_set=sorted(codes), mostly=mostly)
+            )
         if column.pattern:
-            suite.add_expectation(gx.expectations.ExpectColumnValuesToMatchRegex(
-                column=name, regex=f"^(?:{column.pattern})$", mostly=mostly))
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValuesToMatchRegex(
+                    column=name, regex=f"^(?:{column.pattern})$", mostly=mostly
+                )
+            )
         if column.min is not None or column.max is not None:
-            suite.add_expectation(gx.expectations.ExpectColumnValuesToBeBetween(
-                column=name, min_value=column.min, max_value=column.max, mostly=mostly))
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=column.min, max_value=column.max, mostly=mostly
+                )
+            )
         if column.max_length is not None:
-            suite.add_expectation(gx.expectations.ExpectColumnValueLengthsToBeBetween(
-                column=name, max_value=column.max_length, mostly=mostly))
+            suite.add_expectation(
+                gx.expectations.ExpectColumnValueLengthsToBeBetween(
+                    column=name, max_value=column.max_length, mostly=mostly
+                )
+            )
         if column.unique:
             suite.add_expectation(gx.expectations.ExpectColumnValuesToBeUnique(column=name, mostly=mostly))
     if len(contract.primary_key) == 1:
-        suite.add_expectation(gx.expectations.ExpectColumnValuesToBeUnique(column=contract.primary_key[0],
-                                                                           mostly=mostly))
+        suite.add_expectation(
+            gx.expectations.ExpectColumnValuesToBeUnique(column=contract.primary_key[0], mostly=mostly)
+        )
     else:
-        suite.add_expectation(gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=list(contract.primary_key),
-                                                                              mostly=mostly))
+        suite.add_expectation(
+            gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=list(contract.primary_key), mostly=mostly)
+        )
     return suite
 
 
@@ -106,8 +125,9 @@ def batch_frame(rows: pl.DataFrame, contract: Contract):
             columns.append(_parse(column).cast(pl.String).alias(column.name))
         else:
             columns.append(text.alias(column.name))
-    trimmed = rows.with_columns([pl.col(c).str.strip_chars().replace("", None) for c in contract.columns
-                                 if c in rows.columns])
+    trimmed = rows.with_columns(
+        [pl.col(c).str.strip_chars().replace("", None) for c in contract.columns if c in rows.columns]
+    )
     return trimmed.select(columns).to_pandas()
 
 
@@ -150,10 +170,8 @@ def build_data_docs(contracts: dict[str, Contract], target_dir: Path) -> Path:
     context = gx.get_context(mode="file", project_root_dir=str(target_dir))
     for contract in contracts.values():
         suite = expectation_suite(contract)
-        try:
+        with contextlib.suppress(Exception):
             context.suites.delete(suite.name)
-        except Exception:
-            pass
         context.suites.add(suite)
     context.build_data_docs()
     index = next(target_dir.rglob("data_docs/local_site/index.html"))
@@ -167,4 +185,3 @@ def describe(outcome: SuiteOutcome) -> str:
         f"{o.expectation}({o.column or 'table'}): {o.unexpected_count} of {o.element_count} unexpected"
         for o in outcome.failed
     )
-

@@ -32,24 +32,55 @@ DUCKDB_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMP",
 }
-RAW_METADATA = {"_load_id": "VARCHAR", "_source_file": "VARCHAR", "_row_number": "BIGINT", "_loaded_at": "TIMESTAMP",
-                "_extra": "VARCHAR"}
-QUARANTINE_METADATA = {
-    "_rule": "VARCHAR", "_column": "VARCHAR", "_value": "VARCHAR", "_errors": "VARCHAR", "_raw_line": "VARCHAR",
+RAW_METADATA = {
+    "_load_id": "VARCHAR",
+    "_source_file": "VARCHAR",
+    "_row_number": "BIGINT",
+    "_loaded_at": "TIMESTAMP",
     "_extra": "VARCHAR",
-    "_source_file": "VARCHAR", "_row_number": "BIGINT", "_load_id": "VARCHAR", "_quarantined_at": "TIMESTAMP",
+}
+QUARANTINE_METADATA = {
+    "_rule": "VARCHAR",
+    "_column": "VARCHAR",
+    "_value": "VARCHAR",
+    "_errors": "VARCHAR",
+    "_raw_line": "VARCHAR",
+    "_extra": "VARCHAR",
+    "_source_file": "VARCHAR",
+    "_row_number": "BIGINT",
+    "_load_id": "VARCHAR",
+    "_quarantined_at": "TIMESTAMP",
 }
 EXPECTATION_RESULTS = {
-    "load_id": "VARCHAR", "source": "VARCHAR", "table_name": "VARCHAR", "file_path": "VARCHAR",
-    "expectation": "VARCHAR", "column_name": "VARCHAR", "success": "BOOLEAN", "element_count": "BIGINT",
-    "unexpected_count": "BIGINT", "checked_at": "TIMESTAMP",
+    "load_id": "VARCHAR",
+    "source": "VARCHAR",
+    "table_name": "VARCHAR",
+    "file_path": "VARCHAR",
+    "expectation": "VARCHAR",
+    "column_name": "VARCHAR",
+    "success": "BOOLEAN",
+    "element_count": "BIGINT",
+    "unexpected_count": "BIGINT",
+    "checked_at": "TIMESTAMP",
 }
 REJECTED_DIR = "_rejected"
 LOADS_LEDGER = {
-    "load_id": "VARCHAR", "source": "VARCHAR", "table_name": "VARCHAR", "file_path": "VARCHAR", "file_hash": "VARCHAR",
-    "file_format": "VARCHAR", "rows_read": "BIGINT", "rows_accepted": "BIGINT", "rows_quarantined": "BIGINT",
-    "status": "VARCHAR", "error": "VARCHAR", "extra_columns": "VARCHAR", "moved_to": "VARCHAR", "started_at": "TIMESTAMP",
-    "finished_at": "TIMESTAMP", "rows_suppressed": "BIGINT",
+    "load_id": "VARCHAR",
+    "source": "VARCHAR",
+    "table_name": "VARCHAR",
+    "file_path": "VARCHAR",
+    "file_hash": "VARCHAR",
+    "file_format": "VARCHAR",
+    "rows_read": "BIGINT",
+    "rows_accepted": "BIGINT",
+    "rows_quarantined": "BIGINT",
+    "status": "VARCHAR",
+    "error": "VARCHAR",
+    "extra_columns": "VARCHAR",
+    "moved_to": "VARCHAR",
+    "started_at": "TIMESTAMP",
+    "finished_at": "TIMESTAMP",
+    "rows_suppressed": "BIGINT",
 }
 # Erased people (privacy erasure) stay out: rows carrying one of their identifiers or record keys are
 # not loaded again, and are counted as suppressed (rows read = accepted + quarantined + suppressed).
@@ -100,12 +131,19 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     con.execute(f"create table if not exists audit.loads ({_columns_ddl(LOADS_LEDGER)})")
     con.execute(f"create table if not exists audit.expectation_results ({_columns_ddl(EXPECTATION_RESULTS)})")
     # Tables created by an older version gain the columns added since (schema evolution of our own tables).
-    for table, columns in ((f"raw.{contract.name}", RAW_METADATA), (f"quarantine.{contract.name}", QUARANTINE_METADATA),
-                           ("audit.loads", LOADS_LEDGER)):
+    for table, columns in (
+        (f"raw.{contract.name}", RAW_METADATA),
+        (f"quarantine.{contract.name}", QUARANTINE_METADATA),
+        ("audit.loads", LOADS_LEDGER),
+    ):
         schema, name = table.split(".")
-        existing = {row[0] for row in con.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-            [schema, name]).fetchall()}
+        existing = {
+            row[0]
+            for row in con.execute(
+                "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                [schema, name],
+            ).fetchall()
+        }
         for column, sql_type in columns.items():
             if column not in existing:
                 con.execute(f'alter table {table} add column "{column}" {sql_type}')
@@ -127,10 +165,13 @@ def _landing_files(contract: Contract, landing_dir: Path) -> list[Path]:
 
 
 def _already_loaded(con: duckdb.DuckDBPyConnection, contract: Contract, file_hash: str) -> bool:
-    return con.execute(
-        "select count(*) from audit.loads where source = ? and table_name = ? and file_hash = ? and status = 'loaded'",
-        [contract.source, contract.table, file_hash],
-    ).fetchone()[0] > 0
+    return (
+        con.execute(
+            "select count(*) from audit.loads where source = ? and table_name = ? and file_hash = ? and status = 'loaded'",
+            [contract.source, contract.table, file_hash],
+        ).fetchone()[0]
+        > 0
+    )
 
 
 def _record_load(con: duckdb.DuckDBPyConnection, values: dict) -> None:
@@ -168,24 +209,36 @@ def _keys_loaded_before(con: duckdb.DuckDBPyConnection, contract: Contract, acce
         return pl.repeat(False, accepted.height, eager=True)
     con.register("incoming_keys", accepted.select(key).with_row_index("_position").to_arrow())
     try:
-        matched = {p for (p,) in con.execute(
-            f"select _position from incoming_keys semi join raw.{contract.name} using ({', '.join(key)})").fetchall()}
+        matched = {
+            p
+            for (p,) in con.execute(
+                f"select _position from incoming_keys semi join raw.{contract.name} using ({', '.join(key)})"
+            ).fetchall()
+        }
     finally:
         con.unregister("incoming_keys")
     return pl.int_range(0, accepted.height, dtype=pl.UInt32, eager=True).is_in(list(matched))
 
 
 def _erased_hashes_exist(con: duckdb.DuckDBPyConnection) -> bool:
-    return con.execute("select count(*) from information_schema.tables where table_schema = 'governance' "
-                       "and table_name = 'suppressed_identifiers'").fetchone()[0] > 0 and con.execute(
-        f"select count(*) from {SUPPRESSION_TABLE} where reason = 'erasure'").fetchone()[0] > 0
+    return (
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'governance' "
+            "and table_name = 'suppressed_identifiers'"
+        ).fetchone()[0]
+        > 0
+        and con.execute(f"select count(*) from {SUPPRESSION_TABLE} where reason = 'erasure'").fetchone()[0] > 0
+    )
 
 
 def suppression_columns(contract: Contract) -> list[str]:
     """Columns whose values may identify a person or one of their records: personal data (pii not
     none), the primary key, and keys of other records (names ending in _id)."""
-    return [name for name, column in contract.columns.items()
-            if column.type == "string" and (column.pii != "none" or name in contract.primary_key or name.endswith("_id"))]
+    return [
+        name
+        for name, column in contract.columns.items()
+        if column.type == "string" and (column.pii != "none" or name in contract.primary_key or name.endswith("_id"))
+    ]
 
 
 def _suppressed_mask(con: duckdb.DuckDBPyConnection, contract: Contract, frame: pl.DataFrame) -> pl.Series:
@@ -193,13 +246,19 @@ def _suppressed_mask(con: duckdb.DuckDBPyConnection, contract: Contract, frame: 
     columns = [c for c in suppression_columns(contract) if c in frame.columns]
     if frame.height == 0 or not columns:
         return pl.repeat(False, frame.height, eager=True)
-    con.register("incoming_suppression", frame.select([pl.col(c).cast(pl.String) for c in columns])
-                 .with_row_index("_position").to_arrow())
+    con.register(
+        "incoming_suppression",
+        frame.select([pl.col(c).cast(pl.String) for c in columns]).with_row_index("_position").to_arrow(),
+    )
     try:
         listed = f"(select identifier_sha256 from {SUPPRESSION_TABLE} where reason = 'erasure')"
-        matched = {p for (p,) in con.execute(
-            "select _position from incoming_suppression where "
-            + " or ".join(f'sha256(lower(trim("{c}"))) in {listed}' for c in columns)).fetchall()}
+        matched = {
+            p
+            for (p,) in con.execute(
+                "select _position from incoming_suppression where "
+                + " or ".join(f'sha256(lower(trim("{c}"))) in {listed}' for c in columns)
+            ).fetchall()
+        }
     finally:
         con.unregister("incoming_suppression")
     return pl.int_range(0, frame.height, dtype=pl.UInt32, eager=True).is_in(list(matched))
@@ -209,21 +268,42 @@ def _suppressed_lines(con: duckdb.DuckDBPyConnection, lines: list[str]) -> list[
     """Malformed lines have no fields: a line is suppressed when one of its tokens is listed."""
     if not lines:
         return []
-    token_sets = [{hashlib.sha256(t.lower().encode()).hexdigest() for t in _TOKEN_SEPARATORS.split(line or "") if t}
-                  for line in lines]
-    listed = {h for (h,) in con.execute(
-        f"select identifier_sha256 from {SUPPRESSION_TABLE} where reason = 'erasure' and "
-        "list_contains(?, identifier_sha256)", [sorted(set().union(*token_sets))]).fetchall()}
+    token_sets = [
+        {hashlib.sha256(t.lower().encode()).hexdigest() for t in _TOKEN_SEPARATORS.split(line or "") if t}
+        for line in lines
+    ]
+    listed = {
+        h
+        for (h,) in con.execute(
+            f"select identifier_sha256 from {SUPPRESSION_TABLE} where reason = 'erasure' and "
+            "list_contains(?, identifier_sha256)",
+            [sorted(set().union(*token_sets))],
+        ).fetchall()
+    }
     return [bool(tokens & listed) for tokens in token_sets]
 
 
-def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, landing_dir: Path, load_id: str,
-              report: TableLoadReport, run_expectations: bool = False) -> None:
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    contract: Contract,
+    path: Path,
+    landing_dir: Path,
+    load_id: str,
+    report: TableLoadReport,
+    run_expectations: bool = False,
+) -> None:
     relative_path = path.relative_to(landing_dir).as_posix()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     file_hash = _sha256(path)
-    ledger = {"load_id": load_id, "source": contract.source, "table_name": contract.table, "file_path": relative_path,
-              "file_hash": file_hash, "file_format": file_format(path), "started_at": started}
+    ledger = {
+        "load_id": load_id,
+        "source": contract.source,
+        "table_name": contract.table,
+        "file_path": relative_path,
+        "file_hash": file_hash,
+        "file_format": file_format(path),
+        "started_at": started,
+    }
     if _already_loaded(con, contract, file_hash):
         report.files_skipped += 1
         return
@@ -238,9 +318,19 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
         )
         moved_to = _move_aside(path, landing_dir)
         error += f" It was moved to {moved_to}."
-        _record_load(con, {**ledger, "status": "failed", "error": error, "rows_read": 0, "rows_accepted": 0,
-                           "rows_quarantined": 0, "moved_to": str(moved_to),
-                           "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+        _record_load(
+            con,
+            {
+                **ledger,
+                "status": "failed",
+                "error": error,
+                "rows_read": 0,
+                "rows_accepted": 0,
+                "rows_quarantined": 0,
+                "moved_to": str(moved_to),
+                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            },
+        )
         report.files_failed += 1
         report.files_moved_aside.append(str(moved_to))
         report.errors.append(error)
@@ -257,8 +347,10 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
     if _erased_hashes_exist(con):
         keep_accepted = ~_suppressed_mask(con, contract, accepted_rows)
         keep_rejected = ~_suppressed_mask(con, contract, rejected_rows)
-        keep_malformed = pl.Series([not hit for hit in _suppressed_lines(
-            con, [line for _, line, _ in malformed_rows.iter_rows()])], dtype=pl.Boolean)
+        keep_malformed = pl.Series(
+            [not hit for hit in _suppressed_lines(con, [line for _, line, _ in malformed_rows.iter_rows()])],
+            dtype=pl.Boolean,
+        )
         suppressed = int((~keep_accepted).sum() + (~keep_rejected).sum() + (~keep_malformed).sum())
         accepted_rows, rejected_rows = accepted_rows.filter(keep_accepted), rejected_rows.filter(keep_rejected)
         if malformed_rows.height:
@@ -269,31 +361,60 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
             again = accepted_rows.filter(seen)
             accepted_rows = accepted_rows.filter(~seen)
             key = list(contract.primary_key)
-            rejected_rows = pl.concat([rejected_rows, again.select(
-                [pl.col(c).cast(pl.String) for c in contract.columns] + [pl.col(ROW_NUMBER)]
-                + ([pl.col("_extra")] if "_extra" in again.columns else [])
-            ).with_columns(
-                pl.lit("duplicate_primary_key").alias("_rule"), pl.lit(",".join(key)).alias("_column"),
-                pl.concat_str([pl.col(k).cast(pl.String) for k in key], separator=",").alias("_value"),
-            ).with_columns(pl.format('[{{"rule": "duplicate_primary_key", "column": "{}", "value": "{}", '
-                                     '"note": "loaded before from another file"}}]',
-                                     pl.col("_column"), pl.col("_value")).alias("_errors"))],
-                how="diagonal_relaxed")
+            rejected_rows = pl.concat(
+                [
+                    rejected_rows,
+                    again.select(
+                        [pl.col(c).cast(pl.String) for c in contract.columns]
+                        + [pl.col(ROW_NUMBER)]
+                        + ([pl.col("_extra")] if "_extra" in again.columns else [])
+                    )
+                    .with_columns(
+                        pl.lit("duplicate_primary_key").alias("_rule"),
+                        pl.lit(",".join(key)).alias("_column"),
+                        pl.concat_str([pl.col(k).cast(pl.String) for k in key], separator=",").alias("_value"),
+                    )
+                    .with_columns(
+                        pl.format(
+                            '[{{"rule": "duplicate_primary_key", "column": "{}", "value": "{}", '
+                            '"note": "loaded before from another file"}}]',
+                            pl.col("_column"),
+                            pl.col("_value"),
+                        ).alias("_errors")
+                    ),
+                ],
+                how="diagonal_relaxed",
+            )
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     accepted = accepted_rows.with_columns(
-        pl.lit(load_id).alias("_load_id"), pl.lit(relative_path).alias("_source_file"), pl.lit(now).alias("_loaded_at"),
+        pl.lit(load_id).alias("_load_id"),
+        pl.lit(relative_path).alias("_source_file"),
+        pl.lit(now).alias("_loaded_at"),
     )
     malformed = pl.DataFrame(
         [
-            {ROW_NUMBER: number, "_raw_line": raw_line, "_rule": "malformed_line", "_column": None, "_value": error,
-             "_errors": json.dumps([{"rule": "malformed_line", "column": None, "value": error}])}
+            {
+                ROW_NUMBER: number,
+                "_raw_line": raw_line,
+                "_rule": "malformed_line",
+                "_column": None,
+                "_value": error,
+                "_errors": json.dumps([{"rule": "malformed_line", "column": None, "value": error}]),
+            }
             for number, raw_line, error in malformed_rows.iter_rows()
         ],
-        schema={ROW_NUMBER: pl.Int64, "_raw_line": pl.String, "_rule": pl.String, "_column": pl.String,
-                "_value": pl.String, "_errors": pl.String},
+        schema={
+            ROW_NUMBER: pl.Int64,
+            "_raw_line": pl.String,
+            "_rule": pl.String,
+            "_column": pl.String,
+            "_value": pl.String,
+            "_errors": pl.String,
+        },
     )
     quarantined = pl.concat([rejected_rows, malformed], how="diagonal_relaxed").with_columns(
-        pl.lit(load_id).alias("_load_id"), pl.lit(relative_path).alias("_source_file"),
+        pl.lit(load_id).alias("_load_id"),
+        pl.lit(relative_path).alias("_source_file"),
         pl.lit(now).alias("_quarantined_at"),
     )
     for name in quarantine_columns(contract):
@@ -322,15 +443,38 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
     try:
         _insert(con, f"raw.{contract.name}", accepted, raw_columns(contract))
         _insert(con, f"quarantine.{contract.name}", quarantined, quarantine_columns(contract))
-        _record_load(con, {**ledger, "status": "loaded", "rows_read": rows_read, "rows_accepted": accepted.height,
-                           "rows_quarantined": quarantined.height, "rows_suppressed": suppressed,
-                           "extra_columns": ",".join(extra) or None,
-                           "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+        _record_load(
+            con,
+            {
+                **ledger,
+                "status": "loaded",
+                "rows_read": rows_read,
+                "rows_accepted": accepted.height,
+                "rows_quarantined": quarantined.height,
+                "rows_suppressed": suppressed,
+                "extra_columns": ",".join(extra) or None,
+                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            },
+        )
         if suite is not None:
             con.executemany(
                 f"insert into audit.expectation_results values ({', '.join('?' * len(EXPECTATION_RESULTS))})",
-                [[load_id, contract.source, contract.table, relative_path, o.expectation, o.column, o.success,
-                  o.element_count, o.unexpected_count, now] for o in suite.outcomes])
+                [
+                    [
+                        load_id,
+                        contract.source,
+                        contract.table,
+                        relative_path,
+                        o.expectation,
+                        o.column,
+                        o.success,
+                        o.element_count,
+                        o.unexpected_count,
+                        now,
+                    ]
+                    for o in suite.outcomes
+                ],
+            )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -344,8 +488,9 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, la
     report.extra_columns.update(extra)
 
 
-def load_table(con: duckdb.DuckDBPyConnection, contract: Contract, landing_dir: Path, load_id: str,
-               run_expectations: bool = False) -> TableLoadReport:
+def load_table(
+    con: duckdb.DuckDBPyConnection, contract: Contract, landing_dir: Path, load_id: str, run_expectations: bool = False
+) -> TableLoadReport:
     """Load every landing file of the contract's table that was not loaded before; with
     `run_expectations`, each file is also validated with the contract's Great Expectations suite."""
     ensure_tables(con, contract)
@@ -363,7 +508,7 @@ def replay_quarantine(con: duckdb.DuckDBPyConnection, contract: Contract, load_i
     ensure_tables(con, contract)
     names = list(contract.columns)
     held = con.execute(
-        f"""select {', '.join(f'"{n}"' for n in names)}, _row_number, _source_file, _extra, _load_id as _original_load
+        f"""select {", ".join(f'"{n}"' for n in names)}, _row_number, _source_file, _extra, _load_id as _original_load
                    , _rule as _original_rule
             from quarantine.{contract.name} where _rule <> 'malformed_line'"""
     ).pl()
@@ -377,15 +522,28 @@ def replay_quarantine(con: duckdb.DuckDBPyConnection, contract: Contract, load_i
     # was quarantined as a duplicate copy in the first place.
     seen = _keys_loaded_before(con, contract, result.accepted)
     was_duplicate = passed_positions.is_in(
-        held.filter(pl.col("_original_rule") == "duplicate_primary_key")["_position"].to_list())
+        held.filter(pl.col("_original_rule") == "duplicate_primary_key")["_position"].to_list()
+    )
     blocked = seen if contract.records == "immutable" else (seen & was_duplicate)
     passed_positions = passed_positions.filter(~blocked)
     moved = held.filter(pl.col("_position").is_in(passed_positions.to_list()))
-    accepted = result.accepted.filter(pl.col(ROW_NUMBER).is_in(passed_positions.to_list())).join(
-        moved.select(pl.col("_position").alias(ROW_NUMBER), "_source_file", pl.col("_row_number").alias("_file_row"),
-                     "_extra"), on=ROW_NUMBER
-    ).drop(ROW_NUMBER).rename({"_file_row": "_row_number"}).with_columns(
-        pl.lit(load_id).alias("_load_id"), pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).alias("_loaded_at"))
+    accepted = (
+        result.accepted.filter(pl.col(ROW_NUMBER).is_in(passed_positions.to_list()))
+        .join(
+            moved.select(
+                pl.col("_position").alias(ROW_NUMBER),
+                "_source_file",
+                pl.col("_row_number").alias("_file_row"),
+                "_extra",
+            ),
+            on=ROW_NUMBER,
+        )
+        .drop(ROW_NUMBER)
+        .rename({"_file_row": "_row_number"})
+        .with_columns(
+            pl.lit(load_id).alias("_load_id"), pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).alias("_loaded_at")
+        )
+    )
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     con.execute("begin transaction")
     try:
@@ -394,11 +552,23 @@ def replay_quarantine(con: duckdb.DuckDBPyConnection, contract: Contract, load_i
         con.execute(f"""delete from quarantine.{contract.name} as q using replayed_rows as r
                         where q._source_file = r._source_file and q._row_number = r._row_number""")
         con.unregister("replayed_rows")
-        _record_load(con, {"load_id": load_id, "source": contract.source, "table_name": contract.table,
-                           "file_path": f"quarantine.{contract.name}", "file_hash": None, "file_format": "replay",
-                           "rows_read": held.height, "rows_accepted": accepted.height,
-                           "rows_quarantined": held.height - accepted.height, "status": "replayed",
-                           "started_at": started, "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+        _record_load(
+            con,
+            {
+                "load_id": load_id,
+                "source": contract.source,
+                "table_name": contract.table,
+                "file_path": f"quarantine.{contract.name}",
+                "file_hash": None,
+                "file_format": "replay",
+                "rows_read": held.height,
+                "rows_accepted": accepted.height,
+                "rows_quarantined": held.height - accepted.height,
+                "status": "replayed",
+                "started_at": started,
+                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            },
+        )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
@@ -415,6 +585,9 @@ def freshness(con: duckdb.DuckDBPyConnection, contract: Contract, now: dt.dateti
     newest = con.execute(f'select max("{contract.event_time}") from raw.{contract.name}').fetchone()[0]
     if contract.max_age_hours is None:
         return newest, True
-    newest_instant = newest if isinstance(newest, dt.datetime) else (
-        dt.datetime.combine(newest, dt.time()) if newest is not None else None)
+    newest_instant = (
+        newest
+        if isinstance(newest, dt.datetime)
+        else (dt.datetime.combine(newest, dt.time()) if newest is not None else None)
+    )
     return newest, newest_instant is not None and now - newest_instant <= dt.timedelta(hours=contract.max_age_hours)

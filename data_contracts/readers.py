@@ -47,8 +47,15 @@ def read_csv(path: Path) -> FileRows:
     if raw.strip() and b'"' not in raw and b"\r" not in raw:
         try:
             # Lines read natively (no quoting, so a line is a row); invalid UTF-8 takes the decoding path.
-            lines = pl.read_csv(raw, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
-                                infer_schema=False, raise_if_empty=False)["line"].fill_null("")
+            lines = pl.read_csv(
+                raw,
+                has_header=False,
+                separator="\x1f",
+                quote_char=None,
+                new_columns=["line"],
+                infer_schema=False,
+                raise_if_empty=False,
+            )["line"].fill_null("")
         except (pl.exceptions.ComputeError, UnicodeDecodeError):
             lines = None
         if lines is not None and lines.str.count_matches("\x1f", literal=True).sum() == 0:
@@ -70,18 +77,27 @@ def _read_unquoted_lines(lines: pl.Series) -> FileRows:
         return FileRows(pl.DataFrame(schema={ROW_NUMBER: pl.Int64}), _malformed_frame([]), [])
     header = [name.strip().lstrip("\ufeff") for name in lines[0].split(",")]
     width = len(header)
-    body = pl.DataFrame({"line": lines}).with_row_index(ROW_NUMBER, offset=1).slice(1).filter(
-        pl.col("line").str.len_chars() > 0).with_columns(
-        (pl.col("line").str.count_matches(",", literal=True) + 1).alias("_fields"), pl.col(ROW_NUMBER).cast(pl.Int64))
+    body = (
+        pl.DataFrame({"line": lines})
+        .with_row_index(ROW_NUMBER, offset=1)
+        .slice(1)
+        .filter(pl.col("line").str.len_chars() > 0)
+        .with_columns(
+            (pl.col("line").str.count_matches(",", literal=True) + 1).alias("_fields"),
+            pl.col(ROW_NUMBER).cast(pl.Int64),
+        )
+    )
     good = body.filter(pl.col("_fields") == width)
     bad = body.filter(pl.col("_fields") != width)
     frame = good.select(
         pl.col("line").str.split_exact(",", width - 1).struct.rename_fields(header).alias("_row"), pl.col(ROW_NUMBER)
     ).unnest("_row")
-    malformed = _malformed_frame([
-        (number, line, f"expected {width} fields, found {fields}")
-        for number, line, fields in bad.select(ROW_NUMBER, "line", "_fields").iter_rows()
-    ])
+    malformed = _malformed_frame(
+        [
+            (number, line, f"expected {width} fields, found {fields}")
+            for number, line, fields in bad.select(ROW_NUMBER, "line", "_fields").iter_rows()
+        ]
+    )
     return FileRows(frame, malformed, header)
 
 
@@ -112,7 +128,9 @@ def _read_quoted_csv(text: str) -> FileRows:
         good.append(fields)
         numbers.append(line_number)
     columns = {name: [row[i] for row in good] for i, name in enumerate(header)}
-    frame = pl.DataFrame({**columns, ROW_NUMBER: numbers}, schema={**{n: pl.String for n in header}, ROW_NUMBER: pl.Int64})
+    frame = pl.DataFrame(
+        {**columns, ROW_NUMBER: numbers}, schema={**{n: pl.String for n in header}, ROW_NUMBER: pl.Int64}
+    )
     return FileRows(frame, _malformed_frame(malformed), header)
 
 
@@ -126,11 +144,15 @@ def read_jsonl(path: Path) -> FileRows:
             frame = pl.read_ndjson(io.StringIO(text), infer_schema_length=None)
         except Exception:  # a malformed line: the line-by-line path finds and keeps it
             frame = None
-        if frame is not None and frame.height == len(lines) and all(
-                dtype.is_numeric() or dtype in (pl.String, pl.Null, pl.Boolean) for dtype in frame.dtypes):
+        if (
+            frame is not None
+            and frame.height == len(lines)
+            and all(dtype.is_numeric() or dtype in (pl.String, pl.Null, pl.Boolean) for dtype in frame.dtypes)
+        ):
             header = frame.columns
-            frame = frame.select([_json_text(pl.col(name), frame.schema[name]).alias(name) for name in header]
-                                 ).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER))
+            frame = frame.select(
+                [_json_text(pl.col(name), frame.schema[name]).alias(name) for name in header]
+            ).with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER))
             return FileRows(frame, _malformed_frame([]), header)
     return _read_jsonl_lines(text)
 
@@ -157,21 +179,27 @@ def _read_jsonl_lines(text: str) -> FileRows:
         except ValueError as error:
             malformed.append((line_number, line, f"not a JSON object: {error}"))
             continue
-        records.append({k: None if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in record.items()})
+        records.append(
+            {k: None if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in record.items()}
+        )
         numbers.append(line_number)
         names.update(dict.fromkeys(record))
     header = list(names)
     columns = {name: [r.get(name) for r in records] for name in header}
-    frame = pl.DataFrame({**columns, ROW_NUMBER: numbers}, schema={**{n: pl.String for n in header}, ROW_NUMBER: pl.Int64})
+    frame = pl.DataFrame(
+        {**columns, ROW_NUMBER: numbers}, schema={**{n: pl.String for n in header}, ROW_NUMBER: pl.Int64}
+    )
     return FileRows(frame, _malformed_frame(malformed), header)
 
 
 def read_parquet(path: Path) -> FileRows:
     frame = pl.read_parquet(path)
     header = frame.columns
-    frame = frame.select(
-        [pl.col(name).cast(pl.String) for name in header]
-    ).with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    frame = (
+        frame.select([pl.col(name).cast(pl.String) for name in header])
+        .with_row_index(ROW_NUMBER, offset=1)
+        .with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    )
     return FileRows(frame, _malformed_frame([]), header)
 
 

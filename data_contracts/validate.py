@@ -63,7 +63,8 @@ def _parse(column: Column) -> pl.Expr:
         iso = text.str.replace(" ", "T", literal=True, n=1).str.replace("Z", "+00:00", literal=True, n=1)
         with_offset = (
             iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us")
-            .dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+            .dt.convert_time_zone("UTC")
+            .dt.replace_time_zone(None)
         )
         naive = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
         date_only = iso.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
@@ -82,8 +83,10 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
     missing = [c.name for c in columns if c.name not in rows.columns]
     # Optional columns absent from the file are null; required ones are caught by the loader first.
     # One lazy plan, collected once: polars runs the checks in parallel and shares the parsing.
-    text = rows.lazy().with_columns([pl.lit(None, pl.String).alias(name) for name in missing]).with_columns(
-        [pl.col(c.name).str.strip_chars().replace("", None).alias(c.name) for c in columns]
+    text = (
+        rows.lazy()
+        .with_columns([pl.lit(None, pl.String).alias(name) for name in missing])
+        .with_columns([pl.col(c.name).str.strip_chars().replace("", None).alias(c.name) for c in columns])
     )
     parsed = text.with_columns([_parse(c).alias(f"__typed_{c.name}") for c in columns])
 
@@ -92,7 +95,9 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
     typed = {c.name: pl.col(f"__typed_{c.name}") for c in columns}
     failures: list[tuple[str, str, pl.Expr]] = []  # (rule, column, failing-row predicate)
     for c in columns:
-        failures.append(("invalid_encoding", c.name, present[c.name] & pl.col(c.name).str.contains("\ufffd", literal=True)))
+        failures.append(
+            ("invalid_encoding", c.name, present[c.name] & pl.col(c.name).str.contains("\ufffd", literal=True))
+        )
     for c in columns:
         if c.required:
             failures.append(("missing_required", c.name, pl.col(c.name).is_null()))
@@ -104,12 +109,14 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
             failures.append(("invalid_format", c.name, present[c.name] & ~matches_format(pl.col(c.name), c.format)))
     for c in columns:
         if c.pattern:
-            failures.append(("pattern_mismatch", c.name,
-                             present[c.name] & ~pl.col(c.name).str.contains(f"^(?:{c.pattern})$")))
+            failures.append(
+                ("pattern_mismatch", c.name, present[c.name] & ~pl.col(c.name).str.contains(f"^(?:{c.pattern})$"))
+            )
     for c in columns:
         if c.allowed_values is not None:
-            failures.append(("not_allowed_value", c.name,
-                             present[c.name] & ~pl.col(c.name).is_in(list(c.allowed_values))))
+            failures.append(
+                ("not_allowed_value", c.name, present[c.name] & ~pl.col(c.name).is_in(list(c.allowed_values)))
+            )
     for c in columns:
         if c.min is not None:
             failures.append(("out_of_range", c.name, typed[c.name].cast(pl.Float64) < c.min))
@@ -119,28 +126,44 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
         if c.max_length is not None:
             failures.append(("too_long", c.name, pl.col(c.name).str.len_chars() > c.max_length))
     if contract.event_time:
-        failures.append(("future_timestamp", contract.event_time,
-                         typed[contract.event_time].cast(pl.Datetime("us")) > now + dt.timedelta(days=1)))
+        failures.append(
+            (
+                "future_timestamp",
+                contract.event_time,
+                typed[contract.event_time].cast(pl.Datetime("us")) > now + dt.timedelta(days=1),
+            )
+        )
     flags = parsed.with_columns([predicate.alias(f"__fail_{i}") for i, (_, _, predicate) in enumerate(failures)])
     flags = flags.with_columns([pl.col(f"__fail_{i}").fill_null(False) for i in range(len(failures))])
-    any_failure = pl.any_horizontal([pl.col(f"__fail_{i}") for i in range(len(failures))]) if failures else pl.lit(False)
+    any_failure = (
+        pl.any_horizontal([pl.col(f"__fail_{i}") for i in range(len(failures))]) if failures else pl.lit(False)
+    )
     flags = flags.with_columns(any_failure.alias("__failed"))
 
     # Duplicate keys (and values of unique columns) among otherwise valid rows: the first in the file wins.
     key = list(contract.primary_key)
     flags = flags.with_columns(
-        (~pl.col("__failed") & ~(pl.col(key[0]) if len(key) == 1 else pl.struct(key)).is_first_distinct()
-         .over("__failed")).alias("__duplicate")
+        (
+            ~pl.col("__failed")
+            & ~(pl.col(key[0]) if len(key) == 1 else pl.struct(key)).is_first_distinct().over("__failed")
+        ).alias("__duplicate")
     )
     unique_columns = [c.name for c in columns if c.unique and [c.name] != key]
     for name in unique_columns:
         flags = flags.with_columns(
-            (~pl.col("__failed") & ~pl.col("__duplicate") & pl.col(name).is_not_null()
-             & ~pl.col(name).is_first_distinct().over("__failed")).alias(f"__duplicate_{name}"))
+            (
+                ~pl.col("__failed")
+                & ~pl.col("__duplicate")
+                & pl.col(name).is_not_null()
+                & ~pl.col(name).is_first_distinct().over("__failed")
+            ).alias(f"__duplicate_{name}")
+        )
     if unique_columns:
         flags = flags.with_columns(
-            (pl.col("__duplicate") | pl.any_horizontal([pl.col(f"__duplicate_{n}") for n in unique_columns]))
-            .alias("__rejected_duplicate"))
+            (pl.col("__duplicate") | pl.any_horizontal([pl.col(f"__duplicate_{n}") for n in unique_columns])).alias(
+                "__rejected_duplicate"
+            )
+        )
     else:
         flags = flags.with_columns(pl.col("__duplicate").alias("__rejected_duplicate"))
 
@@ -155,7 +178,10 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
 
 
 def _describe_rejections(
-    rejected: pl.DataFrame, columns: list[Column], failures: list[tuple[str, str, pl.Expr]], key: list[str],
+    rejected: pl.DataFrame,
+    columns: list[Column],
+    failures: list[tuple[str, str, pl.Expr]],
+    key: list[str],
     unique_columns: list[str],
 ) -> pl.DataFrame:
     """One row per rejected row: the first failure as _rule/_column/_value, all of them in _errors."""
@@ -168,21 +194,31 @@ def _describe_rejections(
             if row[f"__fail_{i}"]
         ]
         if row["__duplicate"]:
-            errors.append({"rule": "duplicate_primary_key", "column": ",".join(key),
-                           "value": ",".join(str(row[k]) for k in key)})
+            errors.append(
+                {"rule": "duplicate_primary_key", "column": ",".join(key), "value": ",".join(str(row[k]) for k in key)}
+            )
         for name in unique_columns:
             if row[f"__duplicate_{name}"]:
                 errors.append({"rule": "duplicate_value", "column": name, "value": row[name]})
         first = errors[0]
-        records.append({
-            **{name: row[name] for name in names},
-            ROW_NUMBER: row[ROW_NUMBER],
-            "_rule": first["rule"],
-            "_column": first["column"],
-            "_value": first["value"],
-            "_errors": json.dumps(errors),
-            EXTRA: row.get(EXTRA),
-        })
-    schema = {**{name: pl.String for name in names}, ROW_NUMBER: pl.Int64,
-              "_rule": pl.String, "_column": pl.String, "_value": pl.String, "_errors": pl.String, EXTRA: pl.String}
+        records.append(
+            {
+                **{name: row[name] for name in names},
+                ROW_NUMBER: row[ROW_NUMBER],
+                "_rule": first["rule"],
+                "_column": first["column"],
+                "_value": first["value"],
+                "_errors": json.dumps(errors),
+                EXTRA: row.get(EXTRA),
+            }
+        )
+    schema = {
+        **{name: pl.String for name in names},
+        ROW_NUMBER: pl.Int64,
+        "_rule": pl.String,
+        "_column": pl.String,
+        "_value": pl.String,
+        "_errors": pl.String,
+        EXTRA: pl.String,
+    }
     return pl.DataFrame(records, schema=schema)

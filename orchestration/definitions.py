@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from cdp.settings import current_paths, export_paths
 from orchestration.assets.activation import POLICY_CHECKS, SYNC_ASSETS
 from orchestration.assets.predictions import PREDICTION_ASSETS, TRAINED_MODELS
 from orchestration.assets.serving import build_publication_asset, serving_store_freshness_sensor
 from orchestration.assets.sources import SOURCE_LOAD_ASSETS
 from orchestration.assets.transformations import cdp_dbt_models
-from orchestration.dbt_project import dbt_resource
-from orchestration.settings import current_paths, export_paths
-from orchestration.warehouse import WarehouseResource
+from orchestration.dbt import dbt_resource
+from orchestration.resources import WarehouseResource
 
 PIPELINE_JOB_NAME = "cdp_pipeline"
 
@@ -25,7 +25,7 @@ pipeline_job = dg.define_asset_job(
     PIPELINE_JOB_NAME,
     selection=dg.AssetSelection.all(),
     description="Load every source, build every dbt model and test, sync every audience, then publish "
-                "the public tables to the serving store.",
+    "the public tables to the serving store.",
     # One process: DuckDB allows one writer per file, and on 2 cores it is also the fastest.
     executor_def=dg.in_process_executor,
 )

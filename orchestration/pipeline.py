@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from orchestration.settings import current_paths
+from cdp.settings import current_paths
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ def run_pipeline(log_level: str = "WARNING") -> PipelineRun:
     # the serving store, which waits for every asset) did not happen either.
     failed_steps += [
         f"{event.step_key} (skipped: an upstream asset did not materialize)"
-        for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_SKIPPED
+        for event in result.all_events
+        if event.event_type == dg.DagsterEventType.STEP_SKIPPED
     ]
     failed_checks = [
         f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"

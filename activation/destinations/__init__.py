@@ -47,8 +47,9 @@ class Batch:
             return list(self.given_upserts or []), list(self.given_deletes or [])
         columns = self.frame.select(["record_key", "change_kind", "idempotency_key", "row_json"]).to_pydict()
         upserts, deletes = [], []
-        for key, kind, idempotency_key, row in zip(columns["record_key"], columns["change_kind"],
-                                                   columns["idempotency_key"], columns["row_json"], strict=True):
+        for key, kind, idempotency_key, row in zip(
+            columns["record_key"], columns["change_kind"], columns["idempotency_key"], columns["row_json"], strict=True
+        ):
             (deletes if kind == "removed" else upserts).append(RowOperation(key, idempotency_key, row))
         return upserts, deletes
 

@@ -42,20 +42,30 @@ class AdAudienceDestination:
     def from_settings(cls, spec: SyncSpec) -> AdAudienceDestination:
         unhashed = [name for name, item in spec.identifiers.items() if item.hash != "sha256"]
         if unhashed:
-            raise ActivationError(f"sync {spec.name}: an ad_audience destination takes SHA-256 hashed identifiers only; "
-                                  f"{', '.join(unhashed)} has hash: none. Set hash: sha256 in {spec.path}.")
+            raise ActivationError(
+                f"sync {spec.name}: an ad_audience destination takes SHA-256 hashed identifiers only; "
+                f"{', '.join(unhashed)} has hash: none. Set hash: sha256 in {spec.path}."
+            )
         policy = HttpPolicy.from_spec(spec)
         token = spec.secret("token_env")
         client = HttpClient(spec.url(), policy, headers={"Authorization": f"Bearer {token}"})
-        return cls(spec.name, client, f"/v1/audiences/{spec.setting('audience_id')}/users", list(spec.identifiers),
-                   [SCHEMA_NAMES[spec.identifiers[name].type] for name in spec.identifiers], policy)
+        return cls(
+            spec.name,
+            client,
+            f"/v1/audiences/{spec.setting('audience_id')}/users",
+            list(spec.identifiers),
+            [SCHEMA_NAMES[spec.identifiers[name].type] for name in spec.identifiers],
+            policy,
+        )
 
     def _call(self, method: str, operations: list[RowOperation], batch: Batch, result: dict) -> None:
         if not operations:
             return
         rows = [op.row for op in operations]
-        payload = {"payload": {"schema": self.schema, "data": [[row.get(f) for f in self.fields] for row in rows]},
-                   "session": {"session_id": zlib.crc32(batch.run_id.encode()), "batch_seq": batch.number}}
+        payload = {
+            "payload": {"schema": self.schema, "data": [[row.get(f) for f in self.fields] for row in rows]},
+            "session": {"session_id": zlib.crc32(batch.run_id.encode()), "batch_seq": batch.number},
+        }
         outcome = self.client.request(method, self.path, payload)
         result["attempts"] += outcome.attempts
         keys = [op.key for op in operations]
@@ -75,8 +85,12 @@ class AdAudienceDestination:
         # identifiers as last sent.
         self._call("POST", batch.upsert_operations, batch, result)
         self._call("DELETE", batch.delete_operations, batch, result)
-        return BatchResult(failed=result["failed"], rejected=result["rejected"], http_status=result["codes"],
-                           attempts=result["attempts"])
+        return BatchResult(
+            failed=result["failed"],
+            rejected=result["rejected"],
+            http_status=result["codes"],
+            attempts=result["attempts"],
+        )
 
     def close(self) -> None:
         self.client.close()

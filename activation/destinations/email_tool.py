@@ -38,8 +38,10 @@ class EmailToolDestination:
     def from_settings(cls, spec: SyncSpec) -> EmailToolDestination:
         email_field = spec.setting("email_field", "email")
         if email_field not in [*spec.fields, *spec.identifiers]:
-            raise ActivationError(f"sync {spec.name}: email destination field {email_field!r} is not mapped; mapped "
-                                  f"fields are {', '.join([*spec.fields, *spec.identifiers])}. Map it or set email_field.")
+            raise ActivationError(
+                f"sync {spec.name}: email destination field {email_field!r} is not mapped; mapped "
+                f"fields are {', '.join([*spec.fields, *spec.identifiers])}. Map it or set email_field."
+            )
         policy = HttpPolicy.from_spec(spec)
         client = HttpClient(spec.url(), policy, headers={"Authorization": f"Bearer {spec.secret('token_env')}"})
         return cls(spec.name, client, f"/3.0/lists/{spec.setting('list_id')}", email_field, policy)
@@ -53,8 +55,13 @@ class EmailToolDestination:
                 row = op.row
                 email = str(row.get(self.email_field) or "")
                 by_email[email.strip().lower()] = op.key
-                members.append({"email_address": email, "status_if_new": "subscribed",
-                                "merge_fields": {k: v for k, v in row.items() if k != self.email_field}})
+                members.append(
+                    {
+                        "email_address": email,
+                        "status_if_new": "subscribed",
+                        "merge_fields": {k: v for k, v in row.items() if k != self.email_field},
+                    }
+                )
             outcome = self.client.request("POST", self.list_path, {"members": members, "update_existing": True})
             attempts += outcome.attempts
             keys = [op.key for op in batch.upsert_operations]

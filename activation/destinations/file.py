@@ -58,10 +58,16 @@ class FileDestination:
         )
 
     def _frame(self, rows: list[dict], operation: str | None = None) -> pl.DataFrame:
-        frame = pl.DataFrame(rows, schema={name: pl.String for name in self.fields}, strict=False) if rows else \
-            pl.DataFrame(schema={name: pl.String for name in self.fields})
-        return frame.with_columns(pl.lit(operation).alias(OPERATION)).select([OPERATION, *self.fields]) if operation \
+        frame = (
+            pl.DataFrame(rows, schema={name: pl.String for name in self.fields}, strict=False)
+            if rows
+            else pl.DataFrame(schema={name: pl.String for name in self.fields})
+        )
+        return (
+            frame.with_columns(pl.lit(operation).alias(OPERATION)).select([OPERATION, *self.fields])
+            if operation
             else frame
+        )
 
     def begin(self, run_id: str) -> None:
         self.run_id = run_id
@@ -69,8 +75,12 @@ class FileDestination:
     def send(self, batch: Batch) -> BatchResult:
         if self.snapshot:  # the whole audience is written once the run's state is committed
             return BatchResult()
-        changes = pl.concat([self._frame([_text(r) for r in batch.upserts], "upsert"),
-                             self._frame([_text(r) for r in batch.deletes], "delete")])
+        changes = pl.concat(
+            [
+                self._frame([_text(r) for r in batch.upserts], "upsert"),
+                self._frame([_text(r) for r in batch.deletes], "delete"),
+            ]
+        )
         if changes.height:
             path = self.directory / f"{self.sync_name}__{batch.run_id}__{batch.number:05d}.{self.file_format}"
             write_atomically(changes, path, self.file_format)
@@ -85,15 +95,19 @@ class FileDestination:
             write_atomically(current, path, self.file_format)
         return [str(path) for path in paths]
 
-
     def erase(self, record_keys: set[str], values: set[str]) -> int:
         """Privacy erasure: rewrite every file this sync wrote (change files and the current audience)
         without the rows of the given keys or holding one of the given values. Returns rows removed."""
         lowered = list({v.lower() for v in values | record_keys})
         removed = 0
         for path in sorted(self.directory.glob(f"{self.sync_name}__*.{self.file_format}")):
-            frame = (pl.read_csv(path, infer_schema=False) if self.file_format == "csv" else
-                     pl.read_ndjson(path, infer_schema_length=None) if self.file_format == "jsonl" else pl.read_parquet(path))
+            frame = (
+                pl.read_csv(path, infer_schema=False)
+                if self.file_format == "csv"
+                else pl.read_ndjson(path, infer_schema_length=None)
+                if self.file_format == "jsonl"
+                else pl.read_parquet(path)
+            )
             if frame.height == 0:
                 continue
             text = frame.select(pl.all().cast(pl.String))

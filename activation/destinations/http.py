@@ -31,8 +31,14 @@ class HttpPolicy:
     @classmethod
     def from_spec(cls, spec: SyncSpec) -> HttpPolicy:
         defaults = cls()
-        return cls(**{name: type(getattr(defaults, name) or 0.0)(spec.setting(name)) if spec.setting(name) is not None
-                      else getattr(defaults, name) for name in cls.__dataclass_fields__})
+        return cls(
+            **{
+                name: type(getattr(defaults, name) or 0.0)(spec.setting(name))
+                if spec.setting(name) is not None
+                else getattr(defaults, name)
+                for name in cls.__dataclass_fields__
+            }
+        )
 
     def backoff(self, attempt: int) -> float:
         """Equal jitter: half the exponential delay for sure, the other half at random, so many
@@ -106,12 +112,24 @@ class HttpClient:
         self.limiter = RateLimiter(policy.rate_limit_per_s)
         self.client = httpx.Client(base_url=base_url, timeout=policy.timeout_s, headers=headers or {})
 
-    def request(self, method: str, path: str, payload: Any = None, headers: dict[str, str] | None = None,
-                sign: Any = None, content: bytes | None = None) -> HttpOutcome:
+    def request(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+        sign: Any = None,
+        content: bytes | None = None,
+    ) -> HttpOutcome:
         """Send with retries. `sign(body_bytes) -> headers` adds a signature per attempt (fresh timestamp).
         `content`: the JSON body already serialized (instead of `payload`)."""
-        body = content if content is not None else \
-            json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
+        body = (
+            content
+            if content is not None
+            else json.dumps(payload, separators=(",", ":")).encode()
+            if payload is not None
+            else None
+        )
         status, parsed, error = None, None, None
         for attempt in range(1, self.policy.max_attempts + 1):
             self.limiter.wait()
@@ -129,7 +147,9 @@ class HttpClient:
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt < self.policy.max_attempts:
                 time.sleep(min(wait, self.policy.max_backoff_s) if wait is not None else self.policy.backoff(attempt))
-        return HttpOutcome(status, parsed, f"{error} after {self.policy.max_attempts} attempts", self.policy.max_attempts)
+        return HttpOutcome(
+            status, parsed, f"{error} after {self.policy.max_attempts} attempts", self.policy.max_attempts
+        )
 
     def close(self) -> None:
         self.client.close()

@@ -43,8 +43,15 @@ class PostgresDestination:
     @classmethod
     def from_settings(cls, spec: SyncSpec) -> PostgresDestination:
         schema, _, table = str(spec.setting("table")).rpartition(".")
-        return cls(spec.name, spec.secret("dsn_env"), schema or "public", table, spec.key_field,
-                   [*spec.fields, *spec.identifiers], int(spec.setting("batch_size") or DEFAULT_BATCH_SIZE))
+        return cls(
+            spec.name,
+            spec.secret("dsn_env"),
+            schema or "public",
+            table,
+            spec.key_field,
+            [*spec.fields, *spec.identifiers],
+            int(spec.setting("batch_size") or DEFAULT_BATCH_SIZE),
+        )
 
     def _connect(self) -> psycopg.Connection:
         if self.connection is not None and not self.connection.closed:
@@ -60,23 +67,36 @@ class PostgresDestination:
         target = sql.Identifier(self.schema, self.table)
         with con.transaction():
             con.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(self.schema)))
-            con.execute(sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
-                target, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f)) for f in self.fields),
-                sql.Identifier(self.key_field)))
-            types = dict(con.execute(
-                "select attname, format_type(atttypid, atttypmod) from pg_attribute "
-                "where attrelid = %s::regclass and attnum > 0 and not attisdropped",
-                [f'"{self.schema}"."{self.table}"']).fetchall())
+            con.execute(
+                sql.SQL("create table if not exists {} ({}, primary key ({}))").format(
+                    target,
+                    sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f)) for f in self.fields),
+                    sql.Identifier(self.key_field),
+                )
+            )
+            types = dict(
+                con.execute(
+                    "select attname, format_type(atttypid, atttypmod) from pg_attribute "
+                    "where attrelid = %s::regclass and attnum > 0 and not attisdropped",
+                    [f'"{self.schema}"."{self.table}"'],
+                ).fetchall()
+            )
             missing = [f for f in self.fields if f not in types]
             if missing:
-                raise ActivationError(f"sync {self.sync_name}: PostgreSQL table {self.schema}.{self.table} has no "
-                                      f"column(s) {', '.join(missing)}; it has {', '.join(types)}. Add them or "
-                                      "change the field mapping.")
+                raise ActivationError(
+                    f"sync {self.sync_name}: PostgreSQL table {self.schema}.{self.table} has no "
+                    f"column(s) {', '.join(missing)}; it has {', '.join(types)}. Add them or "
+                    "change the field mapping."
+                )
             self.key_type = types[self.key_field]
             columns = sql.SQL(", ").join(sql.Identifier(f) for f in self.fields)
             # Staging table of the target's column types (and lengths): COPY parses and checks values there.
-            con.execute(sql.SQL("create temp table if not exists cdp_incoming on commit delete rows as "
-                                "select {} from {} with no data").format(columns, target))
+            con.execute(
+                sql.SQL(
+                    "create temp table if not exists cdp_incoming on commit delete rows as "
+                    "select {} from {} with no data"
+                ).format(columns, target)
+            )
         columns = sql.SQL(", ").join(sql.Identifier(f) for f in self.fields)
         self.statements = {
             "copy_direct": sql.SQL("copy {target} ({columns}) from stdin").format(target=target, columns=columns),
@@ -85,12 +105,17 @@ class PostgresDestination:
                 "insert into {target} ({columns}) select {columns} from cdp_incoming "
                 "on conflict ({key}) do update set {updates}"
             ).format(
-                target=target, columns=columns, key=sql.Identifier(self.key_field),
-                updates=sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(f))
-                                           for f in self.fields if f != self.key_field) or sql.SQL("{0} = excluded.{0}").format(sql.Identifier(self.key_field)),
+                target=target,
+                columns=columns,
+                key=sql.Identifier(self.key_field),
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{0} = excluded.{0}").format(sql.Identifier(f)) for f in self.fields if f != self.key_field
+                )
+                or sql.SQL("{0} = excluded.{0}").format(sql.Identifier(self.key_field)),
             ),
             "delete": sql.SQL("delete from {target} where {key} = any(%s::{key_type}[])").format(
-                target=target, key=sql.Identifier(self.key_field), key_type=sql.SQL(self.key_type)),
+                target=target, key=sql.Identifier(self.key_field), key_type=sql.SQL(self.key_type)
+            ),
         }
 
     def _apply(self, con: psycopg.Connection, upserts: str, deletes: list[str], direct: bool = False) -> None:
@@ -154,8 +179,10 @@ class PostgresDestination:
 
 def _upsert_texts(batch: Batch) -> pa.StringArray:
     if batch.frame is None or "row_text" not in batch.frame.column_names:
-        raise ActivationError(f"sync {batch.sync_name}: the PostgreSQL destination needs the rows as COPY text "
-                              "(run it through activation.run_sync).")
+        raise ActivationError(
+            f"sync {batch.sync_name}: the PostgreSQL destination needs the rows as COPY text "
+            "(run it through activation.run_sync)."
+        )
     keep = pc.not_equal(batch.frame.column("change_kind"), "removed")
     return pc.filter(batch.frame.column("row_text"), keep).combine_chunks()
 

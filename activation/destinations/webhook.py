@@ -57,8 +57,11 @@ def batch_body(sync_name: str, run_id: str, number: int, operations: list[tuple[
     """The batch's JSON body, the rows' JSON (rendered in the warehouse) spliced in as they are: no
     parse and re-serialization per row. Same document as json.dumps of the operation_payload list."""
     head = json.dumps({"sync": sync_name, "run_id": run_id, "batch": number}, separators=(",", ":"))[:-1]
-    parts = [f'{{"op":"{kind}","key":{json.dumps(op.key)},"idempotency_key":{json.dumps(op.idempotency_key)},'
-             f'"data":{op.row_json or "null"}}}' for op, kind in operations]
+    parts = [
+        f'{{"op":"{kind}","key":{json.dumps(op.key)},"idempotency_key":{json.dumps(op.idempotency_key)},'
+        f'"data":{op.row_json or "null"}}}'
+        for op, kind in operations
+    ]
     return f'{head},"operations":[{",".join(parts)}]}}'.encode()
 
 
@@ -109,15 +112,24 @@ class WebhookDestination:
                 time.sleep(self.policy.backoff(attempts))
             body = batch_body(self.sync_name, batch.run_id, batch.number, list(pending.values()))
             batch_key = hashlib.sha256("".join(op.idempotency_key for op, _ in pending.values()).encode()).hexdigest()
-            outcome = self.client.request("POST", "", headers={"Idempotency-Key": batch_key}, content=body,
-                                          sign=lambda body: {"X-CDP-Signature": signature(self.secret, body)})
+            outcome = self.client.request(
+                "POST",
+                "",
+                headers={"Idempotency-Key": batch_key},
+                content=body,
+                sign=lambda body: {"X-CDP-Signature": signature(self.secret, body)},
+            )
             attempts += outcome.attempts
             if not outcome.ok:
                 for key in pending:
                     codes[key] = outcome.status
                 if outcome.transient:
-                    return BatchResult(failed={k: outcome.reason() for k in pending}, rejected=rejected,
-                                       http_status=codes, attempts=attempts)
+                    return BatchResult(
+                        failed={k: outcome.reason() for k in pending},
+                        rejected=rejected,
+                        http_status=codes,
+                        attempts=attempts,
+                    )
                 rejected.update({k: outcome.reason() for k in pending})
                 return BatchResult(rejected=rejected, http_status=codes, attempts=attempts)
             results = outcome.body.get("results", []) if isinstance(outcome.body, dict) else []
@@ -134,11 +146,15 @@ class WebhookDestination:
             pending = {k: v for k, v in pending.items() if k in still_failing}
             last_failures = still_failing
         failed = {k: f"{last_failures[k]} (after {attempts} attempts)" for k in pending} if pending else {}
-        return BatchResult(failed=failed, rejected=rejected, http_status=codes,
-                           default_http_status=outcome.status if outcome else None, attempts=attempts)
+        return BatchResult(
+            failed=failed,
+            rejected=rejected,
+            http_status=codes,
+            default_http_status=outcome.status if outcome else None,
+            attempts=attempts,
+        )
 
     def close(self) -> None:
         self.client.close()
         if self.inbox is not None:
             self.inbox.stop()
-

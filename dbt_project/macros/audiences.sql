@@ -8,7 +8,8 @@
                 {%- set names = adapter.get_columns_in_relation(ref(table)) | map(attribute='name') | map('lower') | list -%}
                 {%- do columns_by_table.update({table: names}) -%}
             {%- endif -%}
-            {%- if column not in columns_by_table[table] -%}
+            {#- An empty list: the table is not built yet (a first build, a lint); its contract checks it then. -#}
+            {%- if columns_by_table[table] and column not in columns_by_table[table] -%}
                 {{ exceptions.raise_compiler_error(
                     definition_file ~ ": " ~ path ~ ": '" ~ column ~ "' is not a column of " ~ table
                     ~ "; allowed: " ~ columns_by_table[table] | join(', ')

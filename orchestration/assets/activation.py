@@ -1,12 +1,11 @@
 """One asset per sync spec: send the audience's changes to its destination."""
 
-
 import dagster as dg
 
 import activation
-from orchestration.governance.labels import refresh_column_labels
-from orchestration.settings import current_paths
-from orchestration.warehouse import WarehouseResource
+from cdp.governance.labels import refresh_column_labels
+from cdp.settings import current_paths
+from orchestration.resources import WarehouseResource
 
 
 def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
@@ -18,9 +17,12 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         deps=[dg.AssetKey([audience_schema, audience_table])],
         description=spec.description or f"Syncs {spec.audience} to its {spec.destination.type} destination.",
-        metadata={"mode": spec.mode, "destination": spec.destination.type,
-                  "consents": ", ".join(spec.consents) or "none",
-                  "marketing_actions": ", ".join(spec.marketing_actions) or "none"},
+        metadata={
+            "mode": spec.mode,
+            "destination": spec.destination.type,
+            "consents": ", ".join(spec.consents) or "none",
+            "marketing_actions": ", ".join(spec.marketing_actions) or "none",
+        },
     )
     def sync_audience(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
@@ -55,9 +57,13 @@ def build_policy_check(audience: str, specs: list[activation.SyncSpec]) -> dg.As
     here, visibly in Dagster, before any sync starts)."""
     schema, table = audience.split(".", 1)
 
-    @dg.asset_check(asset=dg.AssetKey([schema, table]), name="data_usage_policies", blocking=True,
-                    description=f"the data-usage policies allow every sync of {audience} "
-                                f"({', '.join(s.name for s in specs)}) its declared marketing actions")
+    @dg.asset_check(
+        asset=dg.AssetKey([schema, table]),
+        name="data_usage_policies",
+        blocking=True,
+        description=f"the data-usage policies allow every sync of {audience} "
+        f"({', '.join(s.name for s in specs)}) its declared marketing actions",
+    )
     def audience_policy_check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         from activation.policies import check_sync
 
@@ -65,9 +71,11 @@ def build_policy_check(audience: str, specs: list[activation.SyncSpec]) -> dg.As
             refresh_column_labels(con)
             violations = [v for spec in specs for v in check_sync(con, spec)]
         return dg.AssetCheckResult(
-            passed=not violations, severity=dg.AssetCheckSeverity.ERROR,
+            passed=not violations,
+            severity=dg.AssetCheckSeverity.ERROR,
             description="; ".join(str(v) for v in violations[:20]) or "no policy violation",
-            metadata={"violations": len(violations), "syncs": [s.name for s in specs]})
+            metadata={"violations": len(violations), "syncs": [s.name for s in specs]},
+        )
 
     return audience_policy_check
 

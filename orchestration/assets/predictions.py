@@ -4,9 +4,9 @@ import datetime as dt
 
 import dagster as dg
 
-from orchestration.predictive import run
-from orchestration.settings import as_of_instant
-from orchestration.warehouse import WarehouseResource
+from cdp.predictive import run
+from cdp.settings import as_of_instant
+from orchestration.resources import WarehouseResource
 
 PROFILE_INPUTS = [dg.AssetKey(["profiles", "profile_events"]), dg.AssetKey(["profiles", "profiles"])]
 TRAINED_MODELS = dg.AssetKey(["predictions", "trained_models"])
@@ -17,10 +17,15 @@ class TrainingConfig(dg.Config):
     max_model_age_days: int = 7
 
 
-@dg.asset(key=TRAINED_MODELS, group_name="predictions", deps=PROFILE_INPUTS, kinds={"scikitlearn", "scipy"},
-          description="BG/NBD + Gamma-Gamma CLV model and purchase/churn propensity models, with holdout reports "
-                      "in predictions.model_reports. Retrains when forced or when the models are older than "
-                      "max_model_age_days; otherwise keeps the stored ones.")
+@dg.asset(
+    key=TRAINED_MODELS,
+    group_name="predictions",
+    deps=PROFILE_INPUTS,
+    kinds={"scikitlearn", "scipy"},
+    description="BG/NBD + Gamma-Gamma CLV model and purchase/churn propensity models, with holdout reports "
+    "in predictions.model_reports. Retrains when forced or when the models are older than "
+    "max_model_age_days; otherwise keeps the stored ones.",
+)
 def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource):
     as_of = as_of_instant()
     with warehouse.connect() as con:
@@ -28,8 +33,9 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, wa
         oldest = min((trained_at for _, trained_at in stored.values()), default=None)
         age_limit = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(days=config.max_model_age_days)
         if stored and not config.force_retrain and oldest and oldest >= age_limit:
-            return dg.MaterializeResult(metadata={"retrained": False, "models": sorted(stored),
-                                                  "oldest_trained_at": str(oldest)})
+            return dg.MaterializeResult(
+                metadata={"retrained": False, "models": sorted(stored), "oldest_trained_at": str(oldest)}
+            )
         reports = run.train_and_store(con, as_of, run_id=context.run_id)
     metadata: dict = {"retrained": True}
     for report in reports:
@@ -44,27 +50,38 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, wa
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(key=dg.AssetKey(["predictions", "profile_scores"]), group_name="predictions",
-          deps=[TRAINED_MODELS, *PROFILE_INPUTS], kinds={"scikitlearn"},
-          description="Daily scores of every known profile with the latest trained models.")
+@dg.asset(
+    key=dg.AssetKey(["predictions", "profile_scores"]),
+    group_name="predictions",
+    deps=[TRAINED_MODELS, *PROFILE_INPUTS],
+    kinds={"scikitlearn"},
+    description="Daily scores of every known profile with the latest trained models.",
+)
 def profile_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
         scores = run.score_and_store(con, as_of_instant())
     return dg.MaterializeResult(metadata={"profiles_scored": scores.height})
 
 
-@dg.asset(key=dg.AssetKey(["predictions", "lookalike_high_value"]), group_name="predictions",
-          deps=[dg.AssetKey(["segments", "seg_high_value"]), *PROFILE_INPUTS], kinds={"scikitlearn"},
-          description="Non-members of seg_high_value scored by similarity to its members; reach curve in "
-                      "predictions.lookalike_high_value_reach.")
+@dg.asset(
+    key=dg.AssetKey(["predictions", "lookalike_high_value"]),
+    group_name="predictions",
+    deps=[dg.AssetKey(["segments", "seg_high_value"]), *PROFILE_INPUTS],
+    kinds={"scikitlearn"},
+    description="Non-members of seg_high_value scored by similarity to its members; reach curve in "
+    "predictions.lookalike_high_value_reach.",
+)
 def lookalike_high_value(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
         scores, reach = run.lookalikes_and_store(con, as_of_instant())
-    return dg.MaterializeResult(metadata={
-        "scored": scores.height,
-        "reach_curve": dg.MetadataValue.md(
-            "| threshold | profiles |\n|---|---|\n" + "\n".join(f"| {t} | {n} |" for t, n in reach.rows())),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "scored": scores.height,
+            "reach_curve": dg.MetadataValue.md(
+                "| threshold | profiles |\n|---|---|\n" + "\n".join(f"| {t} | {n} |" for t, n in reach.rows())
+            ),
+        }
+    )
 
 
 PREDICTION_ASSETS = [trained_models, profile_scores, lookalike_high_value]

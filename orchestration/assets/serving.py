@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from orchestration.database import connect
-from orchestration.serving.publish import latest_publication, publish
-from orchestration.settings import current_paths
+from cdp.serving.publish import latest_publication, publish
+from cdp.settings import current_paths
+from cdp.warehouse import connect
 
 PUBLICATION = dg.AssetKey(["serving", "publication"])
 STORE_FRESH = "serving_store_fresh"
@@ -35,19 +35,26 @@ def _check_summary(instance: dg.DagsterInstance, run_id: str) -> dict:
             errors.append(name)
         else:
             warnings.append(name)
-    return {"checks_evaluated": len(records), "checks_passed": passed, "checks_failed": errors,
-            "checks_warned": warnings}
+    return {
+        "checks_evaluated": len(records),
+        "checks_passed": passed,
+        "checks_failed": errors,
+        "checks_warned": warnings,
+    }
 
 
 def _load_summary(warehouse_path: str, run_id: str) -> dict:
     """What this run loaded, from the load ledger (audit.loads keys loads by run id)."""
     with connect(warehouse_path, read_only=True) as con:
-        if not con.execute("select count(*) from information_schema.tables "
-                           "where table_schema = 'audit' and table_name = 'loads'").fetchone()[0]:
+        if not con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'audit' and table_name = 'loads'"
+        ).fetchone()[0]:
             return {}
         files, accepted, quarantined = con.execute(
             "select count(*), coalesce(sum(rows_accepted), 0), coalesce(sum(rows_quarantined), 0) "
-            "from audit.loads where load_id = ?", [run_id]).fetchone()
+            "from audit.loads where load_id = ?",
+            [run_id],
+        ).fetchone()
     return {"files_loaded": files, "rows_accepted": int(accepted), "rows_quarantined": int(quarantined)}
 
 
@@ -58,21 +65,38 @@ def store_freshness(now: dt.datetime | None = None) -> dg.AssetCheckEvaluation:
     try:
         latest = latest_publication(store)
     except Exception as error:  # an unreadable store is reported, never raised from a sensor
-        return dg.AssetCheckEvaluation(asset_key=PUBLICATION, check_name=STORE_FRESH, passed=False,
-                                       severity=dg.AssetCheckSeverity.WARN,
-                                       description=f"serving store {store} cannot be read: {error}")
+        return dg.AssetCheckEvaluation(
+            asset_key=PUBLICATION,
+            check_name=STORE_FRESH,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"serving store {store} cannot be read: {error}",
+        )
     if latest is None:
-        return dg.AssetCheckEvaluation(asset_key=PUBLICATION, check_name=STORE_FRESH, passed=False,
-                                       severity=dg.AssetCheckSeverity.WARN,
-                                       description=f"nothing published at {store} yet; run the pipeline")
+        return dg.AssetCheckEvaluation(
+            asset_key=PUBLICATION,
+            check_name=STORE_FRESH,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"nothing published at {store} yet; run the pipeline",
+        )
     age = now - latest["published_at"]
     limit = max_publication_age()
     return dg.AssetCheckEvaluation(
-        asset_key=PUBLICATION, check_name=STORE_FRESH, passed=age <= limit, severity=dg.AssetCheckSeverity.WARN,
-        description=(f"published run {latest['run_id']} is {age.total_seconds() / 3600:.1f} h old "
-                     f"(limit {limit.total_seconds() / 3600:.0f} h)"),
-        metadata={"run_id": latest["run_id"], "published_at": str(latest["published_at"]),
-                  "age_hours": round(age.total_seconds() / 3600, 2), "store": str(store)},
+        asset_key=PUBLICATION,
+        check_name=STORE_FRESH,
+        passed=age <= limit,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"published run {latest['run_id']} is {age.total_seconds() / 3600:.1f} h old "
+            f"(limit {limit.total_seconds() / 3600:.0f} h)"
+        ),
+        metadata={
+            "run_id": latest["run_id"],
+            "published_at": str(latest["published_at"]),
+            "age_hours": round(age.total_seconds() / 3600, 2),
+            "store": str(store),
+        },
     )
 
 
@@ -81,12 +105,20 @@ def build_publication_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.Asset
     upstream_keys = sorted({key for assets in upstream for key in assets.keys}, key=lambda k: k.path)
 
     @dg.asset(
-        key=PUBLICATION, group_name="serving", kinds={"duckdb"}, deps=upstream_keys,
-        check_specs=[dg.AssetCheckSpec(STORE_FRESH, asset=PUBLICATION,
-                                       description="The serving store holds a run younger than "
-                                                   "CDP_SERVING_MAX_AGE_HOURS (also evaluated by a sensor).")],
+        key=PUBLICATION,
+        group_name="serving",
+        kinds={"duckdb"},
+        deps=upstream_keys,
+        check_specs=[
+            dg.AssetCheckSpec(
+                STORE_FRESH,
+                asset=PUBLICATION,
+                description="The serving store holds a run younger than "
+                "CDP_SERVING_MAX_AGE_HOURS (also evaluated by a sensor).",
+            )
+        ],
         description="Copies the public tables (dbt meta serving.publish), BI-safe views and the record of "
-                    "published runs to the serving store, atomically, once every stage and check passed.",
+        "published runs to the serving store, atomically, once every stage and check passed.",
     )
     def publication(context: dg.AssetExecutionContext):
         checks = _check_summary(context.instance, context.run_id)
@@ -94,16 +126,20 @@ def build_publication_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.Asset
         if failed:
             raise dg.Failure(
                 description=f"not publishing run {context.run_id}: {len(failed)} check(s) failed: "
-                            f"{', '.join(failed[:10])}. Readers keep the previous publication.",
+                f"{', '.join(failed[:10])}. Readers keep the previous publication.",
             )
         paths = current_paths()
         checks.update(_load_summary(str(paths.warehouse), context.run_id))
         run = context.instance.get_run_by_id(context.run_id)
         run_stats = context.instance.get_run_stats(context.run_id) if run else None
-        started_at = (dt.datetime.fromtimestamp(run_stats.start_time, dt.UTC).replace(tzinfo=None)
-                      if run_stats and run_stats.start_time else None)
-        published = publish(paths.warehouse, paths.serving_store, run_id=context.run_id, started_at=started_at,
-                            checks=checks)
+        started_at = (
+            dt.datetime.fromtimestamp(run_stats.start_time, dt.UTC).replace(tzinfo=None)
+            if run_stats and run_stats.start_time
+            else None
+        )
+        published = publish(
+            paths.warehouse, paths.serving_store, run_id=context.run_id, started_at=started_at, checks=checks
+        )
         return dg.MaterializeResult(
             metadata={
                 "store": str(published.store),
@@ -121,16 +157,22 @@ def _verify_store(run_id: str) -> dg.AssetCheckResult:
     evaluation = store_freshness()
     holds_this_run = evaluation.metadata.get("run_id") and evaluation.metadata["run_id"].value == run_id
     return dg.AssetCheckResult(
-        check_name=STORE_FRESH, passed=bool(evaluation.passed and holds_this_run),
-        severity=dg.AssetCheckSeverity.WARN, metadata=evaluation.metadata,
-        description=evaluation.description if holds_this_run else
-        f"the serving store does not hold run {run_id} after publishing: {evaluation.description}",
+        check_name=STORE_FRESH,
+        passed=bool(evaluation.passed and holds_this_run),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=evaluation.metadata,
+        description=evaluation.description
+        if holds_this_run
+        else f"the serving store does not hold run {run_id} after publishing: {evaluation.description}",
     )
 
 
-@dg.sensor(name="serving_store_freshness", minimum_interval_seconds=300,
-           default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Every 5 minutes: reports the age of the serving store's published run as the "
-                       f"{STORE_FRESH} check of serving/publication.")
+@dg.sensor(
+    name="serving_store_freshness",
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 5 minutes: reports the age of the serving store's published run as the "
+    f"{STORE_FRESH} check of serving/publication.",
+)
 def serving_store_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     return dg.SensorResult(asset_events=[store_freshness()])

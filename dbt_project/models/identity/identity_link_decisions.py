@@ -19,8 +19,14 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-DECISION_SCHEMA = pa.schema([("left_identity_id", pa.int64()), ("right_identity_id", pa.int64()),
-                             ("drop_rule", pa.string()), ("drop_detail", pa.string())])
+DECISION_SCHEMA = pa.schema(
+    [
+        ("left_identity_id", pa.int64()),
+        ("right_identity_id", pa.int64()),
+        ("drop_rule", pa.string()),
+        ("drop_detail", pa.string()),
+    ]
+)
 
 
 def _components(node_count: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -28,9 +34,16 @@ def _components(node_count: int, left: np.ndarray, right: np.ndarray) -> np.ndar
     return connected_components(graph, directed=False)[1]
 
 
-def decide_links(node_limit: np.ndarray, node_namespace: np.ndarray, node_priority: np.ndarray,
-                 left: np.ndarray, right: np.ndarray, recency: np.ndarray, is_probabilistic: np.ndarray,
-                 keys_of) -> list[tuple[int, str, str]]:
+def decide_links(
+    node_limit: np.ndarray,
+    node_namespace: np.ndarray,
+    node_priority: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    recency: np.ndarray,
+    is_probabilistic: np.ndarray,
+    keys_of,
+) -> list[tuple[int, str, str]]:
     """The links the rules drop: (link index, rule, detail).
 
     Nodes are dense ids 0..n-1 in identity-key order. node_limit: the most identifiers of the node's
@@ -41,7 +54,8 @@ def decide_links(node_limit: np.ndarray, node_namespace: np.ndarray, node_priori
     limited = np.flatnonzero(node_limit > 0)
     counts = (
         pl.DataFrame({"component": labels[limited], "namespace": node_namespace[limited], "limit": node_limit[limited]})
-        .group_by("component", "namespace").agg(pl.len().alias("n"), pl.col("limit").first())
+        .group_by("component", "namespace")
+        .agg(pl.len().alias("n"), pl.col("limit").first())
         .filter(pl.col("n") > pl.col("limit"))
     )
     if counts.is_empty():
@@ -53,14 +67,17 @@ def decide_links(node_limit: np.ndarray, node_namespace: np.ndarray, node_priori
 
     # Union-find over the replayed links' nodes, renumbered 0..k-1 (list lookups, not dicts).
     nodes, local = np.unique(np.concatenate([left[replay], right[replay]]), return_inverse=True)
-    local_left, local_right = local[: len(replay)].tolist(), local[len(replay):].tolist()
+    local_left, local_right = local[: len(replay)].tolist(), local[len(replay) :].tolist()
     parent = list(range(len(nodes)))
     size = [1] * len(nodes)
     # Per root: namespace -> nodes it holds, for limited namespaces only (None: holds none).
     held: list[dict[int, set[int]] | None] = [
         {namespace: {i}} if limit > 0 else None
-        for i, (namespace, limit) in enumerate(zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()))]
-    limit_of = {int(ns): int(lim) for ns, lim in zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()) if lim > 0}
+        for i, (namespace, limit) in enumerate(zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()))
+    ]
+    limit_of = {
+        int(ns): int(lim) for ns, lim in zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()) if lim > 0
+    }
 
     def root(n: int) -> int:
         while parent[n] != n:
@@ -79,8 +96,12 @@ def decide_links(node_limit: np.ndarray, node_namespace: np.ndarray, node_priori
             for namespace in sorted(held_a.keys() & held_b.keys()):
                 limit = limit_of[namespace]
                 if len(held_a[namespace]) + len(held_b[namespace]) > limit:
-                    broken = ("unique_per_person" if limit == 1 else "max_per_person", limit,
-                              set(held_a[namespace]), set(held_b[namespace]))
+                    broken = (
+                        "unique_per_person" if limit == 1 else "max_per_person",
+                        limit,
+                        set(held_a[namespace]),
+                        set(held_b[namespace]),
+                    )
                     break
             if broken:
                 dropped.append((index, *broken))
@@ -99,16 +120,24 @@ def decide_links(node_limit: np.ndarray, node_namespace: np.ndarray, node_priori
         held[b] = None
 
     # The detail names identifiers by their global ids.
-    dropped = [(index, rule, limit, {int(nodes[n]) for n in side_a}, {int(nodes[n]) for n in side_b})
-               for index, rule, limit, side_a, side_b in dropped]
+    dropped = [
+        (index, rule, limit, {int(nodes[n]) for n in side_a}, {int(nodes[n]) for n in side_b})
+        for index, rule, limit, side_a, side_b in dropped
+    ]
     keys = keys_of(sorted({n for *_, side_a, side_b in dropped for n in side_a | side_b}))
 
     def described(nodes: set[int]) -> str:
         return ", ".join(sorted(keys[n].split(":", 1)[1] for n in nodes))[:200]
 
-    return [(index, rule, f"would join {keys[next(iter(side_a))].split(':', 1)[0]} {described(side_a)} "
-                          f"with {described(side_b)} (limit {limit})")
-            for index, rule, limit, side_a, side_b in dropped]
+    return [
+        (
+            index,
+            rule,
+            f"would join {keys[next(iter(side_a))].split(':', 1)[0]} {described(side_a)} "
+            f"with {described(side_b)} (limit {limit})",
+        )
+        for index, rule, limit, side_a, side_b in dropped
+    ]
 
 
 def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFrame) -> pl.DataFrame:
@@ -118,34 +147,50 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
     Returns edges with is_kept, drop_rule and drop_detail."""
     nodes = nodes.sort("identity_key").with_row_index("identity_id").with_columns(pl.col("identity_id").cast(pl.Int64))
     limits = namespaces.select(
-        "namespace", pl.col("priority").cast(pl.Int64),
-        pl.when(pl.col("is_unique_per_person")).then(1).otherwise(pl.col("max_per_person")).fill_null(0)
-        .cast(pl.Int64).alias("limit"),
+        "namespace",
+        pl.col("priority").cast(pl.Int64),
+        pl.when(pl.col("is_unique_per_person"))
+        .then(1)
+        .otherwise(pl.col("max_per_person"))
+        .fill_null(0)
+        .cast(pl.Int64)
+        .alias("limit"),
     )
     nodes = nodes.join(limits, on="namespace", how="left", maintain_order="left").with_columns(
-        pl.col("priority").fill_null(99), pl.col("limit").fill_null(0),
-        pl.col("namespace").rank("dense").cast(pl.Int64).alias("namespace_code"))
+        pl.col("priority").fill_null(99),
+        pl.col("limit").fill_null(0),
+        pl.col("namespace").rank("dense").cast(pl.Int64).alias("namespace_code"),
+    )
     ids = nodes.select("identity_key", "identity_id")
     if "link_type" not in edges.columns:
         edges = edges.with_columns(pl.lit("deterministic").alias("link_type"))
-    edges = (
-        edges.join(ids.rename({"identity_key": "left_identity_key", "identity_id": "left_identity_id"}),
-                   on="left_identity_key", maintain_order="left")
-        .join(ids.rename({"identity_key": "right_identity_key", "identity_id": "right_identity_id"}),
-              on="right_identity_key", maintain_order="left")
+    edges = edges.join(
+        ids.rename({"identity_key": "left_identity_key", "identity_id": "left_identity_id"}),
+        on="left_identity_key",
+        maintain_order="left",
+    ).join(
+        ids.rename({"identity_key": "right_identity_key", "identity_id": "right_identity_id"}),
+        on="right_identity_key",
+        maintain_order="left",
     )
     keys = dict(zip(nodes["identity_id"].to_list(), nodes["identity_key"].to_list()))
     dropped = decide_links(
-        nodes["limit"].to_numpy(), nodes["namespace_code"].to_numpy(), nodes["priority"].to_numpy(),
-        edges["left_identity_id"].to_numpy(), edges["right_identity_id"].to_numpy(),
-        _recency(edges["last_seen_at"]), (edges["link_type"] == "probabilistic").to_numpy(),
+        nodes["limit"].to_numpy(),
+        nodes["namespace_code"].to_numpy(),
+        nodes["priority"].to_numpy(),
+        edges["left_identity_id"].to_numpy(),
+        edges["right_identity_id"].to_numpy(),
+        _recency(edges["last_seen_at"]),
+        (edges["link_type"] == "probabilistic").to_numpy(),
         lambda wanted: {n: keys[n] for n in wanted},
     )
     decisions = pl.DataFrame(
         {"row": [d[0] for d in dropped], "drop_rule": [d[1] for d in dropped], "drop_detail": [d[2] for d in dropped]},
-        schema={"row": pl.UInt32, "drop_rule": pl.String, "drop_detail": pl.String})
+        schema={"row": pl.UInt32, "drop_rule": pl.String, "drop_detail": pl.String},
+    )
     return (
-        edges.with_row_index("row").join(decisions, on="row", how="left", maintain_order="left")
+        edges.with_row_index("row")
+        .join(decisions, on="row", how="left", maintain_order="left")
         .with_columns(pl.col("drop_rule").is_null().alias("is_kept"))
         .drop("row", "left_identity_id", "right_identity_id")
     )
@@ -162,7 +207,8 @@ def model(dbt, session):
     session.register("__decisions_identifiers", dbt.ref("identity_identifiers"))
     session.register("__decisions_namespaces", dbt.ref("identity_namespaces"))
     session.register("__decisions_candidates", dbt.ref("identity_candidate_links"))
-    nodes = session.sql("""
+    nodes = (
+        session.sql("""
         with namespaces as (
             select *, row_number() over (order by namespace) as namespace_code from __decisions_namespaces
         )
@@ -172,30 +218,49 @@ def model(dbt, session):
         from __decisions_identifiers as identifiers
         left join namespaces on namespaces.namespace = identifiers.namespace
         order by identifiers.identity_id
-    """).arrow().read_all()
-    links = session.sql("""
+    """)
+        .arrow()
+        .read_all()
+    )
+    links = (
+        session.sql("""
         select left_identity_id, right_identity_id,
                coalesce(-epoch_us(last_seen_at), 9223372036854775807) as recency,
                link_type = 'probabilistic' as is_probabilistic
         from __decisions_candidates
-    """).arrow().read_all()
+    """)
+        .arrow()
+        .read_all()
+    )
 
     def keys_of(ids: list[int]) -> dict[int, str]:
         session.register("__decisions_wanted", pa.table({"identity_id": pa.array(ids, pa.int64())}))
-        return dict(session.sql("select identity_id, identity_key from __decisions_identifiers "
-                                "where identity_id in (select identity_id from __decisions_wanted)").fetchall())
+        return dict(
+            session.sql(
+                "select identity_id, identity_key from __decisions_identifiers "
+                "where identity_id in (select identity_id from __decisions_wanted)"
+            ).fetchall()
+        )
 
     left = links.column("left_identity_id").to_numpy()
     right = links.column("right_identity_id").to_numpy()
     dropped = decide_links(
-        nodes.column("node_limit").to_numpy(), nodes.column("namespace_code").to_numpy(),
-        nodes.column("priority").to_numpy(), left, right, links.column("recency").to_numpy(),
-        links.column("is_probabilistic").to_numpy(zero_copy_only=False), keys_of,
+        nodes.column("node_limit").to_numpy(),
+        nodes.column("namespace_code").to_numpy(),
+        nodes.column("priority").to_numpy(),
+        left,
+        right,
+        links.column("recency").to_numpy(),
+        links.column("is_probabilistic").to_numpy(zero_copy_only=False),
+        keys_of,
     )
-    decisions = pa.table({
-        "left_identity_id": pa.array([int(left[i]) for i, _, _ in dropped], pa.int64()),
-        "right_identity_id": pa.array([int(right[i]) for i, _, _ in dropped], pa.int64()),
-        "drop_rule": pa.array([rule for _, rule, _ in dropped], pa.string()),
-        "drop_detail": pa.array([detail for _, _, detail in dropped], pa.string()),
-    }, schema=DECISION_SCHEMA)
+    decisions = pa.table(
+        {
+            "left_identity_id": pa.array([int(left[i]) for i, _, _ in dropped], pa.int64()),
+            "right_identity_id": pa.array([int(right[i]) for i, _, _ in dropped], pa.int64()),
+            "drop_rule": pa.array([rule for _, rule, _ in dropped], pa.string()),
+            "drop_detail": pa.array([detail for _, _, detail in dropped], pa.string()),
+        },
+        schema=DECISION_SCHEMA,
+    )
     return decisions

@@ -24,17 +24,28 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-LINK_SCHEMA = pa.schema([
-    ("left_identity_key", pa.string()), ("right_identity_key", pa.string()),
-    ("left_record_id", pa.string()), ("right_record_id", pa.string()),
-    ("match_probability", pa.float64()), ("match_weight", pa.float64()),
-    ("agreeing_fields", pa.string()), ("first_seen_at", pa.timestamp("us")), ("last_seen_at", pa.timestamp("us")),
-])
+LINK_SCHEMA = pa.schema(
+    [
+        ("left_identity_key", pa.string()),
+        ("right_identity_key", pa.string()),
+        ("left_record_id", pa.string()),
+        ("right_record_id", pa.string()),
+        ("match_probability", pa.float64()),
+        ("match_weight", pa.float64()),
+        ("agreeing_fields", pa.string()),
+        ("first_seen_at", pa.timestamp("us")),
+        ("last_seen_at", pa.timestamp("us")),
+    ]
+)
 
 # Candidate pairs are only scored within these blocks; each rule names fields that must agree exactly.
 PREDICTION_BLOCKS = [
-    ("first_name", "last_name"), ("last_name", "birth_date"), ("first_name", "birth_date"),
-    ("last_name", "postcode"), ("email",), ("phone",),
+    ("first_name", "last_name"),
+    ("last_name", "birth_date"),
+    ("first_name", "birth_date"),
+    ("last_name", "postcode"),
+    ("email",),
+    ("phone",),
 ]
 COMPARED_FIELDS = ["first_name", "last_name", "birth_date", "postcode", "city", "country", "email", "phone"]
 
@@ -45,11 +56,23 @@ def _flag(value) -> bool:
 
 def _deterministic_components(records: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
     """Component of each record's anchor over the deterministic links (integer identity ids)."""
-    node_count = int(max(records["anchor_id"].max() or 0, edges["left_identity_id"].max() or 0,
-                         edges["right_identity_id"].max() or 0)) + 1
-    graph = coo_matrix((np.ones(edges.height, dtype=np.int8),
-                        (edges["left_identity_id"].to_numpy(), edges["right_identity_id"].to_numpy())),
-                       shape=(node_count, node_count))
+    node_count = (
+        int(
+            max(
+                records["anchor_id"].max() or 0,
+                edges["left_identity_id"].max() or 0,
+                edges["right_identity_id"].max() or 0,
+            )
+        )
+        + 1
+    )
+    graph = coo_matrix(
+        (
+            np.ones(edges.height, dtype=np.int8),
+            (edges["left_identity_id"].to_numpy(), edges["right_identity_id"].to_numpy()),
+        ),
+        shape=(node_count, node_count),
+    )
     labels = connected_components(graph, directed=False)[1]
     return records.with_columns(pl.Series("component", labels[records["anchor_id"].to_numpy()], dtype=pl.Int64))
 
@@ -67,7 +90,9 @@ def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, 
     all_pairs = records.height * (records.height - 1) / 2
     prior = min(max(true_pairs / all_pairs, 1e-9), 0.5) if all_pairs else 1e-6
 
-    names = [cl.NameComparison(field).configure(term_frequency_adjustments=True) for field in ("first_name", "last_name")]
+    names = [
+        cl.NameComparison(field).configure(term_frequency_adjustments=True) for field in ("first_name", "last_name")
+    ]
     settings = SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
@@ -75,8 +100,11 @@ def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, 
         comparisons=[
             *names,
             cl.DateOfBirthComparison("birth_date", input_is_string=True),
-            cl.ExactMatch("postcode"), cl.ExactMatch("city"), cl.ExactMatch("country"),
-            cl.EmailComparison("email"), cl.ExactMatch("phone"),
+            cl.ExactMatch("postcode"),
+            cl.ExactMatch("city"),
+            cl.ExactMatch("country"),
+            cl.EmailComparison("email"),
+            cl.ExactMatch("phone"),
         ],
         blocking_rules_to_generate_predictions=[block_on(*fields) for fields in PREDICTION_BLOCKS],
         additional_columns_to_retain=["anchor_key", "component", "seen_at"],
@@ -85,8 +113,7 @@ def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, 
     with duckdb.connect() as con:
         con.execute("set threads to 2")
         db = DuckDBAPI(connection=con)
-        table = db.register(records.drop("anchor_id").to_arrow(),
-                            dataset_display_name="person_records")
+        table = db.register(records.drop("anchor_id").to_arrow(), dataset_display_name="person_records")
         linker = Linker(table, settings, log_level=logging.ERROR)
         linker.table_management.compute_tf_table("first_name")
         linker.table_management.compute_tf_table("last_name")
@@ -94,19 +121,26 @@ def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, 
         if true_pairs:
             linker.training.estimate_m_from_label_column("component")
         scored = pl.from_arrow(
-            linker.inference.predict(threshold_match_probability=threshold).as_duckdbpyrelation().arrow().read_all())
+            linker.inference.predict(threshold_match_probability=threshold).as_duckdbpyrelation().arrow().read_all()
+        )
     if scored.is_empty():
         return pl.from_arrow(LINK_SCHEMA.empty_table())
     # Which compared fields agree exactly: the evidence shown by `cdp profile explain`.
     agreeing = pl.concat_str(
         [pl.when(pl.col(f"{field}_l") == pl.col(f"{field}_r")).then(pl.lit(field)) for field in COMPARED_FIELDS],
-        separator=",", ignore_nulls=True)
+        separator=",",
+        ignore_nulls=True,
+    )
     return (
         scored.filter(pl.col("component_l") != pl.col("component_r"))
         .select(
-            pl.col("anchor_key_l").alias("left_identity_key"), pl.col("anchor_key_r").alias("right_identity_key"),
-            pl.col("unique_id_l").alias("left_record_id"), pl.col("unique_id_r").alias("right_record_id"),
-            "match_probability", "match_weight", agreeing.alias("agreeing_fields"),
+            pl.col("anchor_key_l").alias("left_identity_key"),
+            pl.col("anchor_key_r").alias("right_identity_key"),
+            pl.col("unique_id_l").alias("left_record_id"),
+            pl.col("unique_id_r").alias("right_record_id"),
+            "match_probability",
+            "match_weight",
+            agreeing.alias("agreeing_fields"),
             pl.min_horizontal("seen_at_l", "seen_at_r").alias("first_seen_at"),
             pl.max_horizontal("seen_at_l", "seen_at_r").alias("last_seen_at"),
         )

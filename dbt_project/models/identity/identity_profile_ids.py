@@ -31,19 +31,23 @@ def assign_profile_ids(current: pl.DataFrame, previous: pl.DataFrame | None, now
     if "identity_id" not in current.columns:
         current = current.with_columns(pl.col("identity_key").rank("ordinal").cast(pl.Int64).alias("identity_id"))
     if previous is None or previous.height == 0:
-        previous = pl.DataFrame(schema={"identity_key": pl.String, "profile_id": pl.String,
-                                        "profile_created_at": pl.Datetime("us")})
+        previous = pl.DataFrame(
+            schema={"identity_key": pl.String, "profile_id": pl.String, "profile_created_at": pl.Datetime("us")}
+        )
         # First run: nothing to match (and no join of every key against an empty table).
-        joined = current.with_columns(pl.lit(None, pl.String).alias("previous_profile_id"),
-                                      pl.lit(None, pl.Datetime("us")).alias("previous_created_at"))
+        joined = current.with_columns(
+            pl.lit(None, pl.String).alias("previous_profile_id"),
+            pl.lit(None, pl.Datetime("us")).alias("previous_created_at"),
+        )
     else:
-        joined = current.join(previous.rename({"profile_id": "previous_profile_id",
-                                               "profile_created_at": "previous_created_at"}),
-                              on="identity_key", how="left")
+        joined = current.join(
+            previous.rename({"profile_id": "previous_profile_id", "profile_created_at": "previous_created_at"}),
+            on="identity_key",
+            how="left",
+        )
     # Each component's anchor: its smallest identifier (the smallest id, as ids follow key order).
-    anchors = (
-        current.filter(pl.col("identity_id") == pl.col("identity_id").min().over("component_id"))
-        .select("component_id", pl.col("identity_key").alias("anchor_key"))
+    anchors = current.filter(pl.col("identity_id") == pl.col("identity_id").min().over("component_id")).select(
+        "component_id", pl.col("identity_key").alias("anchor_key")
     )
 
     # Where each previous id went: identifiers per (id, component). The component with the most keeps
@@ -60,8 +64,11 @@ def assign_profile_ids(current: pl.DataFrame, previous: pl.DataFrame | None, now
     survivors = (
         keepers.sort(["component_id", "created_at", "previous_profile_id"])
         .unique("component_id", keep="first", maintain_order=True)
-        .select("component_id", pl.col("previous_profile_id").alias("profile_id"),
-                pl.col("created_at").alias("profile_created_at"))
+        .select(
+            "component_id",
+            pl.col("previous_profile_id").alias("profile_id"),
+            pl.col("created_at").alias("profile_created_at"),
+        )
     )
     assigned = anchors.join(survivors, on="component_id", how="left")
     taken = pl.concat([survivors["profile_id"], previous["profile_id"]]).unique()
@@ -69,12 +76,15 @@ def assign_profile_ids(current: pl.DataFrame, previous: pl.DataFrame | None, now
     # already in use (or minted twice) is salted one by one.
     fresh = assigned.filter(pl.col("profile_id").is_null()).select("component_id", "anchor_key")
     with duckdb.connect() as con:
-        minted = pl.from_arrow(con.execute(
-            "select 'prf_' || md5(anchor_key)[:16] as profile_id from fresh").arrow().read_all())["profile_id"]
+        minted = pl.from_arrow(
+            con.execute("select 'prf_' || md5(anchor_key)[:16] as profile_id from fresh").arrow().read_all()
+        )["profile_id"]
     fresh = fresh.with_columns(minted)
     clashes = fresh.filter(pl.col("profile_id").is_in(taken.implode()) | pl.col("profile_id").is_duplicated())
     if clashes.height:
-        in_use = set(taken.to_list()) | set(fresh.filter(~pl.col("component_id").is_in(clashes["component_id"].implode()))["profile_id"].to_list())
+        in_use = set(taken.to_list()) | set(
+            fresh.filter(~pl.col("component_id").is_in(clashes["component_id"].implode()))["profile_id"].to_list()
+        )
         clashes = clashes.sort("anchor_key")
         salted = []
         for anchor_key in clashes["anchor_key"].to_list():
@@ -87,8 +97,12 @@ def assign_profile_ids(current: pl.DataFrame, previous: pl.DataFrame | None, now
     # previous_profile_id is set only where the id changed this run, so a rerun on the same data
     # writes the same table, and profile_id_history appends only real changes.
     return joined.join(assigned.select("component_id", "profile_id", "profile_created_at"), on="component_id").select(
-        "identity_key", "component_id", "profile_id", "profile_created_at",
-        pl.when(pl.col("previous_profile_id") != pl.col("profile_id")).then(pl.col("previous_profile_id"))
+        "identity_key",
+        "component_id",
+        "profile_id",
+        "profile_created_at",
+        pl.when(pl.col("previous_profile_id") != pl.col("profile_id"))
+        .then(pl.col("previous_profile_id"))
         .alias("previous_profile_id"),
     )
 
@@ -98,12 +112,21 @@ def model(dbt, session):
     import datetime as dt
 
     current = pl.from_arrow(
-        dbt.ref("identity_components").project("identity_key, identity_id, component_id").arrow().read_all())
+        dbt.ref("identity_components").project("identity_key, identity_id, component_id").arrow().read_all()
+    )
     schema, table = str(dbt.this).replace('"', "").split(".")[-2:]
     exists = session.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
     ).fetchone()[0]
-    previous = pl.from_arrow(session.execute(
-        f"select identity_key, profile_id, cast(profile_created_at as timestamp) as profile_created_at from {dbt.this}"
-    ).arrow().read_all()) if exists else None
+    previous = (
+        pl.from_arrow(
+            session.execute(
+                f"select identity_key, profile_id, cast(profile_created_at as timestamp) as profile_created_at from {dbt.this}"
+            )
+            .arrow()
+            .read_all()
+        )
+        if exists
+        else None
+    )
     return assign_profile_ids(current, previous, dt.datetime.now(dt.UTC).replace(tzinfo=None)).to_arrow()

@@ -52,7 +52,7 @@ record_counts as (
     select
         winners.profile_id,
         {%- for attribute, column in group.fields.items() %}
-        profile_records.{{ column }} as {{ attribute }}{{ ',' if not loop.last }}
+        profile_records.{{ column }}{{ (' as ' ~ attribute) if attribute != column }}{{ ',' if not loop.last }}
         {%- endfor %}
     from winners
     inner join profile_records

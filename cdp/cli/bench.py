@@ -1,0 +1,121 @@
+"""Benchmarks (tools/bench, in the source checkout)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from cdp.cli.app import main
+from cdp.errors import CdpError
+from cdp.settings import PROJECT_ROOT, current_paths
+
+
+def _bench_tools() -> None:
+    """Benchmarks are tools of the source checkout (tools/bench), not part of the installed package."""
+    if not (PROJECT_ROOT / "tools" / "bench").is_dir():
+        raise CdpError(
+            f"the benchmarks live in tools/bench of the source checkout, not found under {PROJECT_ROOT}: "
+            "run them from a clone of the project"
+        )
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+
+
+@main.command()
+@click.option("--people", default=10000, show_default=True, help="Number of simulated people.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's data dir.")
+def bench(people: int, keep: bool) -> None:
+    """Generate N people in a temporary dir and print wall time and peak memory per stage."""
+    _bench_tools()
+    from tools.bench.pipeline import run_benchmark
+
+    run_benchmark(people=people, keep=keep, echo=click.echo)
+
+
+@main.command("bench-load")
+@click.option("--rows", default=20_000_000, show_default=True, help="Event rows to load.")
+def bench_load(rows: int) -> None:
+    """Loader throughput and peak memory on N event rows, next to a no-checks floor."""
+    _bench_tools()
+    from tools.bench.load import run_load_benchmark
+
+    run_load_benchmark(rows, echo=click.echo)
+
+
+@main.command("bench-sync")
+@click.option("--rows", default=1_000_000, show_default=True, help="Audience rows.")
+@click.option("--change-share", default=0.01, show_default=True, help="Share of rows changed for the second sync.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats of each measure (the median is printed).")
+@click.option("--http/--no-http", default=True, show_default=True, help="Also benchmark the HTTP (webhook) sync.")
+@click.option("--http-repeats", type=int, default=None, help="Repeats for the HTTP part (default: --repeats).")
+@click.option(
+    "--drt/--no-drt",
+    default=True,
+    show_default=True,
+    help="Also sync the audience with drt-core to the same PostgreSQL (when installed: the bench extra).",
+)
+def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_repeats: int | None, drt: bool) -> None:
+    """Diff and sync throughput to PostgreSQL and to an HTTP server, next to floors measured in the
+    same run (PostgreSQL COPY of the same rows; the HTTP server's raw request rate), and drt side by side."""
+    _bench_tools()
+    from tools.bench.sync import run_sync_benchmark
+
+    run_sync_benchmark(
+        rows, change_share=change_share, repeats=repeats, echo=click.echo, http=http, drt=drt, http_repeats=http_repeats
+    )
+
+
+@main.command("bench-serve")
+@click.option(
+    "--data-dir",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Data dir whose build warehouse to publish (default: CDP_DATA_DIR).",
+)
+@click.option(
+    "--repeats", default=3, show_default=True, help="Publications to time (0: only the API, on the store as it is)."
+)
+@click.option("--rate", default=200.0, show_default=True, help="API lookups per second (0: skip the API).")
+@click.option("--duration", default=60.0, show_default=True, help="Seconds of API load.")
+@click.option(
+    "--during-run",
+    is_flag=True,
+    help="Run the pipeline on the data dir during the API load (killed with SIGKILL afterwards).",
+)
+@click.option("--workers", default=1, show_default=True, help="`cdp serve` processes.")
+def bench_serve(
+    data_dir: Path | None, repeats: int, rate: float, duration: float, during_run: bool, workers: int
+) -> None:
+    """Benchmark publishing (and its alternatives) and the profile API under load."""
+    _bench_tools()
+    from tools.bench.serving import run_serving_benchmark
+
+    run_serving_benchmark(
+        (data_dir or current_paths().data_dir).resolve(),
+        repeats,
+        rate,
+        duration,
+        during_run,
+        echo=click.echo,
+        workers=workers,
+    )
+
+
+@main.command("bench-identity")
+@click.option("--links", default=10_000_000, show_default=True, help="Identity links in the synthetic graph.")
+@click.option("--keep", is_flag=True, help="Keep the benchmark's data dir.")
+@click.option(
+    "--sql-fallback/--no-sql-fallback",
+    default=True,
+    show_default=True,
+    help="Also time the pure-SQL connected components (about 100x the floor at 10M links).",
+)
+def bench_identity(links: int, keep: bool, sql_fallback: bool) -> None:
+    """Benchmark the identity stage (linking rules + components + stable ids) and the SQL fallback against raw scipy."""
+    _bench_tools()
+    from tools.bench.identity import run_identity_benchmark
+
+    run_identity_benchmark(links, keep=keep, echo=click.echo, sql_fallback=sql_fallback)

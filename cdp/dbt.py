@@ -1,0 +1,73 @@
+"""The dbt project on disk: where it is, which dbt runs it, and a manifest kept fresh.
+
+Plain Python (no Dagster): the CLI, publication, governance and the profile API read the manifest
+through here; orchestration/dbt.py wraps the same project for Dagster."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from cdp.errors import CdpError
+from cdp.settings import DBT_PROJECT_DIR
+
+# The dbt installed beside this Python, so the CLI works from a venv that is not activated.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+TARGET_DIR = DBT_PROJECT_DIR / "target"
+MANIFEST_PATH = TARGET_DIR / "manifest.json"
+_SOURCE_FILES = ("*.sql", "*.py", "*.yml", "*.csv")
+
+
+class DbtError(CdpError):
+    """dbt could not parse or compile the project."""
+
+
+def manifest_is_stale() -> bool:
+    if not MANIFEST_PATH.exists():
+        return True
+    built_at = MANIFEST_PATH.stat().st_mtime
+    return any(
+        path.stat().st_mtime > built_at
+        for pattern in _SOURCE_FILES
+        for path in DBT_PROJECT_DIR.rglob(pattern)
+        if "target" not in path.parts and "logs" not in path.parts
+    )
+
+
+def dbt_command(*args: str) -> list[str]:
+    return [DBT_EXECUTABLE, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+
+
+def prepare_manifest() -> Path:
+    """Compile the YAML audiences into dbt models (files change only when a definition did), then
+    parse the dbt project when its manifest is missing or older than a model, macro or seed, so
+    `cdp`, tests and `dagster dev` always see the current project."""
+    from cdp.audiences import write_audiences
+
+    write_audiences()
+    if manifest_is_stale():
+        result = subprocess.run(dbt_command("parse", "--quiet"), cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DbtError(
+                f"`dbt parse` of {DBT_PROJECT_DIR} failed (exit {result.returncode}): "
+                f"{(result.stdout + result.stderr).strip()[-3000:]}\nFix the model or YAML it names, "
+                "then run again."
+            )
+    return MANIFEST_PATH
+
+
+@lru_cache(maxsize=4)
+def _read_manifest(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_manifest(prepare: bool = True) -> dict:
+    """The dbt manifest (parsed first when missing or stale, unless `prepare` is false)."""
+    if prepare:
+        prepare_manifest()
+    elif not MANIFEST_PATH.exists():
+        raise DbtError(f"no dbt manifest at {MANIFEST_PATH}: run `cdp run` (or `dbt parse`) first")
+    return _read_manifest(str(MANIFEST_PATH), MANIFEST_PATH.stat().st_mtime)

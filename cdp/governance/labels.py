@@ -1,0 +1,215 @@
+"""Data-usage labels of every column of every model, derived from the source contracts.
+
+Labels start in the contracts; cdp/sources.py says which contract column each staging and
+XDM column comes from. Beyond XDM (identity, profiles, segments) this module follows the dbt
+manifest: a column inherits the labels of the same-named column of the models it is built from,
+plus an explicit lineage for the columns that are renamed on the way (PUBLIC_LINEAGE). Columns
+computed from events (traits) inherit the usage labels of the event sources (C*, S*, custom), but
+not their identity labels (I1, I2): an aggregate such as an order count is not itself an
+identifier, but a restriction on how the events may be used follows everything computed from them.
+
+Every label keeps its sources (contract.column), so a policy violation can say where it came from.
+The result is written to governance.column_labels, where the sync engine's policy gate reads it
+(activation stays independent of this package and of dbt).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+
+import data_contracts
+from cdp.dbt import load_manifest
+from cdp.sources import STAGING_LINEAGE, XDM_LINEAGE
+
+IDENTITY_LABELS = frozenset({"I1", "I2"})
+THIRD_PARTY_LABEL = "custom:third_party"
+LABELLED_SCHEMAS = ("staging", "xdm", "identity", "profiles", "segments", "predictions")
+AUDIENCE_SCHEMA = "segments"
+# Columns renamed between XDM and the public layer: model -> {column: [(parent model, parent column)]}.
+_PROFILE_FIELDS = {
+    "first_name": "person_name_first_name",
+    "last_name": "person_name_last_name",
+    "birth_date": "person_birth_date",
+    "gender": "person_gender",
+    "email": "personal_email_address",
+    "phone": "mobile_phone_number",
+    "street": "home_address_street1",
+    "city": "home_address_city",
+    "postcode": "home_address_postal_code",
+    "country_code": "home_address_country_code",
+    "loyalty_tier": "loyalty_tier",
+    "loyalty_points": "loyalty_points",
+}
+PUBLIC_LINEAGE: dict[str, dict[str, list[tuple[str, str]]]] = {
+    "profiles": {column: [("xdm_profile_records", source)] for column, source in _PROFILE_FIELDS.items()},
+    "profile_identities": {
+        "identity_value": [("xdm_identities", "identity_value")],
+        "identity_value_sha256": [("xdm_identities", "identity_value")],
+    },
+    "profile_attribute_lineage": {"attribute_value": [("xdm_profile_records", c) for c in _PROFILE_FIELDS.values()]},
+}
+# Models whose columns are computed from events: they inherit the events' usage labels.
+EVENT_MODELS = ("xdm_experience_events", "profile_events")
+
+
+@dataclass
+class Labels:
+    labels: dict[str, set[str]] = field(default_factory=dict)  # label -> sources (contract.column)
+
+    def add(self, other: Labels, drop_identity: bool = False) -> None:
+        for label, sources in other.labels.items():
+            if drop_identity and label in IDENTITY_LABELS:
+                continue
+            self.labels.setdefault(label, set()).update(sources)
+
+    def as_row(self) -> tuple[list[str], str]:
+        return sorted(self.labels), json.dumps({k: sorted(v) for k, v in sorted(self.labels.items())})
+
+
+def contract_labels() -> dict[tuple[str, str], Labels]:
+    result = {}
+    for contract in data_contracts.load_contracts().values():
+        for column in contract.columns.values():
+            labels = set(column.labels) | ({THIRD_PARTY_LABEL} if contract.party == "third" else set())
+            result[(contract.name, column.name)] = Labels(
+                {label: {f"{contract.name}.{column.name}"} for label in labels}
+            )
+    return result
+
+
+class LabelLineage:
+    """Labels of (model, column) for every dbt model, memoised."""
+
+    def __init__(self, manifest: dict | None = None, model_columns: dict[str, list[str]] | None = None) -> None:
+        self.manifest = manifest if manifest is not None else load_manifest()
+        self.contracts = contract_labels()
+        self.parents: dict[str, list[str]] = {}
+        self.schema: dict[str, str] = {}
+        self.code: dict[str, str] = {}
+        self.columns: dict[str, list[str]] = {}
+        for node in self.manifest["nodes"].values():
+            if node["resource_type"] not in ("model", "seed", "snapshot"):
+                continue
+            name = node.get("alias") or node["name"]
+            self.schema[name] = node["schema"]
+            self.parents[name] = [d.split(".")[-1] for d in node.get("depends_on", {}).get("nodes", [])]
+            self.code[name] = node.get("raw_code") or ""
+            self.columns[name] = list(node.get("columns", {}))
+        for source in self.manifest.get("sources", {}).values():  # e.g. predictions.* written by Python
+            self.schema.setdefault(source["name"], source["schema"])
+        if model_columns:
+            self.columns.update(model_columns)
+        self._memo: dict[tuple[str, str], Labels] = {}
+
+    def event_labels(self) -> Labels:
+        """Usage labels of every contract column feeding the event models (identity labels dropped)."""
+        result = Labels()
+        for model in self.parents.get("xdm_experience_events", []):
+            if model in STAGING_LINEAGE:
+                contract, lineage = STAGING_LINEAGE[model]
+                for source in lineage.values():
+                    if source:
+                        result.add(self.contracts.get((contract, source), Labels()), drop_identity=True)
+        return result
+
+    def labels(self, model: str, column: str, _depth: int = 0) -> Labels:
+        key = (model, column)
+        if key in self._memo:
+            return self._memo[key]
+        result = Labels()
+        self._memo[key] = result  # guards against cycles
+        if model in STAGING_LINEAGE:
+            contract, lineage = STAGING_LINEAGE[model]
+            if lineage.get(column):
+                result.add(self.contracts.get((contract, lineage[column]), Labels()))
+        elif model in XDM_LINEAGE and column in XDM_LINEAGE[model]:
+            for parent, parent_column in XDM_LINEAGE[model][column]:
+                result.add(self.labels(parent, parent_column, _depth + 1))
+        elif model in EVENT_MODELS and column not in ("profile_id", "record_id", "event_id"):
+            result.add(self.event_labels())
+        elif model in PUBLIC_LINEAGE and column in PUBLIC_LINEAGE[model]:
+            for parent, parent_column in PUBLIC_LINEAGE[model][column]:
+                result.add(self.labels(parent, parent_column, _depth + 1))
+        else:
+            inherited = False
+            for parent in self.parents.get(model, []):
+                if column in self.columns_of(parent) or (parent in PUBLIC_LINEAGE and column in PUBLIC_LINEAGE[parent]):
+                    result.add(self.labels(parent, column, _depth + 1))
+                    inherited = True
+            if not inherited and any(
+                p in EVENT_MODELS or p == "profile_purchase_items" for p in self.parents.get(model, [])
+            ):
+                # A column with no same-named parent in a model built on events: computed from them.
+                result.add(self.event_labels())
+        return result
+
+    def columns_of(self, model: str) -> list[str]:
+        columns = list(self.columns.get(model, []))
+        if model in STAGING_LINEAGE:
+            columns += list(STAGING_LINEAGE[model][1])
+        if model in XDM_LINEAGE:
+            columns += list(XDM_LINEAGE[model])
+        if model in PUBLIC_LINEAGE:
+            columns += list(PUBLIC_LINEAGE[model])
+        return columns
+
+    def used_columns(self, model: str) -> list[tuple[str, str]]:
+        """(parent, column) pairs a model's SQL refers to by name: the fields an audience uses."""
+        code = self.code.get(model, "")
+        # The closing `final` projection only passes columns through (the audience's outputs, labelled as
+        # such when a sync exports them); what the audience uses is named before it.
+        if "final as (" in code:
+            code = code[: code.rindex("final as (")]
+        used = []
+        for parent in self.parents.get(model, []):
+            for column in dict.fromkeys(self.columns_of(parent)):
+                if re.search(rf"\b{re.escape(column)}\b", code):
+                    used.append((parent, column))
+        return used
+
+
+def column_labels(
+    model: str, column: str, lineage: LabelLineage | None = None
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(labels, {label: source contract columns}) of one column of a model."""
+    labels = (lineage or LabelLineage()).labels(model, column)
+    return sorted(labels.labels), {k: sorted(v) for k, v in labels.labels.items()}
+
+
+def warehouse_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
+    rows = con.execute(
+        "select table_schema, table_name, column_name from information_schema.columns "
+        f"where table_schema in {LABELLED_SCHEMAS} order by table_schema, table_name, ordinal_position"
+    ).fetchall()
+    result: dict[tuple[str, str], list[str]] = {}
+    for schema, table, column in rows:
+        result.setdefault((schema, table), []).append(column)
+    return result
+
+
+def refresh_column_labels(con: duckdb.DuckDBPyConnection, lineage: LabelLineage | None = None) -> int:
+    """Write governance.column_labels: one row per column of every model table in the warehouse
+    (usage `output`), and for audiences one row per column of a parent model they use (usage `used`)."""
+    tables = warehouse_columns(con)
+    lineage = lineage or LabelLineage(model_columns={table: cols for (_, table), cols in tables.items()})
+    rows = []
+    for (schema, table), columns in tables.items():
+        for column in columns:
+            labels, sources = lineage.labels(table, column).as_row()
+            rows.append((schema, table, column, "output", labels, sources))
+        if schema == AUDIENCE_SCHEMA:
+            for parent, column in lineage.used_columns(table):
+                labels, sources = lineage.labels(parent, column).as_row()
+                rows.append(
+                    (schema, table, f"{lineage.schema.get(parent, '?')}.{parent}.{column}", "used", labels, sources)
+                )
+    con.execute("create schema if not exists governance")
+    con.execute("""create or replace table governance.column_labels (
+        model_schema varchar, model varchar, column_name varchar, usage varchar, labels varchar[], sources json)""")
+    if rows:
+        con.executemany("insert into governance.column_labels values (?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)

@@ -1,0 +1,1 @@
+"""Identity tools outside dbt: evaluation against a ground truth and `cdp profile explain`."""

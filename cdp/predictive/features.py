@@ -1,0 +1,92 @@
+"""Point-in-time features per known profile, computed from the unified timeline as of a cutoff,
+so a model trained on the past sees exactly what it will see when scoring today."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+FEATURES = (
+    "days_since_last_purchase",
+    "purchases_90d",
+    "purchases_365d",
+    "purchases_total",
+    "revenue_365d",
+    "revenue_total",
+    "email_opens_30d",
+    "email_clicks_30d",
+    "web_events_30d",
+    "app_events_30d",
+    "add_to_cart_30d",
+    "tenure_days",
+)
+NO_PURCHASE_DAYS = 3650  # stands for "never purchased" in days_since_last_purchase
+
+
+def features_as_of(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> pl.DataFrame:
+    """One row per known profile seen before `cutoff`, with FEATURES computed from events before it."""
+    return con.execute(
+        f"""
+        with events as (
+            select * from profiles.profile_events where occurred_at < $cutoff
+        ),
+        purchases as (
+            select * from events where event_type = 'commerce.purchases' and commerce_order_status = 'completed'
+        ),
+        known as (
+            select profile_id from profiles.profiles where is_known
+        ),
+        purchase_features as (
+            select profile_id,
+                   date_diff('day', max(occurred_at), $cutoff) as days_since_last_purchase,
+                   count(*) filter (where occurred_at >= $cutoff - interval 90 day) as purchases_90d,
+                   count(*) filter (where occurred_at >= $cutoff - interval 365 day) as purchases_365d,
+                   count(*) as purchases_total,
+                   coalesce(sum(commerce_order_price_total) filter (where occurred_at >= $cutoff - interval 365 day), 0)
+                       as revenue_365d,
+                   sum(commerce_order_price_total) as revenue_total
+            from purchases group by profile_id
+        ),
+        engagement as (
+            select profile_id,
+                   count(*) filter (where event_type = 'directMarketing.emailOpened' and occurred_at >= $cutoff - interval 30 day) as email_opens_30d,
+                   count(*) filter (where event_type = 'directMarketing.emailClicked' and occurred_at >= $cutoff - interval 30 day) as email_clicks_30d,
+                   count(*) filter (where channel = 'web' and occurred_at >= $cutoff - interval 30 day) as web_events_30d,
+                   count(*) filter (where channel = 'app' and occurred_at >= $cutoff - interval 30 day) as app_events_30d,
+                   count(*) filter (where event_type = 'commerce.productListAdds' and occurred_at >= $cutoff - interval 30 day) as add_to_cart_30d,
+                   date_diff('day', min(occurred_at), $cutoff) as tenure_days
+            from events group by profile_id
+        )
+        select
+            known.profile_id,
+            coalesce(purchase_features.days_since_last_purchase, {NO_PURCHASE_DAYS}) as days_since_last_purchase,
+            coalesce(purchase_features.purchases_90d, 0) as purchases_90d,
+            coalesce(purchase_features.purchases_365d, 0) as purchases_365d,
+            coalesce(purchase_features.purchases_total, 0) as purchases_total,
+            cast(coalesce(purchase_features.revenue_365d, 0) as double) as revenue_365d,
+            cast(coalesce(purchase_features.revenue_total, 0) as double) as revenue_total,
+            engagement.email_opens_30d, engagement.email_clicks_30d, engagement.web_events_30d,
+            engagement.app_events_30d, engagement.add_to_cart_30d, engagement.tenure_days
+        from known
+        inner join engagement on engagement.profile_id = known.profile_id
+        left join purchase_features on purchase_features.profile_id = known.profile_id
+        order by known.profile_id
+        """,
+        {"cutoff": cutoff},
+    ).pl()
+
+
+def purchases_between(con: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    """profile_id -> number of completed purchases in [start, end)."""
+    return con.execute(
+        """
+        select profile_id, count(*) as purchases
+        from profiles.profile_events
+        where event_type = 'commerce.purchases' and commerce_order_status = 'completed'
+          and occurred_at >= $start and occurred_at < $end
+        group by profile_id
+        """,
+        {"start": start, "end": end},
+    ).pl()

@@ -1,0 +1,365 @@
+"""`cdp serve`: a read-only HTTP API over the serving store (FastAPI on uvicorn).
+
+Every request but /health needs an API key in the X-API-Key header. Keys come from the environment:
+CDP_API_KEYS_FULL (comma-separated) see direct identifiers; CDP_API_KEYS_MASKED see what the BI-safe
+views show (schema bi: emails as a***@domain, phones as ***12, identifiers as hashes). A missing or
+wrong key gets 401 before anything is looked up, so it learns nothing about which profiles exist.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the annotations of the nested endpoint
+# functions, whose dependencies are local names.
+import datetime as dt
+import hmac
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Security
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+
+from cdp.serving.documents import (
+    DOCUMENT_EVENTS,
+    MASKING_RULES_TABLE,
+    NAMESPACE,
+    InvalidIdentifier,
+    lookup_profile_document,
+    mask_value,
+    recent_events,
+    sql_literal,
+)
+from cdp.serving.documents import normalize_identifier as normalize_identifier_as_stored
+from cdp.serving.publish import PUBLICATIONS_TABLE
+from cdp.serving.store import PublishedStore, StoreUnavailable
+
+API_KEY_HEADER = "X-API-Key"
+FULL_KEYS_ENV = "CDP_API_KEYS_FULL"
+MASKED_KEYS_ENV = "CDP_API_KEYS_MASKED"
+SEGMENT_NAME = NAMESPACE
+
+
+class Scope(StrEnum):
+    full = "full"
+    masked = "masked"
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    full: frozenset[str]
+    masked: frozenset[str]
+
+    @classmethod
+    def from_env(cls) -> "ApiKeys":
+        def keys(name: str) -> frozenset[str]:
+            return frozenset(k.strip() for k in os.environ.get(name, "").split(",") if k.strip())
+
+        return cls(full=keys(FULL_KEYS_ENV), masked=keys(MASKED_KEYS_ENV))
+
+    def scope_of(self, presented: str | None) -> Scope | None:
+        if not presented:
+            return None
+        # compare_digest against every key: the time taken does not tell which keys exist
+        full = any(hmac.compare_digest(presented.encode(), key.encode()) for key in self.full)
+        masked = any(hmac.compare_digest(presented.encode(), key.encode()) for key in self.masked)
+        return Scope.full if full else Scope.masked if masked else None
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or unavailable when nothing is published")
+    run_id: str | None = None
+    started_at: dt.datetime | None = None
+    published_at: dt.datetime | None = None
+    age_seconds: float | None = None
+    row_counts: dict[str, int] = {}
+    detail: str | None = None
+
+
+class Identity(BaseModel):
+    namespace: str
+    value: str = Field(description="masked scope: a stable hash, not the value")
+    first_seen_at: dt.datetime | None
+    last_seen_at: dt.datetime | None
+    record_count: int
+    source_tables: str | None
+
+
+class Consent(BaseModel):
+    purpose: str
+    value: str = Field(description="y, n or unknown (nobody decided); only y is consent")
+    decided_at: dt.datetime | None
+
+
+class Event(BaseModel):
+    event_id: str
+    event_type: str = Field(description="XDM eventType, e.g. commerce.purchases")
+    occurred_at: dt.datetime | None
+    channel: str | None
+    source_table: str | None
+    order_total: float | None
+    currency_code: str | None
+
+
+class AttributeSource(BaseModel):
+    source_table: str
+    record_id: str = Field(description="the source record the merge policy took the attribute from")
+    merge_rule: str = Field(description="most_recent, least_recent, source_precedence, most_frequent or most_filled")
+    updated_at: dt.datetime | None
+
+
+class Profile(BaseModel):
+    profile_id: str
+    published_run_id: str
+    scope: Scope
+    attributes: dict[str, Any] = Field(description="the golden record (table profiles)")
+    attribute_sources: dict[str, AttributeSource] = Field(
+        default_factory=dict, description="per attribute, where its value came from (table profile_attribute_lineage)"
+    )
+    traits: dict[str, Any] | None = Field(description="computed traits (table profile_traits)")
+    predictions: dict[str, Any] | None = Field(description="predictive traits (table profile_predictions)")
+    segments: list[str]
+    consents: list[Consent]
+    identities: list[Identity]
+    recent_events: list[Event]
+
+
+class SegmentSize(BaseModel):
+    name: str
+    members: int
+
+
+class SegmentList(BaseModel):
+    published_run_id: str
+    segments: list[SegmentSize]
+
+
+class SegmentMembers(BaseModel):
+    segment: str
+    published_run_id: str
+    scope: Scope
+    members: list[dict[str, Any]]
+    next_after: str | None = Field(description="pass as `after` for the next page; null on the last page")
+
+
+def _json_value(name: str, value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)  # money as a JSON number, not a string
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)  # the warehouse keeps UTC; say so (RFC 3339 date-time)
+    if "top_factors" in name and isinstance(value, str):
+        return json.loads(value)  # the predictions' factor lists are stored as JSON text
+    return value
+
+
+def normalize_identifier(namespace: str, value: str) -> str:
+    try:
+        return normalize_identifier_as_stored(namespace, value)
+    except InvalidIdentifier as error:
+        raise HTTPException(422, str(error)) from None
+
+
+def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8) -> FastAPI:
+    keys = keys or ApiKeys.from_env()
+    store = PublishedStore(store_path, pool_size=pool_size)
+    app = FastAPI(
+        title="CDP profile API",
+        version="1",
+        description="Read-only lookups of unified profiles, traits, consents, segments and events from "
+        "the last published pipeline run. Send an API key in the X-API-Key header.",
+    )
+    api_key_header = APIKeyHeader(
+        name=API_KEY_HEADER,
+        auto_error=False,
+        description="full scope: direct identifiers; masked scope: BI-safe fields",
+    )
+
+    async def scope(presented: Annotated[str | None, Security(api_key_header)]) -> Scope:
+        granted = keys.scope_of(presented)
+        if granted is None:
+            raise HTTPException(
+                401, f"missing or invalid API key (header {API_KEY_HEADER})", headers={"WWW-Authenticate": "APIKey"}
+            )
+        return granted
+
+    @app.exception_handler(StoreUnavailable)
+    def store_unavailable(_request, error: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
+    errors = {
+        401: {"model": Problem, "description": "no or wrong API key"},
+        503: {"model": Problem, "description": "nothing published yet"},
+    }
+
+    def schema_of(scope_: Scope, table: str) -> str:
+        return (
+            f"bi.{table}"
+            if scope_ is Scope.masked
+            else f"{'segments' if table.startswith('seg') else 'profiles'}.{table}"
+        )
+
+    cached_rules: dict[str, dict[str, dict[str, str]]] = {}
+
+    def masking_rules(cursor) -> dict[str, dict[str, str]]:
+        """table -> column -> masking, as the publication recorded them (cached per published run)."""
+        run_id = published_run_id(cursor)
+        if run_id not in cached_rules:
+            rules: dict[str, dict[str, str]] = {}
+            for table, column, masking in cursor.execute(f"select * from {MASKING_RULES_TABLE}").fetchall():
+                rules.setdefault(table, {})[column] = masking
+            cached_rules.clear()
+            cached_rules[run_id] = rules
+        return cached_rules[run_id]
+
+    def published_run_id(cursor) -> str:
+        return cursor.execute(f"select run_id from {PUBLICATIONS_TABLE} order by published_at desc limit 1").fetchone()[
+            0
+        ]
+
+    def rows(cursor, sql: str) -> list[dict[str, Any]]:
+        result = cursor.execute(sql)
+        names = [d[0] for d in result.description]
+        return [{name: _json_value(name, value) for name, value in zip(names, row)} for row in result.fetchall()]
+
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health() -> Health | JSONResponse:
+        """The published run (id, when it was built and published, its age, row counts). No key needed."""
+        try:
+            with store.cursor() as cursor:
+                run_id, started_at, published_at, counts = cursor.execute(
+                    f"select run_id, started_at, published_at, row_counts from {PUBLICATIONS_TABLE} "
+                    "order by published_at desc limit 1"
+                ).fetchone()
+        except StoreUnavailable as error:
+            return JSONResponse(Health(status="unavailable", detail=str(error)).model_dump(mode="json"), 503)
+        age = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - published_at).total_seconds()
+        return Health(
+            status="ok",
+            run_id=run_id,
+            started_at=_json_value("started_at", started_at),
+            published_at=_json_value("published_at", published_at),
+            age_seconds=round(age, 1),
+            row_counts=json.loads(counts),
+        )
+
+    @app.get(
+        "/profiles/{namespace}/{value}",
+        response_model=Profile,
+        responses={
+            **errors,
+            404: {"model": Problem, "description": "no profile has this identifier"},
+            422: {"model": Problem, "description": "malformed namespace or value"},
+        },
+    )
+    # async: the two lookups take well under a millisecond when warm; running them on the event loop
+    # measured 280 requests/s against 198 through the thread pool (demo store, 8 clients).
+    async def get_profile(
+        namespace: Annotated[str, PathParam(description="identity namespace, e.g. email, phone, cookie_id, crm_id")],
+        value: Annotated[str, PathParam(description="the identifier; emails and phones are normalized first")],
+        scope_: Annotated[Scope, Depends(scope)],
+        events: Annotated[int, Query(ge=0, le=500, description="how many recent events to include")] = DOCUMENT_EVENTS,
+    ) -> Profile:
+        """The profile that holds an identifier: attributes, traits, predictions, segments, consents,
+        identities and recent events, all from one published run."""
+        normalized = normalize_identifier(namespace, value)
+        with store.cursor() as cursor:
+            profile_id, document, namespaces = lookup_profile_document(cursor, namespace, normalized)
+            if document is None:
+                if namespace not in namespaces:
+                    raise HTTPException(
+                        422,
+                        f"unknown identity namespace {namespace[:64]!r}; expected one of: "
+                        f"{', '.join(sorted(namespaces))}",
+                    )
+                raise HTTPException(
+                    404, f"no profile has this {namespace} identifier; check the value or the namespace"
+                )
+            rules = masking_rules(cursor) if scope_ is Scope.masked else None
+            if events > DOCUMENT_EVENTS:
+                recent = recent_events(cursor, profile_id, events)
+        if events == DOCUMENT_EVENTS and rules is None:
+            return Response(document, media_type="application/json")  # already in the Profile shape
+        profile = json.loads(document)
+        profile["recent_events"] = profile["recent_events"][:events] if events <= DOCUMENT_EVENTS else recent
+        if rules is not None:
+            profile["scope"] = Scope.masked.value
+            for column, masking in rules.get("profiles", {}).items():
+                if column in profile["attributes"]:
+                    profile["attributes"][column] = mask_value(profile["attributes"][column], masking)
+            identity_masking = rules.get("profile_identities", {}).get("identity_value", "hash")
+            for identity in profile["identities"]:
+                identity["value"] = mask_value(identity["value"], identity_masking)
+        return Profile.model_validate(profile)
+
+    @app.get("/segments", response_model=SegmentList, responses=errors)
+    def list_segments(scope_: Annotated[Scope, Depends(scope)]) -> SegmentList:
+        """Every audience with its current size."""
+        with store.cursor() as cursor:
+            sizes = cursor.execute(
+                "select segment_name, count(*) from segments.segment_memberships group by 1 order by 1"
+            ).fetchall()
+            run_id = published_run_id(cursor)
+        return SegmentList(published_run_id=run_id, segments=[SegmentSize(name=n, members=c) for n, c in sizes])
+
+    @app.get(
+        "/segments/{name}/members",
+        response_model=SegmentMembers,
+        responses={
+            **errors,
+            404: {"model": Problem, "description": "no such segment"},
+            422: {"model": Problem, "description": "malformed parameter"},
+        },
+    )
+    def segment_members(
+        name: Annotated[str, PathParam(description="segment name as listed by GET /segments")],
+        scope_: Annotated[Scope, Depends(scope)],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Annotated[str | None, Query(max_length=64, description="next_after of the previous page")] = None,
+    ) -> SegmentMembers:
+        """A page of a segment's members in profile id order (keyset paging: stable while you page)."""
+        with store.cursor() as cursor:
+            known = {
+                r[0]
+                for r in cursor.execute("select distinct segment_name from segments.segment_memberships").fetchall()
+            }
+            if name not in known:
+                raise HTTPException(404, f"no segment named {name[:64]!r}; GET /segments lists them")
+            if after is not None and not after.isprintable():
+                raise HTTPException(422, "after must be the next_after value of the previous page")
+            table = f"seg_{name}"
+            has_table = cursor.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                ["bi" if scope_ is Scope.masked else "segments", table],
+            ).fetchone()[0]
+            source = (
+                schema_of(scope_, table)
+                if has_table and SEGMENT_NAME.match(name)
+                else f"(select profile_id from segments.segment_memberships where segment_name = {sql_literal(name)})"
+            )
+            where = f"where profile_id > {sql_literal(after)}" if after else ""
+            page = rows(cursor, f"select * from {source} {where} order by profile_id limit {limit + 1}")
+            run_id = published_run_id(cursor)
+        next_after = page[limit - 1]["profile_id"] if len(page) > limit else None
+        return SegmentMembers(
+            segment=name, published_run_id=run_id, scope=scope_, members=page[:limit], next_after=next_after
+        )
+
+    app.state.store = store
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app for `cdp serve`'s worker processes: store path and keys from the environment."""
+    from cdp.settings import current_paths
+
+    return create_app(
+        current_paths().serving_store, ApiKeys.from_env(), pool_size=int(os.environ.get("CDP_API_POOL_SIZE", "8"))
+    )

@@ -1,0 +1,240 @@
+"""Publish the public tables of a finished run to the serving store, atomically.
+
+The build warehouse is locked by the process that writes it, so BI tools and the profile API read
+a separate file: the serving store. A publication copies every model whose dbt meta says
+`serving: {publish: true}` into a new DuckDB file next to the store, sorted and indexed for
+lookups, adds the BI-safe views (schema `bi`, direct identifiers masked as their column meta says)
+and the record of published runs (`serving.publications`), then renames the new file over the
+store. `rename` is atomic: a reader opens either the previous file or the new one, never a mix,
+and a reader that already holds the previous file keeps reading it. A run that fails or is killed
+before the rename leaves the previous publication untouched (docs/serving.md has the measurements).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from cdp.dbt import MANIFEST_PATH
+from cdp.errors import CdpError
+from cdp.serving.documents import DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier
+from cdp.warehouse import attach, connect
+
+PUBLICATIONS_TABLE = "serving.publications"
+MASKINGS = ("email", "phone", "initial", "hash", "redact")  # see documents.mask_sql
+
+
+class PublishError(CdpError):
+    """The publication could not be written; the serving store still holds the previous run."""
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    schema: str
+    name: str
+    order_by: tuple[str, ...] = ()
+    indexes: tuple[str, ...] = ()
+    # column name -> masking in the BI-safe view (columns whose meta says pii: direct)
+    masked_columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def relation(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Publication:
+    run_id: str
+    store: Path
+    started_at: dt.datetime
+    published_at: dt.datetime
+    row_counts: dict[str, int]
+    seconds: float
+    store_bytes: int
+    documents_seconds: float = 0.0  # of `seconds`, building the API's profile documents
+
+
+def published_tables(manifest_path: Path | None = None) -> list[PublishedTable]:
+    """The tables to publish, from the dbt manifest: models and seeds with meta `serving.publish`."""
+    manifest_path = manifest_path or MANIFEST_PATH
+    manifest = json.loads(Path(manifest_path).read_text())
+    tables = []
+    for node in manifest["nodes"].values():
+        serving = (node.get("config", {}).get("meta") or {}).get("serving") or {}
+        if node["resource_type"] not in ("model", "seed") or not serving.get("publish"):
+            continue
+        masked = {}
+        for column, props in node.get("columns", {}).items():
+            meta = props.get("config", {}).get("meta") or props.get("meta") or {}
+            if meta.get("pii") == "direct":
+                masking = meta.get("masking", "redact")
+                if masking not in MASKINGS:
+                    raise PublishError(
+                        f"{node['original_file_path']}: column {node['name']}.{column} has masking "
+                        f"{masking!r}; expected one of {', '.join(MASKINGS)}"
+                    )
+                masked[column] = masking
+        tables.append(
+            PublishedTable(
+                schema=node["schema"],
+                name=node.get("alias") or node["name"],
+                order_by=tuple(serving.get("order_by", ())),
+                indexes=tuple(serving.get("indexes", ())),
+                masked_columns=masked,
+            )
+        )
+    return sorted(tables, key=lambda t: t.relation)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    return [
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_catalog = 'build' and table_schema = ? and table_name = ? order by ordinal_position",
+            [schema, table],
+        ).fetchall()
+    ]
+
+
+def _previous_publications(store: Path) -> list[tuple]:
+    if not store.exists():
+        return []
+    try:
+        with duckdb.connect(":memory:") as con:
+            attach(con, store, "previous", read_only=True)
+            return con.execute(f"select * from previous.{PUBLICATIONS_TABLE} order by published_at").fetchall()
+    except duckdb.Error:
+        return []  # an unreadable previous store is replaced, its history with it
+
+
+def publish(
+    warehouse: Path,
+    store: Path,
+    run_id: str,
+    started_at: dt.datetime | None = None,
+    checks: dict[str, Any] | None = None,
+    tables: list[PublishedTable] | None = None,
+    keep_history: int = 1000,
+) -> Publication:
+    """Copy the published tables of `warehouse` into a new file and rename it over `store`."""
+    began = time.perf_counter()
+    tables = published_tables() if tables is None else tables
+    if not tables:
+        raise PublishError("no dbt model has meta serving.publish: true; nothing to publish")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    staging_file = store.with_name(f".{store.name}.publishing")
+    for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal")):
+        leftover.unlink(missing_ok=True)  # from a publication that was killed midway
+    history = _previous_publications(store)
+    row_counts: dict[str, int] = {}
+    columns: dict[str, list[str]] = {}  # relation -> column names, as copied
+    con = connect(staging_file)
+    try:
+        con.execute("set enable_progress_bar = false")
+        attach(con, warehouse, "build", read_only=True)
+        for table in tables:
+            columns[table.relation] = _columns(con, table.schema, table.name)
+            if not columns[table.relation]:
+                raise PublishError(
+                    f"{table.relation} is marked for publishing but does not exist in {warehouse}; "
+                    "run the pipeline (or dbt build) before publishing"
+                )
+            con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
+            order = f" order by {', '.join(map(quote_identifier, table.order_by))}" if table.order_by else ""
+            con.execute(f"create table {table.relation} as select * from build.{table.relation}{order}")
+            for column in table.indexes:
+                con.execute(
+                    f"create index {quote_identifier(f'{table.name}__{column}')} on {table.relation} ({quote_identifier(column)})"
+                )
+            row_counts[table.relation] = con.execute(f"select count(*) from {table.relation}").fetchone()[0]
+        con.execute("detach build")
+        con.execute("create schema bi")
+        for table in tables:
+            selected = ", ".join(
+                f"{mask_sql(column, table.masked_columns[column])} as {quote_identifier(column)}"
+                if column in table.masked_columns
+                else quote_identifier(column)
+                for column in columns[table.relation]
+            )
+            con.execute(f"create view bi.{quote_identifier(table.name)} as select {selected} from {table.relation}")
+        con.execute("create schema serving")
+        step_started = time.perf_counter()
+        row_counts[DOCUMENTS_TABLE] = build_profile_documents(
+            con, run_id, {table.name: table.masked_columns for table in tables}
+        )
+        documents_seconds = time.perf_counter() - step_started
+        published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        con.execute(f"""
+            create table {PUBLICATIONS_TABLE} (
+                run_id varchar primary key, started_at timestamp, published_at timestamp,
+                row_counts json, checks json, publish_seconds double
+            )""")
+        history = [row for row in history if row[0] != run_id]  # publishing a run again replaces its record
+        kept_history = history[-(keep_history - 1) :] if keep_history > 1 else []
+        if kept_history:
+            con.executemany(f"insert into {PUBLICATIONS_TABLE} values (?, ?, ?, ?, ?, ?)", kept_history)
+        con.execute(
+            f"insert into {PUBLICATIONS_TABLE} values (?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                started_at,
+                published_at,
+                json.dumps(row_counts),
+                json.dumps(checks or {}),
+                round(time.perf_counter() - began, 3),
+            ],
+        )
+        con.execute("checkpoint")
+    except BaseException:
+        con.close()
+        staging_file.unlink(missing_ok=True)
+        raise
+    con.close()
+    _fsync(staging_file)
+    os.replace(staging_file, store)  # the atomic step: readers see all of this run or none of it
+    _fsync(store.parent)
+    return Publication(
+        run_id=run_id,
+        store=store,
+        started_at=started_at or published_at,
+        published_at=published_at,
+        row_counts=row_counts,
+        seconds=time.perf_counter() - began,
+        store_bytes=store.stat().st_size,
+        documents_seconds=documents_seconds,
+    )
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def latest_publication(store: Path) -> dict[str, Any] | None:
+    """The newest row of serving.publications in the store, or None when nothing is published."""
+    if not store.exists():
+        return None
+    with duckdb.connect(":memory:") as con:
+        attach(con, store, "published", read_only=True)
+        row = con.execute(
+            f"select run_id, started_at, published_at, row_counts, checks, publish_seconds "
+            f"from published.{PUBLICATIONS_TABLE} order by published_at desc limit 1"
+        ).fetchone()
+    if row is None:
+        return None
+    keys = ("run_id", "started_at", "published_at", "row_counts", "checks", "publish_seconds")
+    record = dict(zip(keys, row))
+    record["row_counts"] = json.loads(record["row_counts"])
+    record["checks"] = json.loads(record["checks"])
+    return record

@@ -1,6 +1,0 @@
-"""Predictive traits: lifetime value and "alive" probability (BG/NBD + Gamma-Gamma), purchase and
-churn propensity, and look-alike scoring. Plain numpy/scipy/scikit-learn; no Dagster imports."""
-
-
-class PredictionError(Exception):
-    """A model cannot be fitted or used; the message says why and what to do."""

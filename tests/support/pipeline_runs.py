@@ -1,0 +1,301 @@
+"""The shared pipeline runs: three `cdp run`s in one data dir on a small generated dataset.
+
+The first builds everything; the second, with no new data, must change no table (but the append-only
+history of audience memberships) and sync nothing; before the third, one late order turns a lapsed
+buyer into a high-value customer, a small red-dress order brings a woman into the audience
+red_dress_buyers, and 40 new CRM contacts arrive, and a BI-style reader process (tests/support/published_reader.py) queries the serving store
+throughout the third run. Any test module can use the session fixture `runs` (conftest) and read the
+warehouse with `query`; tests that must change the workspace work on a copy (`copy_workspace`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from support.workspace import DEMO_AS_OF, Workspace
+
+PEOPLE = 2500  # enough buyers for the propensity models' 100-per-class minimum
+SEED = 11
+MODEL_SCHEMAS = ("raw", "quarantine", "staging", "xdm", "identity", "profiles", "segments", "snapshots")
+# Append-only: every run adds its rows (tests/test_segments.py checks what a rerun adds).
+APPEND_ONLY_TABLES = ("segments.segment_membership_history", "segments.segment_sizes")
+HIGH_VALUE_MIN_REVENUE = 1000
+LAPSED_AFTER_DAYS = 90
+AS_OF_END = dt.datetime.fromisoformat(DEMO_AS_OF) + dt.timedelta(days=1)
+
+
+@dataclass
+class PipelineRuns:
+    workspace: Workspace
+    outputs: list[str]
+    fingerprints: list[dict[str, tuple]]
+    syncs_by_run: list[dict[str, dict]]
+    promoted_profile: str
+    finished_at: list[dt.datetime] = field(default_factory=list)  # UTC, after each run
+    reader_report: dict = field(default_factory=dict)  # the reader's findings during run 3
+    profile_ids_by_run: list[set[str]] = field(default_factory=list)
+    red_dress_profile: str = ""  # planted before run 3 (add_red_dress_order_for_a_woman)
+    memberships_by_run: list[pl.DataFrame] = field(default_factory=list)  # segment_name, profile_id after each run
+
+
+def table_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
+    """Row count and an order-independent hash of every model table, and of the sync state."""
+    tables = con.execute(
+        f"""
+        select table_schema || '.' || table_name from information_schema.tables
+        where table_schema in {MODEL_SCHEMAS} or (table_schema = 'activation' and table_name = 'sync_state')
+        order by 1
+        """
+    ).fetchall()
+    return {name: con.execute(f"select count(*), bit_xor(hash(t)) from {name} as t").fetchone() for (name,) in tables}
+
+
+def latest_sync_runs(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    frame = con.execute(
+        """
+        select * from activation.sync_runs
+        where run_id = (select run_id from activation.sync_runs order by started_at desc limit 1)
+        """
+    ).pl()
+    return {row["sync_name"]: row for row in frame.to_dicts()}
+
+
+def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
+    """Write one big completed order, dated the as-of day, for a lapsed buyer who is not high value
+    and has a shop account; return that buyer's profile id."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        profile_id, shop_customer_id = con.execute(
+            """
+            select lapsed.profile_id, min(graph.identity_value)
+            from segments.seg_lapsed_buyers as lapsed
+            inner join identity.identity_graph as graph
+                on graph.profile_id = lapsed.profile_id and graph.namespace = 'shop_customer_id'
+            where lapsed.profile_id not in (select profile_id from segments.seg_high_value)
+            group by 1 order by 1 limit 1
+            """
+        ).fetchone()
+    write_late_order(workspace, "orders_late_addition.jsonl", "E2E-LATE-1", shop_customer_id, "12:00:00", "5000.00")
+    return profile_id
+
+
+def write_late_order(
+    workspace: Workspace, file_name: str, order_id: str, shop_customer_id: str, time_of_day: str, total_amount: str
+) -> None:
+    """One completed web-shop order of a known shop account, dated the as-of day, as a new landing file."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
+    order = {
+        "order_id": order_id,
+        "customer_id": shop_customer_id,
+        "email": None,
+        "phone": None,
+        "ordered_at": f"{DEMO_AS_OF}T{time_of_day}Z",
+        "total_amount": total_amount,
+        "currency": currency,
+        "status": "completed",
+        "shipping_city": None,
+        "shipping_postcode": None,
+        "shipping_country": None,
+    }
+    orders_dir = workspace.data_dir / "landing" / "webshop" / "orders"
+    (orders_dir / file_name).write_text(json.dumps(order) + "\n")
+
+
+def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
+    """Write one small completed order with a red dress, dated the as-of day, for a woman who is not in
+    red_dress_buyers and whom it moves in no synced audience (a recent buyer, not high value even
+    after it); return her profile id."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        profile_id, shop_customer_id = con.execute(
+            f"""
+            select profiles.profile_id, min(graph.identity_value)
+            from profiles.profiles as profiles
+            inner join profiles.profile_traits as traits on traits.profile_id = profiles.profile_id
+            inner join identity.identity_graph as graph
+                on graph.profile_id = profiles.profile_id and graph.namespace = 'shop_customer_id'
+            where profiles.gender = 'F' and profiles.is_known
+                and traits.lifetime_revenue < {HIGH_VALUE_MIN_REVENUE} - 100
+                and traits.last_purchase_at >= timestamp '{DEMO_AS_OF}' - interval 30 day
+                and profiles.profile_id not in (select profile_id from segments.seg_red_dress_buyers)
+            group by 1 order by 1 limit 1
+            """
+        ).fetchone()
+    write_late_order(workspace, "orders_late_red_dress.jsonl", "E2E-LATE-2", shop_customer_id, "13:00:00", "49.00")
+    landing = workspace.data_dir / "landing" / "webshop"
+    pl.DataFrame(
+        {
+            "order_line_id": ["E2E-LATE-2-0"],
+            "order_id": ["E2E-LATE-2"],
+            "product_id": ["SKU-E2E-RED"],
+            "product_name": ["Red Dress E2E"],
+            "category": ["dresses"],
+            "colour": ["red"],
+            "quantity": ["1"],
+            "unit_price": ["49.00"],
+        },
+    ).write_parquet(landing / "order_lines" / "order_lines_late_red_dress.parquet")
+    return profile_id
+
+
+NEW_CONTACTS = 40
+
+
+def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
+    contacts_dir = workspace.data_dir / "landing" / "crm" / "contacts"
+    header = next(contacts_dir.glob("*.csv")).read_text().splitlines()[0]
+    (contacts_dir / name).write_text("\n".join([header, *rows]) + "\n")
+
+
+def wait_for_reads_of_the_latest_publication(workspace: Workspace, progress: Path, reads: int = 3) -> None:
+    """Until the reader has read the run just published a few times (or two minutes passed)."""
+    with duckdb.connect(str(workspace.serving_store), read_only=True) as con:
+        (latest_run,) = con.execute(
+            "select run_id from serving.publications order by published_at desc limit 1"
+        ).fetchone()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(progress.read_text())["runs_seen"].get(latest_run, 0) >= reads:
+                return
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+
+
+def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
+    workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
+    outputs, fingerprints, syncs, finished_at, profile_ids = [], [], [], [], []
+    promoted, reader_report, red_dress, memberships = "", {}, "", []
+    for run_number in (1, 2, 3):
+        reader = None
+        if run_number == 3:
+            promoted = add_late_order_for_a_lapsed_buyer(workspace)
+            red_dress = add_red_dress_order_for_a_woman(workspace)
+            # New people who buy nothing: the profile count grows, no audience changes.
+            add_contacts(
+                workspace,
+                "contacts_late_addition.csv",
+                [
+                    f"CLATE{i:04d},Test,Reader{i},late.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
+                    "2026-06-01T10:00:00Z,2026-06-01T10:00:00Z"
+                    for i in range(NEW_CONTACTS)
+                ],
+            )
+            stop_file, report_file = workspace.data_dir / "stop-reader", workspace.data_dir / "reader.json"
+            reader = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("published_reader.py")),
+                    str(workspace.serving_store),
+                    str(stop_file),
+                    str(report_file),
+                ],
+                env=workspace.env,
+            )
+        try:
+            outputs.append(workspace.cdp("run").stdout)
+        finally:
+            if reader is not None:
+                wait_for_reads_of_the_latest_publication(workspace, report_file.with_name("reader.json.progress"))
+                stop_file.touch()
+                reader.wait(timeout=120)
+                reader_report = json.loads(report_file.read_text())
+        finished_at.append(dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+            fingerprints.append(table_fingerprints(con))
+            syncs.append(latest_sync_runs(con))
+            profile_ids.append({r[0] for r in con.execute("select profile_id from profiles.profiles").fetchall()})
+            memberships.append(con.execute("select segment_name, profile_id from segments.segment_memberships").pl())
+    return PipelineRuns(
+        workspace,
+        outputs,
+        fingerprints,
+        syncs,
+        promoted,
+        finished_at,
+        reader_report,
+        profile_ids,
+        red_dress,
+        memberships,
+    )
+
+
+def copy_workspace(runs: PipelineRuns, make_workspace, name: str) -> Workspace:
+    """A copy of the runs' data dir (warehouse, landing files, serving store) for tests that change it."""
+    import shutil
+
+    workspace = make_workspace(name)
+    shutil.copytree(runs.workspace.data_dir, workspace.data_dir, dirs_exist_ok=True)
+    return workspace
+
+
+def query(runs: PipelineRuns, sql: str) -> pl.DataFrame:
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        return con.execute(sql).pl()
+
+
+def latest_versions(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The last loaded version of each record, as the staging views pick it."""
+    return frame.sort(["_loaded_at", "_source_file", "_row_number"], descending=True).unique(key, keep="first")
+
+
+def completed_purchases(runs: PipelineRuns) -> pl.DataFrame:
+    """Completed purchases (profile_id, record_id, order_id, amount, at), computed in polars from the raw
+    tables (latest version of each web-shop order; store transactions), attributed to profiles by the
+    identity stage's record_profiles."""
+    orders = (
+        latest_versions(query(runs, "select * from raw.webshop__orders"), "order_id")
+        .filter(pl.col("status") == "completed")
+        .select(
+            record_id=pl.lit("webshop__orders:") + pl.col("order_id"),
+            order_id="order_id",
+            amount=pl.col("total_amount").cast(pl.Float64),
+            at=pl.col("ordered_at"),
+        )
+    )
+    store = (
+        query(runs, "select * from raw.pos__transactions")
+        .unique("transaction_id")
+        .select(
+            record_id=pl.lit("pos__transactions:") + pl.col("transaction_id"),
+            order_id=pl.lit(None, pl.String),
+            amount=pl.col("total_amount").cast(pl.Float64),
+            at=pl.col("transacted_at"),
+        )
+    )
+    record_profiles = query(runs, "select record_id, profile_id from identity.record_profiles")
+    return pl.concat([orders, store]).join(record_profiles, on="record_id", how="inner")
+
+
+def run_dbt(env: dict[str, str], target_path, *args: str) -> subprocess.CompletedProcess[str]:
+    """dbt on the project with its own target path: --vars may enable models, and the project's manifest
+    (what Dagster builds its asset graph from) must not learn about them. Fails the test with dbt's output."""
+    from cdp.settings import DBT_PROJECT_DIR
+
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            *args,
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(target_path),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result
