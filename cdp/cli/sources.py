@@ -16,14 +16,18 @@ def sources() -> None:
 @sources.command("check")
 def sources_check() -> None:
     """Check every staging model's declaration (contract, column lineage, identifiers, profile
-    attributes, events) and refresh the XDM models' generated dependencies; with a built warehouse,
+    attributes, events) and refresh the generated macros (the XDM models' dependencies, the trait
+    catalogue); with a built warehouse,
     also check that every staging column resolves to a contract column. Exits 2 naming the first problem."""
     from cdp.sources import SourceLineage, load_staging_models, write_source_refs
+    from cdp.traits import write_trait_catalogue
     from cdp.warehouse import open_warehouse
 
     models = load_staging_models()
     if write_source_refs(models=models):
         click.echo("wrote dbt_project/macros/xdm_source_models.sql")
+    if write_trait_catalogue():
+        click.echo("wrote dbt_project/macros/trait_catalogue.sql")
     staging_columns: dict[str, list[str]] = {}
     warehouse = current_paths().warehouse
     if warehouse.exists():

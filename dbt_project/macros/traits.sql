@@ -16,27 +16,28 @@
     and what is allowed. -#}
 
 
-{#- The traits of profile_traits, from its YAML columns in order: {name, data_type, description, ...meta.trait}.
-    Read from the graph by node id, so dbt unit tests (compiled as another node) see them too; empty
-    while parsing. -#}
-{% macro trait_catalogue() -%}
-    {%- if not execute -%}{{ return([]) }}{%- endif -%}
-    {%- set node = graph.nodes.get('model.' ~ project_name ~ '.profile_traits') -%}
-    {%- set traits = [] -%}
-    {%- for name, column in node.columns.items() -%}
-        {%- set definition = (column.config or {}).get('meta', {}).get('trait') or (column.meta or {}).get('trait') -%}
-        {%- if definition is not none -%}
-            {%- if definition is not mapping -%}
-                {{ trait_fail(name, "meta.trait must be a mapping (aggregate, expression or score); found " ~ definition) }}
+{#- The traits of profile_traits: the generated macro trait_catalogue() (cdp/traits.py renders the
+    columns of models/profiles/_profile_traits.yml that carry meta.trait). When the graph is there (a
+    build, not a unit test, which compiles without it) the declared columns are checked against it. -#}
+{% macro trait_definitions() -%}
+    {%- set traits = trait_catalogue() -%}
+    {%- set node = graph.get('nodes', {}).get('model.' ~ project_name ~ '.profile_traits') if execute else none -%}
+    {%- if node is not none -%}
+        {%- set declared = [] -%}
+        {%- for name, column in node.columns.items() -%}
+            {%- set definition = (column.config or {}).get('meta', {}).get('trait') or (column.meta or {}).get('trait') -%}
+            {%- if definition is not none -%}
+                {%- set trait = {'name': name, 'data_type': column.data_type} -%}
+                {%- do trait.update(definition) -%}
+                {%- do declared.append(trait) -%}
             {%- endif -%}
-            {%- if not column.data_type -%}
-                {{ trait_fail(name, "the column needs a data_type (the enforced contract's type, which the value is cast to)") }}
-            {%- endif -%}
-            {%- set trait = {'name': name, 'data_type': column.data_type, 'description': column.description} -%}
-            {%- do trait.update(definition) -%}
-            {%- do traits.append(trait) -%}
+        {%- endfor -%}
+        {%- if declared != traits -%}
+            {{ exceptions.raise_compiler_error(
+                "profile_traits: the trait columns of models/profiles/_profile_traits.yml differ from the generated "
+                ~ "macros/trait_catalogue.sql; run `cdp sources check` (every cdp command refreshes it), then build again.") }}
         {%- endif -%}
-    {%- endfor -%}
+    {%- endif -%}
     {{- return(traits) -}}
 {%- endmacro %}
 
@@ -129,10 +130,10 @@
     {%- if trait is not mapping or not trait.get('name') -%}
         {{ trait_fail(trait, "every trait is a mapping with a name") }}
     {%- endif -%}
-    {%- set allowed = ['name', 'data_type', 'description', 'aggregate', 'of', 'measure', 'from', 'where',
+    {%- set allowed = ['name', 'data_type', 'aggregate', 'of', 'measure', 'from', 'where',
                        'window_days', 'default', 'expression', 'score'] -%}
     {%- for key in trait if key not in allowed -%}
-        {{ trait_fail(trait, "unknown key " ~ key ~ " in meta.trait; allowed: " ~ allowed[3:] | join(', ')
+        {{ trait_fail(trait, "unknown key " ~ key ~ " in meta.trait; allowed: " ~ allowed[2:] | join(', ')
                              ~ " (quote an expression that holds a comma)") }}
     {%- endfor -%}
     {%- set kinds = [] -%}

@@ -1,7 +1,7 @@
 -- Computed traits per profile, compiled from the trait catalogue (the columns of _profile_traits.yml
 -- with meta.trait) by the macros in macros/traits.sql: aggregates over the profile's events and purchased items, traits
 -- derived from them, quantile scores; then the named RFM group of the recency and frequency scores.
-{%- set traits = trait_catalogue() %}
+{%- set traits = trait_definitions() %}
 
 with
 
