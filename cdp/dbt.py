@@ -42,12 +42,18 @@ def dbt_command(*args: str) -> list[str]:
 
 
 def prepare_manifest() -> Path:
-    """Compile the YAML audiences into dbt models (files change only when a definition did), then
+    """Compile the YAML audiences into dbt models, the source declarations into the XDM models'
+    dependencies and the trait columns into the trait catalogue macro (files change only when a
+    definition did), then
     parse the dbt project when its manifest is missing or older than a model, macro or seed, so
     `cdp`, tests and `dagster dev` always see the current project."""
     from cdp.audiences import write_audiences
+    from cdp.sources import write_source_refs
+    from cdp.traits import write_trait_catalogue
 
     write_audiences()
+    write_source_refs()  # the staging models each XDM model refs, from their cdp meta (checked)
+    write_trait_catalogue()  # the trait columns of profile_traits, for the trait macros and unit tests
     if manifest_is_stale():
         result = subprocess.run(dbt_command("parse", "--quiet"), cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
         if result.returncode != 0:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from cdp.cli.app import main
@@ -24,20 +22,6 @@ def contracts_docs() -> None:
 
     index = build_data_docs(data_contracts.load_contracts(), current_paths().data_dir / "gx")
     click.echo(f"data docs: {index}")
-
-
-@contracts.command("dbt-meta")
-@click.option("--check", is_flag=True, help="Only report columns whose meta differs from the contracts.")
-def contracts_dbt_meta(check: bool) -> None:
-    """Write each staging and XDM column's PII class and data-usage labels (dbt meta) from the contracts."""
-    from cdp.sources import sync_dbt_meta
-
-    differences = sync_dbt_meta(check=check)
-    for difference in differences:
-        click.echo(difference)
-    if check and differences:
-        sys.exit(1)
-    click.echo(f"{len(differences)} column(s) {'differ' if check else 'updated'}")
 
 
 @main.group()

@@ -1,14 +1,17 @@
 """Data-usage labels of every column of every model, derived from the source contracts.
 
-Labels start in the contracts; cdp/sources.py says which contract column each staging and
-XDM column comes from. Beyond XDM (identity, profiles, segments) this module follows the dbt
+Labels and PII classes start in the contracts; the source declarations (cdp/sources.py: each
+staging column's contract column, by name or its declared source_column, and the XDM attributes and
+identifiers each staging model fills) say which contract columns each staging and XDM column comes
+from. Beyond XDM (identity, profiles, segments) this module follows the dbt
 manifest: a column inherits the labels of the same-named column of the models it is built from,
 plus an explicit lineage for the columns that are renamed on the way (PUBLIC_LINEAGE). Columns
 computed from events (traits) inherit the usage labels of the event sources (C*, S*, custom), but
 not their identity labels (I1, I2): an aggregate such as an order count is not itself an
 identifier, but a restriction on how the events may be used follows everything computed from them.
 
-Every label keeps its sources (contract.column), so a policy violation can say where it came from.
+Every label keeps its sources (contract.column), so a policy violation can say where it came from; a
+column's PII class is the strongest of the contract columns it comes from (computed columns: none).
 The result is written to governance.column_labels, where the sync engine's policy gate reads it
 (activation stays independent of this package and of dbt).
 """
@@ -23,7 +26,7 @@ import duckdb
 
 import data_contracts
 from cdp.dbt import load_manifest
-from cdp.sources import STAGING_LINEAGE, XDM_LINEAGE
+from cdp.sources import PII_STRENGTH, SourceLineage
 
 IDENTITY_LABELS = frozenset({"I1", "I2"})
 THIRD_PARTY_LABEL = "custom:third_party"
@@ -59,24 +62,27 @@ EVENT_MODELS = ("xdm_experience_events", "profile_events")
 @dataclass
 class Labels:
     labels: dict[str, set[str]] = field(default_factory=dict)  # label -> sources (contract.column)
+    pii: str = "none"  # the strongest PII class of the contract columns it comes from
 
     def add(self, other: Labels, drop_identity: bool = False) -> None:
         for label, sources in other.labels.items():
             if drop_identity and label in IDENTITY_LABELS:
                 continue
             self.labels.setdefault(label, set()).update(sources)
+        if not drop_identity and PII_STRENGTH[other.pii] > PII_STRENGTH[self.pii]:
+            self.pii = other.pii
 
     def as_row(self) -> tuple[list[str], str]:
         return sorted(self.labels), json.dumps({k: sorted(v) for k, v in sorted(self.labels.items())})
 
 
-def contract_labels() -> dict[tuple[str, str], Labels]:
+def contract_labels(contracts: dict[str, data_contracts.Contract] | None = None) -> dict[tuple[str, str], Labels]:
     result = {}
-    for contract in data_contracts.load_contracts().values():
+    for contract in (contracts if contracts is not None else data_contracts.load_contracts()).values():
         for column in contract.columns.values():
             labels = set(column.labels) | ({THIRD_PARTY_LABEL} if contract.party == "third" else set())
             result[(contract.name, column.name)] = Labels(
-                {label: {f"{contract.name}.{column.name}"} for label in labels}
+                {label: {f"{contract.name}.{column.name}"} for label in labels}, pii=column.pii
             )
     return result
 
@@ -86,7 +92,8 @@ class LabelLineage:
 
     def __init__(self, manifest: dict | None = None, model_columns: dict[str, list[str]] | None = None) -> None:
         self.manifest = manifest if manifest is not None else load_manifest()
-        self.contracts = contract_labels()
+        contracts = data_contracts.load_contracts()
+        self.contracts = contract_labels(contracts)
         self.parents: dict[str, list[str]] = {}
         self.schema: dict[str, str] = {}
         self.code: dict[str, str] = {}
@@ -103,17 +110,26 @@ class LabelLineage:
             self.schema.setdefault(source["name"], source["schema"])
         if model_columns:
             self.columns.update(model_columns)
+        self.sources = SourceLineage(contracts=contracts)
+        self.sources.staging_columns = {m: c for m, c in (model_columns or {}).items() if m in self.sources.models}
         self._memo: dict[tuple[str, str], Labels] = {}
 
     def event_labels(self) -> Labels:
         """Usage labels of every contract column feeding the event models (identity labels dropped)."""
         result = Labels()
         for model in self.parents.get("xdm_experience_events", []):
-            if model in STAGING_LINEAGE:
-                contract, lineage = STAGING_LINEAGE[model]
-                for source in lineage.values():
-                    if source:
-                        result.add(self.contracts.get((contract, source), Labels()), drop_identity=True)
+            if model in self.sources.models:
+                for column in self.sources.columns(model):
+                    result.add(self.staging_labels(model, column), drop_identity=True)
+        return result
+
+    def staging_labels(self, model: str, column: str) -> Labels:
+        """A staging column's labels: those of the contract columns it comes from (SourceError when it
+        matches no contract column and declares no source_column)."""
+        contract = self.sources.models[model].contract
+        result = Labels()
+        for source in self.sources.source_columns(model, column):
+            result.add(self.contracts.get((contract, source), Labels()))
         return result
 
     def labels(self, model: str, column: str, _depth: int = 0) -> Labels:
@@ -122,12 +138,10 @@ class LabelLineage:
             return self._memo[key]
         result = Labels()
         self._memo[key] = result  # guards against cycles
-        if model in STAGING_LINEAGE:
-            contract, lineage = STAGING_LINEAGE[model]
-            if lineage.get(column):
-                result.add(self.contracts.get((contract, lineage[column]), Labels()))
-        elif model in XDM_LINEAGE and column in XDM_LINEAGE[model]:
-            for parent, parent_column in XDM_LINEAGE[model][column]:
+        if model in self.sources.models:
+            result.add(self.staging_labels(model, column))
+        elif model in self.sources.xdm and column in self.sources.xdm[model]:
+            for parent, parent_column in self.sources.xdm[model][column]:
                 result.add(self.labels(parent, parent_column, _depth + 1))
         elif model in EVENT_MODELS and column not in ("profile_id", "record_id", "event_id"):
             result.add(self.event_labels())
@@ -149,10 +163,10 @@ class LabelLineage:
 
     def columns_of(self, model: str) -> list[str]:
         columns = list(self.columns.get(model, []))
-        if model in STAGING_LINEAGE:
-            columns += list(STAGING_LINEAGE[model][1])
-        if model in XDM_LINEAGE:
-            columns += list(XDM_LINEAGE[model])
+        if model in self.sources.models:
+            columns += self.sources.columns(model)
+        if model in self.sources.xdm:
+            columns += list(self.sources.xdm[model])
         if model in PUBLIC_LINEAGE:
             columns += list(PUBLIC_LINEAGE[model])
         return columns
@@ -180,6 +194,11 @@ def column_labels(
     return sorted(labels.labels), {k: sorted(v) for k, v in labels.labels.items()}
 
 
+def column_pii(model: str, column: str, lineage: LabelLineage | None = None) -> str:
+    """The PII class (none, indirect, direct) of one column of a model, from its contract columns."""
+    return (lineage or LabelLineage()).labels(model, column).pii
+
+
 def warehouse_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], list[str]]:
     rows = con.execute(
         "select table_schema, table_name, column_name from information_schema.columns "
@@ -199,17 +218,17 @@ def refresh_column_labels(con: duckdb.DuckDBPyConnection, lineage: LabelLineage 
     rows = []
     for (schema, table), columns in tables.items():
         for column in columns:
-            labels, sources = lineage.labels(table, column).as_row()
-            rows.append((schema, table, column, "output", labels, sources))
+            found = lineage.labels(table, column)
+            rows.append((schema, table, column, "output", *found.as_row(), found.pii))
         if schema == AUDIENCE_SCHEMA:
             for parent, column in lineage.used_columns(table):
-                labels, sources = lineage.labels(parent, column).as_row()
-                rows.append(
-                    (schema, table, f"{lineage.schema.get(parent, '?')}.{parent}.{column}", "used", labels, sources)
-                )
+                found = lineage.labels(parent, column)
+                where = f"{lineage.schema.get(parent, '?')}.{parent}.{column}"
+                rows.append((schema, table, where, "used", *found.as_row(), found.pii))
     con.execute("create schema if not exists governance")
     con.execute("""create or replace table governance.column_labels (
-        model_schema varchar, model varchar, column_name varchar, usage varchar, labels varchar[], sources json)""")
+        model_schema varchar, model varchar, column_name varchar, usage varchar, labels varchar[], sources json,
+        pii varchar)""")
     if rows:
-        con.executemany("insert into governance.column_labels values (?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("insert into governance.column_labels values (?, ?, ?, ?, ?, ?, ?)", rows)
     return len(rows)

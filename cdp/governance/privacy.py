@@ -41,7 +41,7 @@ from activation.destinations import RowOperation
 from activation.inbox import erase_from_inbox
 from activation.suppression import normalize_identifier, sha256, suppress
 from cdp.errors import CdpError
-from cdp.sources import STAGING_LINEAGE, XDM_LINEAGE
+from cdp.sources import SourceLineage
 
 REQUESTS_DDL = """
     request_id VARCHAR PRIMARY KEY, kind VARCHAR, actor VARCHAR, namespace VARCHAR, identifier_sha256 VARCHAR,
@@ -98,14 +98,9 @@ class Person:
 
 
 def identifier_columns() -> dict[str, list[str]]:
-    """Per contract, the columns holding an identifier (those that feed xdm_identities)."""
-    result: dict[str, list[str]] = {}
-    for model, column in XDM_LINEAGE["xdm_identities"]["identity_value"]:
-        contract, lineage = STAGING_LINEAGE[model]
-        source = lineage.get(column)
-        if source and source not in result.setdefault(contract, []):
-            result[contract].append(source)
-    return result
+    """Per contract, the columns holding an identifier: the contract columns behind the identifiers the
+    staging models declare (cdp.identifiers), through their column lineage."""
+    return SourceLineage().identifier_columns()
 
 
 def child_key_columns(contracts: dict[str, data_contracts.Contract]) -> dict[str, list[tuple[str, str]]]:

@@ -1,10 +1,12 @@
-{#- Declarative traits: the catalogue (macros/trait_catalogue.sql) compiles to SQL here. Three kinds,
-    computed in order:
+{#- Declarative traits: the catalogue is the columns of profile_traits (models/profiles/_profile_traits.yml):
+    each column with meta.trait is a trait, its data_type the type it is cast to. Three kinds, computed
+    in order:
 
     aggregate  aggregate (count, sum, avg, min, max, distinct_count, days_since_last, first, last,
-               most_frequent) of column `of` over the rows of `from` (events | purchase_items) that
-               match `where` ({column: value or [values]}) within `window_days` of the as-of instant;
-               `default` replaces "no matching row" (0 for counts), `data_type` casts.
+               most_frequent) of column `of`, or of the numeric event measure `measure`
+               (cdp.event.measures, read from event_measures), over the rows of `from`
+               (events | purchase_items) that match `where` ({column: value or [values]}) within
+               `window_days` of the as-of instant; `default` replaces "no matching row" (0 for counts).
     derived    `expression` (SQL) over profile columns and the aggregates above.
     score      1..`buckets` quantile score of trait `of` among profiles where `among` holds: 1 + floor(buckets x
                the share ranked strictly below), so ties share a score; `higher_is_better: false` for
@@ -12,6 +14,60 @@
 
     A definition the macros do not understand fails compilation with the trait's name, what was found
     and what is allowed. -#}
+
+
+{#- The traits of profile_traits: the generated macro trait_catalogue() (cdp/traits.py renders the
+    columns of models/profiles/_profile_traits.yml that carry meta.trait). When the graph is there (a
+    build, not a unit test, which compiles without it) the declared columns are checked against it. -#}
+{% macro trait_definitions() -%}
+    {%- set traits = trait_catalogue() -%}
+    {%- set node = graph.get('nodes', {}).get('model.' ~ project_name ~ '.profile_traits') if execute else none -%}
+    {%- if node is not none -%}
+        {%- set declared = [] -%}
+        {%- for name, column in node.columns.items() -%}
+            {%- set definition = (column.config or {}).get('meta', {}).get('trait') or (column.meta or {}).get('trait') -%}
+            {%- if definition is not none -%}
+                {%- set trait = {'name': name, 'data_type': column.data_type} -%}
+                {%- do trait.update(definition) -%}
+                {%- do declared.append(trait) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if declared != traits -%}
+            {{ exceptions.raise_compiler_error(
+                "profile_traits: the trait columns of models/profiles/_profile_traits.yml differ from the generated "
+                ~ "macros/trait_catalogue.sql; run `cdp sources check` (every cdp command refreshes it), then build again.") }}
+        {%- endif -%}
+    {%- endif -%}
+    {{- return(traits) -}}
+{%- endmacro %}
+
+
+{#- The event measures the traits aggregate: profile_traits reads each from event_measures as measure__<name>. -#}
+{% macro trait_measures(traits) -%}
+    {%- set measures = [] -%}
+    {%- for trait in traits if trait.get('measure') is not none and trait.measure not in measures -%}
+        {%- do measures.append(trait_identifier(trait, trait.measure, 'measure')) -%}
+    {%- endfor -%}
+    {{- return(measures) -}}
+{%- endmacro %}
+
+
+{#- The column an aggregate trait folds: `of`, or measure__<measure>. -#}
+{% macro trait_of(trait) -%}
+    {%- if trait.get('measure') is not none and trait.get('of') is not none -%}
+        {{ trait_fail(trait, "give `of` (a column) or `measure` (an event measure), not both") }}
+    {%- endif -%}
+    {%- if trait.get('measure') is not none -%}
+        {%- if trait.get('from', 'events') != 'events' -%}
+            {{ trait_fail(trait, "measures are read from events; found from: " ~ trait.get('from')) }}
+        {%- endif -%}
+        {{- return('measure__' ~ trait_identifier(trait, trait.measure, 'measure')) -}}
+    {%- endif -%}
+    {%- if trait.get('of') is none -%}
+        {{ trait_fail(trait, "aggregate " ~ trait.aggregate ~ " needs `of` (the column it aggregates) or `measure`") }}
+    {%- endif -%}
+    {{- return(trait_identifier(trait, trait.of, 'of')) -}}
+{%- endmacro %}
 
 {% macro trait_sources() %}{{ return(['events', 'purchase_items']) }}{% endmacro %}
 {% macro trait_aggregates() %}{{ return(['count', 'sum', 'avg', 'min', 'max', 'distinct_count', 'days_since_last',
@@ -22,7 +78,7 @@
 
 {% macro trait_fail(trait, problem) -%}
     {{ exceptions.raise_compiler_error(
-        "trait " ~ (trait.get('name') if trait is mapping else trait) ~ " (macros/trait_catalogue.sql): " ~ problem) }}
+        "trait " ~ (trait.get('name') if trait is mapping else trait) ~ " (models/profiles/_profile_traits.yml): " ~ problem) }}
 {%- endmacro %}
 
 
@@ -74,6 +130,12 @@
     {%- if trait is not mapping or not trait.get('name') -%}
         {{ trait_fail(trait, "every trait is a mapping with a name") }}
     {%- endif -%}
+    {%- set allowed = ['name', 'data_type', 'aggregate', 'of', 'measure', 'from', 'where',
+                       'window_days', 'default', 'expression', 'score'] -%}
+    {%- for key in trait if key not in allowed -%}
+        {{ trait_fail(trait, "unknown key " ~ key ~ " in meta.trait; allowed: " ~ allowed[2:] | join(', ')
+                             ~ " (quote an expression that holds a comma)") }}
+    {%- endfor -%}
     {%- set kinds = [] -%}
     {%- for key in ['aggregate', 'expression', 'score'] -%}
         {%- if trait.get(key) is not none -%}{%- do kinds.append(key) -%}{%- endif -%}
@@ -97,8 +159,7 @@
     {%- elif aggregate == 'days_since_last' -%}
         {{ dbt.datediff('max(case when ' ~ condition ~ ' then occurred_at end)', as_of_timestamp(), 'day') }}
     {%- else -%}
-        {%- if trait.get('of') is none -%}{{ trait_fail(trait, "aggregate " ~ aggregate ~ " needs `of`, the column it aggregates") }}{%- endif -%}
-        {%- set column = trait_identifier(trait, trait.of, 'of') -%}
+        {%- set column = trait_of(trait) -%}
         {%- if aggregate == 'distinct_count' -%}
             count(distinct case when {{ condition }} then {{ column }} end)
         {%- else -%}
@@ -111,8 +172,7 @@
 {#- first / last / most_frequent: one row per profile picked by rank, ties broken by the latest
     occurrence and then the value, so reruns give the same answer. -#}
 {% macro trait_ranked_cte(trait) -%}
-    {%- if trait.get('of') is none -%}{{ trait_fail(trait, "aggregate " ~ trait.aggregate ~ " needs `of`") }}{%- endif -%}
-    {%- set column = trait_identifier(trait, trait.of, 'of') -%}
+    {%- set column = trait_of(trait) -%}
     {%- set source = trait_identifier(trait, trait.get('from', 'events'), 'from') -%}
     {%- if trait.aggregate == 'most_frequent' -%}
         {%- set candidates -%}
@@ -213,7 +273,7 @@
             end
         {%- endset -%}
     {%- endif -%}
-    {%- if trait.get('data_type') -%}{%- set value = 'cast(' ~ value ~ ' as ' ~ trait.data_type ~ ')' -%}{%- endif -%}
+    {%- set value = 'cast(' ~ value ~ ' as ' ~ trait.data_type ~ ')' -%}
     {{- value }} as {{ name -}}
 {%- endmacro %}
 

@@ -20,6 +20,9 @@ DEMO_AS_OF = "2026-06-30"
 class Workspace:
     data_dir: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
+    # The project `cdp` runs from (its cdp/, dbt_project/, data_contracts/): a copy for a test that adds
+    # a source or a trait as a user would, by editing their clone.
+    project_root: Path = PROJECT_ROOT
 
     @property
     def warehouse(self) -> Path:
@@ -38,6 +41,8 @@ class Workspace:
             # Set here, not inherited: importing the Dagster definitions exports the default paths.
             "CDP_SERVING_STORE": str(self.serving_store),
             "CDP_AS_OF": DEMO_AS_OF,
+            # `python -m cdp.cli` imports the packages of the project it runs in (a copy's, when given).
+            **({"PYTHONPATH": str(self.project_root)} if self.project_root != PROJECT_ROOT else {}),
             **self.env_overrides,
         }
 
@@ -45,7 +50,7 @@ class Workspace:
         """Run `cdp ARGS` as a user would; fail the test with its output when it fails."""
         result = subprocess.run(
             [sys.executable, "-m", "cdp.cli", *args],
-            cwd=PROJECT_ROOT,
+            cwd=self.project_root,
             env=self.env,
             capture_output=True,
             text=True,
@@ -62,7 +67,11 @@ class Workspace:
 def start_cdp(workspace: Workspace, *args: str, **popen) -> subprocess.Popen:
     """`cdp ARGS` in the background, in its own process group (so a kill reaches dbt's subprocess too)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cdp.cli", *args], cwd=PROJECT_ROOT, env=workspace.env, start_new_session=True, **popen
+        [sys.executable, "-m", "cdp.cli", *args],
+        cwd=workspace.project_root,
+        env=workspace.env,
+        start_new_session=True,
+        **popen,
     )
 
 

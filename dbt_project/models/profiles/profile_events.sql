@@ -21,7 +21,8 @@ final as (
         events.commerce_order_price_total,
         events.commerce_order_currency_code,
         events.commerce_order_status,
-        events.marketing_campaign_id
+        events.marketing_campaign_id,
+        events.event_measures
     from events
     inner join record_profiles
         on record_profiles.record_id = events.record_id

@@ -1,7 +1,7 @@
--- Computed traits per profile, compiled from the trait catalogue (meta.traits in _profile_traits.yml)
--- by the macros in macros/traits.sql: aggregates over the profile's events and purchased items, traits
+-- Computed traits per profile, compiled from the trait catalogue (the columns of _profile_traits.yml
+-- with meta.trait) by the macros in macros/traits.sql: aggregates over the profile's events and purchased items, traits
 -- derived from them, quantile scores; then the named RFM group of the recency and frequency scores.
-{%- set traits = trait_catalogue() %}
+{%- set traits = trait_definitions() %}
 
 with
 
@@ -19,6 +19,9 @@ events as (
         commerce_order_status,
         commerce_order_price_total,
         marketing_campaign_id
+        {%- for measure in trait_measures(traits) %},
+        {{ json_number('event_measures', measure) }} as measure__{{ measure }}
+        {%- endfor %}
     from {{ ref('profile_events') }}
 ),
 

@@ -203,37 +203,3 @@ def test_quarantine_replay_after_a_contract_fix(tmp_path, contract, landing):
         "select event_id, _source_file, _row_number, _load_id from raw.shop__events where event_id = 'E2'"
     ).fetchone() == ("E2", "shop/events/a.csv", 3, "R1")
     assert con.execute("select status from audit.loads where load_id = 'R1'").fetchone() == ("replayed",)
-
-
-def test_adding_a_source_as_the_readme_says(make_workspace):
-    """README "Add a source": a contract file and a landing folder are all the loader needs."""
-    import shutil
-
-    workspace = make_workspace("new_source")
-    contracts_dir = workspace.data_dir / "contracts"
-    shutil.copytree(Path(data_contracts.__file__).parent / "contracts", contracts_dir)
-    (contracts_dir / "reviews__ratings.yml").write_text(
-        "source: reviews\ntable: ratings\nowner: cx-team\nparty: second\nprimary_key: [rating_id]\n"
-        "event_time: rated_at\nmax_reject_rate: 0.1\ncolumns:\n"
-        "  rating_id: {type: string, required: true}\n"
-        "  email: {type: string, format: email, pii: direct, labels: [I1]}\n"
-        "  stars: {type: integer, required: true, min: 1, max: 5}\n"
-        "  rated_at: {type: timestamp, required: true}\n"
-    )
-    landing = workspace.data_dir / "landing" / "reviews" / "ratings"
-    landing.mkdir(parents=True)
-    (landing / "ratings_2026-06-30.csv").write_text(
-        "rating_id,email,stars,rated_at\nR1,a@x.com,5,2026-06-30T10:00:00Z\nR2,b@x.com,9,2026-06-30T11:00:00Z\n"
-    )
-    workspace.env_overrides["CDP_CONTRACTS_DIR"] = str(contracts_dir)
-    output = workspace.cdp("load").stdout
-    assert "reviews__ratings" in output
-    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
-        assert con.execute("select rating_id, stars from raw.reviews__ratings").fetchall() == [("R1", 5)]
-        assert con.execute("select _rule from quarantine.reviews__ratings").fetchall() == [("out_of_range",)]
-
-
-def test_contract_labels_reach_dbt_meta_without_drift():
-    from cdp.sources import sync_dbt_meta
-
-    assert sync_dbt_meta(check=True) == [], "run `cdp contracts dbt-meta` after changing a contract"
