@@ -129,9 +129,10 @@ class WebhookDestination:
                         rejected=rejected,
                         http_status=codes,
                         attempts=attempts,
+                        retries=attempts - 1,
                     )
                 rejected.update({k: outcome.reason() for k in pending})
-                return BatchResult(rejected=rejected, http_status=codes, attempts=attempts)
+                return BatchResult(rejected=rejected, http_status=codes, attempts=attempts, retries=attempts - 1)
             results = outcome.body.get("results", []) if isinstance(outcome.body, dict) else []
             still_failing = {}
             for item in results:
@@ -152,6 +153,7 @@ class WebhookDestination:
             http_status=codes,
             default_http_status=outcome.status if outcome else None,
             attempts=attempts,
+            retries=max(0, attempts - 1),
         )
 
     def close(self) -> None:
