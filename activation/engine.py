@@ -24,6 +24,7 @@ import pyarrow as pa
 from activation.audit import record_event
 from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
 from activation.diff import IDEMPOTENCY_KEY_SQL, SyncPlan, copy_text_sql, plan_sync
+from activation.erasure import retry_pending_erasures
 from activation.errors import SyncAborted, SyncInterrupted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.policies import policy_pre_sync_check
@@ -190,6 +191,8 @@ def run_sync(
         begin = getattr(destination, "begin", None)
         if begin:
             begin(run_id)
+        # Erasure deletes this destination did not confirm before (activation/erasure.py) go first.
+        retry_pending_erasures(con, spec, destination, run_id)
         size = _batch_size(spec, destination, batch_size)
         # The whole change set as one Arrow table, rows still structs, with each row's attempt number and
         # operation sequence; nothing below goes back to sync_plan_changes. Ordered (adds and changes,

@@ -76,6 +76,12 @@ class EmailToolDestination:
                         rejected[key] = f"{error.get('error_code', 'ERROR')}: {error.get('error')}"
         for op in batch.delete_operations:
             email = str(op.row.get(self.email_field) or "").strip().lower()
+            if not email:  # the member id is the email's hash: without the email there is nothing to delete
+                rejected[op.key] = (
+                    f"no {self.email_field} in the row to delete: the tool finds members by their email "
+                    "(the row as last sent is needed)"
+                )
+                continue
             subscriber = hashlib.md5(email.encode()).hexdigest()  # the tool's member id, not a security hash
             outcome = self.client.request("DELETE", f"{self.list_path}/members/{subscriber}")
             attempts += outcome.attempts

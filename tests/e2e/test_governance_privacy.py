@@ -74,6 +74,7 @@ class Erasure:
     person_rows: dict[str, list[tuple[str, int]]]  # raw table -> (source file, row number) of the person
     access_export: dict
     erase_output: str
+    access_export_path: Path
 
 
 def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -162,6 +163,7 @@ def erasure(runs, make_workspace) -> Erasure:
         others_before = others_counts(con, profile_id, records, orders)
     access = workspace.cdp("privacy", "access", f"email:{email.upper()}")
     export_path = Path(access.stdout.strip().rsplit("export: ", 1)[1])
+    access_export = json.loads(export_path.read_text())
     erase = workspace.cdp("privacy", "erase", f"email:{email}", "--yes")
     return Erasure(
         workspace,
@@ -172,8 +174,9 @@ def erasure(runs, make_workspace) -> Erasure:
         counts_before,
         others_before,
         person_rows,
-        json.loads(export_path.read_text()),
+        access_export,
         erase.stdout,
+        export_path,
     )
 
 
@@ -225,6 +228,23 @@ def test_erasure_leaves_no_identifier_in_any_table_destination_or_serving_store(
     with duckdb.connect(":memory:") as con:
         attach(con, erasure.workspace.data_dir / "serving" / "published.duckdb", "store", read_only=True, key=KEY)
         assert scan(con, erasure.needles, erasure.hashes, catalog="store") == []
+
+
+def warehouse_files_holding(erasure: Erasure) -> dict[str, list[str]]:
+    """The needles found in the raw bytes of the warehouse file (and its WAL): deleted rows stay in a
+    DuckDB file's free blocks until the file is rewritten."""
+    found = {}
+    for path in sorted(erasure.workspace.warehouse.parent.glob(erasure.workspace.warehouse.name + "*")):
+        data = path.read_bytes().lower()
+        hits = [n for n in sorted(erasure.needles) if n.encode() in data]
+        if hits:
+            found[path.name] = hits
+    return found
+
+
+def test_erasure_leaves_no_byte_of_the_person_in_the_warehouse_file_or_an_access_export(erasure):
+    assert not erasure.access_export_path.exists(), "the access export (full PII) outlived the erasure"
+    assert warehouse_files_holding(erasure) == {}
 
 
 def test_erasure_leaves_everyone_else_untouched(erasure):
@@ -280,6 +300,7 @@ def test_the_sources_sending_the_person_again_does_not_bring_them_back(erasure):
         )
     for path in (erasure.workspace.data_dir / "destinations").rglob("*.csv"):
         assert erasure.email.encode() not in path.read_bytes().lower()
+    assert warehouse_files_holding(erasure) == {}, "a later load leaves no byte of the person either"
 
 
 @pytest.mark.parametrize("identifier", ["ana@example.com", "email:", ":ana@example.com", "email:   "])
