@@ -331,6 +331,7 @@ class PrivacyOutcome:
     output_file: Path | None = None
     seconds: float = 0.0
     serving_republished: bool = False
+    status: str = "completed"  # erase: pending until every destination confirmed its delete
 
 
 def _record_request(con, outcome: PrivacyOutcome, person: Person, requested_at: dt.datetime, status: str) -> None:
@@ -495,6 +496,44 @@ def _redact(text: str, person: Person) -> str:
     return text[:300]
 
 
+def _delete_access_exports(con: duckdb.DuckDBPyConnection, person: Person) -> int:
+    """Delete the files of the person's earlier access requests (they hold everything about them)."""
+    if not _exists(con, "audit", "privacy_requests"):
+        return 0
+    hashes = sorted(person.hashes())
+    profile_hashes = sorted(sha256(p) for p in person.profile_ids)
+    files = con.execute(
+        """
+        select output_file from audit.privacy_requests
+        where kind = 'access' and output_file is not null
+          and (list_contains(?, identifier_sha256) or list_has_any(profile_ids_sha256, ?::varchar[]))
+        """,
+        [hashes, profile_hashes],
+    ).fetchall()
+    deleted = 0
+    for (name,) in files:
+        path = Path(name)
+        if path.exists():
+            path.unlink()
+            deleted += 1
+    return deleted
+
+
+def compact_warehouse(warehouse: Path, request_id: str) -> int:
+    """Rewrite the warehouse file once the erasure committed, so the deleted rows' bytes are gone from
+    its free blocks and WAL (cdp.warehouse.compact); note it on the request. Returns the file's size."""
+    from cdp.warehouse import compact, connect
+
+    with connect(warehouse) as con:
+        con.execute(
+            """update audit.privacy_requests
+               set destinations = json_merge_patch(coalesce(destinations, '{}'), '{"warehouse_file": "rewritten"}')
+               where request_id = ?""",
+            [request_id],
+        )
+    return compact(warehouse)
+
+
 def find_state_condition() -> str:
     return (
         "record_key in (select v from person_values) or exists "
@@ -512,6 +551,9 @@ def erase(con: duckdb.DuckDBPyConnection, identifier: str, base_dir: Path) -> Pr
     where = find_rows(con, person)
     state_before = _count(con, "activation", "sync_state")
     destinations = _erase_from_destinations(con, person, base_dir, request_id)
+    exports = _delete_access_exports(con, person)
+    if exports:
+        destinations["access_exports"] = {"status": "confirmed", "records": exports, "detail": "export file(s) deleted"}
     deleted: dict[str, int] = {}
     if state_before - _count(con, "activation", "sync_state"):
         deleted["activation.sync_state"] = state_before - _count(con, "activation", "sync_state")
@@ -537,6 +579,7 @@ def erase(con: duckdb.DuckDBPyConnection, identifier: str, base_dir: Path) -> Pr
     outcome.seconds = time.perf_counter() - started
     # Open (pending) until every destination confirmed its delete: later sync runs retry and settle it.
     status = "completed" if all(d["status"] == "confirmed" for d in destinations.values()) else "pending"
+    outcome.status = status
     _record_request(con, outcome, person, requested_at, status if (person.profile_ids or deleted) else "not_found")
     return outcome
 

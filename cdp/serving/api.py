@@ -35,6 +35,7 @@ from cdp.serving.documents import (
     InvalidIdentifier,
     lookup_profile_document,
     mask_value,
+    masking_key,
     recent_events,
     sql_literal,
 )
@@ -373,13 +374,21 @@ def create_app(
         profile = json.loads(document)
         profile["recent_events"] = profile["recent_events"][:events] if events <= DOCUMENT_EVENTS else recent
         if rules is not None:
+            key = masking_key(store_path)
             profile["scope"] = Scope.masked.value
             for column, masking in rules.get("profiles", {}).items():
                 if column in profile["attributes"]:
-                    profile["attributes"][column] = mask_value(profile["attributes"][column], masking)
+                    profile["attributes"][column] = mask_value(profile["attributes"][column], masking, key)
             identity_masking = rules.get("profile_identities", {}).get("identity_value", "hash")
             for identity in profile["identities"]:
-                identity["value"] = mask_value(identity["value"], identity_masking)
+                identity["value"] = mask_value(identity["value"], identity_masking, key)
+            # Source record ids are pseudonymized as in the bi relations: no CRM or loyalty id in clear.
+            record_masking = rules.get("profile_attribute_lineage", {}).get("record_id", "hash")
+            for source in profile["attribute_sources"].values():
+                source["record_id"] = mask_value(source["record_id"], record_masking, key)
+            event_masking = rules.get("profile_events", {}).get("event_id", "hash")
+            for event in profile["recent_events"]:
+                event["event_id"] = mask_value(event["event_id"], event_masking, key)
         return Profile.model_validate(profile)
 
     @app.get("/segments", response_model=SegmentList, responses=errors)
