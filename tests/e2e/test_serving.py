@@ -117,7 +117,9 @@ def test_bi_safe_views_hold_no_direct_identifier(serving):
         # Views, and tables where a keyed pseudonym is computed at publication (the key stays out of the store).
         views = [
             r[0]
-            for r in con.execute("select table_name from information_schema.tables where table_schema = 'bi'").fetchall()
+            for r in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'bi'"
+            ).fetchall()
         ]
         assert {"profiles", "profile_identities", "seg_high_value"} <= set(views), views
         leaked = []
