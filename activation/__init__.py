@@ -5,7 +5,7 @@ keeps a ledger of every row operation, and retries failed rows on the next run."
 from activation.destinations import Batch, BatchResult, Destination, RowOperation, build_destination
 from activation.diff import SyncPlan, plan_sync
 from activation.engine import SyncResult, run_sync
-from activation.errors import ActivationError, SyncAborted
+from activation.errors import ActivationError, SyncAborted, SyncFailed, SyncInterrupted
 from activation.hooks import register_pre_sync_check
 from activation.spec import DestinationSpec, SyncSpec, load_sync_spec, load_sync_specs
 from activation.state import ensure_state_tables
@@ -15,6 +15,8 @@ __all__ = [
     "Batch",
     "RowOperation",
     "SyncAborted",
+    "SyncFailed",
+    "SyncInterrupted",
     "BatchResult",
     "Destination",
     "DestinationSpec",

@@ -43,10 +43,16 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[st
         return []
 
 
-# The idempotency key names one operation on one row version (from-hash -> to-hash): a rerun after a
-# crash repeats the same key, so the destination can drop the repeat; A -> B -> A gets a new key. The
-# engine computes it per chunk as it renders (parameter: the sync name), off the diff's critical path.
-IDEMPOTENCY_KEY_SQL = "md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, '')))"
+# The idempotency key names one intended operation: on one row version (from-hash -> to-hash), and the
+# key's operation sequence (how many operations on this key the destination acknowledged before). A retry
+# (the row failed or was refused) and a rerun after a crash repeat the same key, so the destination can
+# drop the repeat; a member who leaves and comes back unchanged, or a second removal, is a new operation
+# with a new key (without the sequence, the receiver would drop it as a repeat). The engine computes it
+# per chunk as it renders (parameter: the sync name; operation_sequence from the ledger), off the diff.
+IDEMPOTENCY_KEY_SQL = (
+    "md5(concat_ws('|', ?, record_key, change_kind, coalesce(old_hash, ''), coalesce(row_hash, ''), "
+    "cast(operation_sequence as varchar)))"
+)
 
 
 def copy_text_sql(fields: list[str], source: str = "row_struct") -> str:

@@ -5,9 +5,12 @@ sends again under the same idempotency keys."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,10 +24,12 @@ import pyarrow as pa
 from activation.audit import record_event
 from activation.destinations import DEFAULT_BATCH_SIZE, Batch, BatchResult, Destination, build_destination
 from activation.diff import IDEMPOTENCY_KEY_SQL, SyncPlan, copy_text_sql, plan_sync
-from activation.errors import SyncAborted
+from activation.erasure import retry_pending_erasures
+from activation.errors import SyncAborted, SyncInterrupted
 from activation.hooks import PreSyncCheck, block_reason
 from activation.policies import policy_pre_sync_check
 from activation.spec import SyncSpec
+from activation.state import ensure_state_tables
 
 PREVIEW_ROWS = 10
 # Acknowledged rows are committed to the state and ledger (one transaction) at least this often.
@@ -55,6 +60,8 @@ class SyncResult:
     message: str | None = None
     preview: dict[str, list[str]] = field(default_factory=dict)  # dry run: some keys per change kind
     suppressed: int = 0  # audience rows left out by the global suppression list
+    not_sent: int = 0  # rows of the change set never tried: the run stopped early (kept for the next run)
+    http_retries: int = 0  # requests repeated within the run (429, 5xx, timeouts, rows a receiver failed)
 
 
 def _now() -> dt.datetime:
@@ -94,21 +101,35 @@ def run_sync(
     """Send the audience's changes since the last successful sync. Rows that failed or were refused
     stay out of the state, so the next run sends them again. `progress` is called with the number of
     rows of each batch once it is done. Raises SyncAborted (nothing sent) when the removal guard or a
-    pre-sync check stops the run."""
+    pre-sync check stops the run, and SyncInterrupted (after committing what was acknowledged) on
+    SIGTERM or SIGINT. A run that delivers nothing it tried returns status `failed`; a run stopped early
+    (the destination looks down, or its deadline passed) says why in `message` and leaves the unsent
+    rows (`not_sent`) to the next run."""
     started_at, started = _now(), time.perf_counter()
+    ensure_state_tables(con)
+    if not dry_run:
+        _record_killed_runs(con, spec, run_id)
     plan = plan_sync(con, spec)
-    counts = {"sent": 0, "failed": 0, "rejected": 0}
+    counts = {"sent": 0, "failed": 0, "rejected": 0, "not_sent": 0, "http_retries": 0}
+    # Per key: the earlier attempts that failed or were refused (the attempt number), and the operations
+    # the destination acknowledged (the key's operation sequence, part of the idempotency key).
     con.execute(
         """
         create or replace temp table sync_plan_attempts as
-        select record_key, count(*) as attempts from activation.sync_ledger
-        where sync_name = ? and status in ('failed', 'rejected') group by 1
+        select record_key,
+               count(*) filter (where status in ('failed', 'rejected')) as attempts,
+               count(*) filter (where status = 'sent') as operations_sent
+        from activation.sync_ledger
+        where sync_name = ? and status in ('sent', 'failed', 'rejected')
+          and record_key in (select record_key from sync_plan_changes)
+        group by 1
         """,
         [spec.name],
     )
     retried = con.execute(
-        "select count(*) from sync_plan_changes join sync_plan_attempts using (record_key)"
+        "select count(*) from sync_plan_changes join sync_plan_attempts using (record_key) where attempts > 0"
     ).fetchone()[0]
+    messages: list[str] = []
 
     def result(
         status: str, message: str | None = None, preview: dict | None = None, output_files: list[str] | None = None
@@ -133,6 +154,8 @@ def run_sync(
             message=message,
             preview=preview or {},
             suppressed=plan.suppressed,
+            not_sent=counts["not_sent"],
+            http_retries=counts["http_retries"],
         )
 
     stop = _guard_message(spec, plan) if not force else None
@@ -158,21 +181,33 @@ def run_sync(
         _record_run(con, spec, started_at, outcome, ledger=False)
         raise SyncAborted(outcome.message if stop and not blocked else f"sync {spec.name} blocked by {blocked}")
 
+    # The run's row says `running` until it ends: a row still `running` when the next run starts is a
+    # run that was killed (_record_killed_runs).
+    _record_run(con, spec, started_at, result("running"), ledger=False, event=False)
     destination = destination or build_destination(spec, base_dir)
+    breaker = _Breaker(spec, started)
+    signals = _SignalStop()
     try:
         begin = getattr(destination, "begin", None)
         if begin:
             begin(run_id)
+        # Erasure deletes this destination did not confirm before (activation/erasure.py) go first.
+        retry_pending_erasures(con, spec, destination, run_id)
         size = _batch_size(spec, destination, batch_size)
-        # The whole change set as one Arrow table, rows still structs, with each row's attempt number;
-        # nothing below goes back to sync_plan_changes. JSON (and, for PostgreSQL, COPY text) is
-        # rendered in the warehouse one chunk of batches at a time, as the sending goes.
+        # The whole change set as one Arrow table, rows still structs, with each row's attempt number and
+        # operation sequence; nothing below goes back to sync_plan_changes. Ordered (adds and changes,
+        # then removals; by a hash of the key within each), so a rerun after a crash cuts the uncommitted
+        # rows into the same batches as the crashed run: same requests, same Idempotency-Key headers.
+        # JSON (and, for PostgreSQL, COPY text) is rendered in the warehouse one chunk of batches at a
+        # time, as the sending goes.
         changes = con.execute(
             """
             select changes.record_key, changes.change_kind, changes.row_hash, changes.row_struct,
                    changes.row_json as held_json, changes.old_hash,
-                   coalesce(attempts.attempts, 0) + 1 as attempt
+                   coalesce(attempts.attempts, 0) + 1 as attempt,
+                   coalesce(attempts.operations_sent, 0) as operation_sequence
             from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
+            order by changes.change_kind = 'removed', hash(changes.record_key), changes.record_key
             """
         ).to_arrow_table()
         text_sql = copy_text_sql([*spec.fields, *spec.identifiers]) if spec.destination.type == "postgres" else None
@@ -184,7 +219,7 @@ def run_sync(
         # The next chunk is rendered on a cursor of its own in a worker thread while this one is sent
         # (DuckDB and the socket writes release the GIL).
         renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-render")
-        render_cursor = con.cursor()
+        render_cursor = same_catalog_cursor(con)
         starts = range(0, changes.num_rows, chunk_rows)
 
         def rendered(chunk_start: int) -> Future:
@@ -198,13 +233,17 @@ def run_sync(
                 spec.key_field,
             )
 
+        attempted = 0
         try:
+            signals.install()
             number = 0
             upcoming = rendered(starts[0]) if starts else None
             for index, _chunk_start in enumerate(starts):
                 chunk = upcoming.result()
                 upcoming = rendered(starts[index + 1]) if index + 1 < len(starts) else None
                 for start in range(0, chunk.num_rows, size):
+                    if signals.reason() or breaker.deadline_passed():
+                        break
                     number += 1
                     piece = chunk.slice(start, size)
                     batch = Batch(
@@ -218,27 +257,64 @@ def run_sync(
                                 k: f"{type(error).__name__}: {error}" for k in piece.column("record_key").to_pylist()
                             }
                         )
+                    attempted += piece.num_rows
                     window.add(number, piece, outcome)
                     rejected = len(outcome.rejected.keys() - outcome.failed.keys())
                     counts["failed"] += len(outcome.failed)
                     counts["rejected"] += rejected
                     counts["sent"] += piece.num_rows - len(outcome.failed) - rejected
+                    counts["http_retries"] += outcome.retries
                     if window.due(commit_every_rows or COMMIT_EVERY_ROWS, commit_every_s or COMMIT_EVERY_S):
                         window.commit()
                     if progress:
                         progress(piece.num_rows)
+                    breaker.batch_done(piece.num_rows, outcome)
+                    if breaker.tripped():
+                        break
+                else:
+                    continue
+                break
             window.commit(background=False)
             window.close()
-        except BaseException:
-            window.commit_on_error()
+        except BaseException as error:
+            counts["not_sent"] = changes.num_rows - attempted
+            problem = window.commit_on_error()
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            message = f"stopped by {type(error).__name__}: {error}" + (f"; {problem}" if problem else "")
+            if problem:
+                error.add_note(problem)
+            _record_run_quietly(con, spec, started_at, result(status, message))
             raise
         finally:
+            signals.restore()
             renderer.shutdown(cancel_futures=True)
             render_cursor.close()
+        counts["not_sent"] = changes.num_rows - attempted
+        stopped = signals.reason() or breaker.stop_reason()
+        if stopped:
+            messages.append(f"{stopped}; {counts['not_sent']:,} row(s) not sent, kept for the next run")
+        if counts["sent"] == 0 and (counts["failed"] or counts["rejected"] or counts["not_sent"]):
+            messages.insert(
+                0,
+                f"nothing delivered: {counts['failed']:,} row(s) failed, {counts['rejected']:,} rejected"
+                + (f" (last error: {breaker.last_error})" if breaker.last_error else ""),
+            )
+            status = "failed"
+        elif counts["failed"] or counts["rejected"] or counts["not_sent"]:
+            status = "partial"
+        else:
+            status = "succeeded"
+        if signals.reason():
+            status = "interrupted"
+        final = result(status, "; ".join(messages) or None)
         output_files: list[str] = []
-        status = "partial" if counts["failed"] or counts["rejected"] else "succeeded"
-        final = result(status)
         _record_run(con, spec, started_at, final, ledger=True)
+        if signals.reason():
+            raise SyncInterrupted(
+                f"sync {spec.name} interrupted by {signals.name()}: {counts['sent']:,} row(s) delivered and "
+                f"committed, {counts['not_sent']:,} not sent (the next run sends them)",
+                signals.signal_number,
+            )
         if getattr(destination, "wants_held_rows", False):
             # Rows held while the sync went to a destination that keeps no JSON (PostgreSQL): the key alone.
             held = [
@@ -250,12 +326,101 @@ def run_sync(
                 ).fetchall()
             ]
             output_files = destination.finish(held)
-            final = result(status, output_files=output_files)
+            final = result(status, final.message, output_files=output_files)
         return final
     finally:
         close = getattr(destination, "close", None)
         if close:
             close()
+
+
+def same_catalog_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A cursor (a second connection to the same database) whose current catalog is the connection's: on
+    an encrypted warehouse (attached to an in-memory database, cdp/warehouse.py) a bare cursor starts in
+    `memory`."""
+    catalog = con.execute("select current_database()").fetchone()[0]
+    cursor = con.cursor()
+    try:
+        cursor.execute(f'use "{catalog.replace(chr(34), chr(34) * 2)}"')
+    except BaseException:
+        cursor.close()
+        raise
+    return cursor
+
+
+DEFAULT_MAX_CONSECUTIVE_FAILED_BATCHES = 5
+
+
+class _Breaker:
+    """When to stop a run early: after max_consecutive_failed_batches batches in a row that failed whole
+    (every row failed, none delivered: the destination looks down), or once deadline_s has passed."""
+
+    def __init__(self, spec: SyncSpec, started: float):
+        self.limit = int(spec.setting("max_consecutive_failed_batches") or DEFAULT_MAX_CONSECUTIVE_FAILED_BATCHES)
+        deadline = spec.setting("deadline_s")
+        self.deadline_s = float(deadline) if deadline else None
+        self.started = started
+        self.consecutive = 0
+        self.last_error: str | None = None
+        self.reason: str | None = None
+
+    def batch_done(self, rows: int, outcome: BatchResult) -> None:
+        if outcome.failed:
+            self.last_error = next(iter(outcome.failed.values()))[:300]
+        elif outcome.rejected:
+            self.last_error = next(iter(outcome.rejected.values()))[:300]
+        self.consecutive = self.consecutive + 1 if rows and len(outcome.failed) == rows else 0
+        if self.consecutive >= self.limit:
+            self.reason = (
+                f"stopped after {self.consecutive} consecutive failed batches: the destination looks down "
+                f"(last error: {self.last_error})"
+            )
+
+    def tripped(self) -> bool:
+        return self.reason is not None
+
+    def deadline_passed(self) -> bool:
+        if self.deadline_s is not None and time.monotonic() - self.started >= self.deadline_s:
+            self.reason = f"stopped at the run deadline ({self.deadline_s:g} s, destination setting deadline_s)"
+            return True
+        return False
+
+    def stop_reason(self) -> str | None:
+        return self.reason
+
+
+class _SignalStop:
+    """SIGTERM and SIGINT while batches are sent: finish the batch in flight, commit what was
+    acknowledged, record the run, then raise SyncInterrupted. A second signal stops at once (the rows
+    acknowledged since the last commit are then sent again by the next run, under the same keys). Only
+    in the main thread (Python delivers signals there)."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self.previous[number] = signal.signal(number, self._handle)
+
+    def _handle(self, number: int, _frame) -> None:
+        if self.signal_number is not None:  # the second one: stop now
+            self.restore()
+            raise KeyboardInterrupt(f"{signal.Signals(number).name} received twice")
+        self.signal_number = number
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
+
+    def reason(self) -> str | None:
+        return f"interrupted by {self.name()}" if self.signal_number is not None else None
+
+    def name(self) -> str:
+        return signal.Signals(self.signal_number).name if self.signal_number is not None else ""
 
 
 def _render(
@@ -305,8 +470,9 @@ class _Window:
         self.bad: dict[str, tuple[str, str, int | None]] = {}  # key -> (status, error, http status)
         self.codes: dict[str, int] = {}
         self.defaults: dict[int, int | None] = {}  # batch number -> status of rows not in codes
+        self.requests: dict[int, int] = {}  # batch number -> requests it took (more than 1: retried)
         self.opened = time.monotonic()
-        self.cursor = con.cursor()  # the worker's own connection to the warehouse
+        self.cursor = same_catalog_cursor(con)  # the worker's own connection to the warehouse
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-commit")
         self.in_flight: Future | None = None
         self.failed = False
@@ -323,20 +489,31 @@ class _Window:
                 self.bad[key] = ("rejected", error, outcome.http_status.get(key))
         self.codes.update(outcome.http_status)
         self.defaults[number] = outcome.default_http_status
+        self.requests[number] = outcome.attempts
 
     def due(self, every_rows: int, every_s: float) -> bool:
         return self.rows >= every_rows or time.monotonic() - self.opened >= every_s
 
-    def commit_on_error(self) -> None:
-        """Interrupted between batches: keep what was acknowledged (unless a commit itself failed)."""
+    def commit_on_error(self) -> str | None:
+        """Stopped by an error between batches: commit what was acknowledged. Returns what went wrong
+        when that is not possible (a commit failed): those rows are sent again by the next run, under
+        the same idempotency keys."""
+        waiting = self.rows
         try:
             self.wait()
-            if not self.failed and self.frames:
+            if self.failed:
+                return "an earlier commit of this run failed; its rows are sent again by the next run"
+            if self.frames:
                 self.commit(background=False)
-        except Exception:  # the rerun resends the window: nothing is lost
-            pass
+            return None
+        except Exception as error:
+            return (
+                f"{waiting:,} acknowledged row(s) could not be committed ({type(error).__name__}: {error}); "
+                "the next run sends them again under the same idempotency keys"
+            )
         finally:
-            self.close()
+            with contextlib.suppress(Exception):  # its error was reported above
+                self.close()
 
     def wait(self) -> None:
         """Wait for the commit in flight; re-raise its error."""
@@ -381,11 +558,12 @@ class _Window:
             {
                 "batch_number": pa.array(list(self.defaults), pa.int32()),
                 "code": pa.array(list(self.defaults.values()), pa.int32()),
+                "requests": pa.array([self.requests.get(n, 1) for n in self.defaults], pa.int32()),
             }
         )
         tables = {"window_rows": rows, "window_bad": bad, "window_codes": codes, "window_defaults": defaults}
         self.frames, self.rows = [], 0
-        self.bad, self.codes, self.defaults = {}, {}, {}
+        self.bad, self.codes, self.defaults, self.requests = {}, {}, {}, {}
         self.wait()
         if background:
             self.in_flight = self.executor.submit(_write_window, self.cursor, self.spec.name, self.run_id, tables)
@@ -404,7 +582,7 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             create or replace temp table sync_window as
             select w.record_key, w.change_kind, w.row_hash, w.row_json, w.idempotency_key, w.attempt,
                    w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
-                   coalesce(bad.http_status, codes.code, defaults.code) as http_status
+                   coalesce(bad.http_status, codes.code, defaults.code) as http_status, defaults.requests
             from window_rows as w
             left join window_bad as bad using (record_key)
             left join window_codes as codes using (record_key)
@@ -449,7 +627,7 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                 select ? as run_id, ? as sync_name, record_key,
                        case when change_kind = 'removed' then 'delete' else 'upsert' end as operation,
                        change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
-                       idempotency_key, http_status
+                       idempotency_key, http_status, requests
                 from sync_window
                 """,
                 [run_id, sync_name],
@@ -464,10 +642,16 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
 
 
 def _record_run(
-    con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result: SyncResult, *, ledger: bool
+    con: duckdb.DuckDBPyConnection,
+    spec: SyncSpec,
+    started_at: dt.datetime,
+    result: SyncResult,
+    *,
+    ledger: bool,
+    event: bool = True,
 ) -> None:
-    """The run's row in activation.sync_runs, and (for a real run) the ledger rows of the rows it did
-    not send: invalid ones and those excluded for consent."""
+    """The run's row in activation.sync_runs (replacing its `running` row), and (for a real run) the
+    ledger rows of the rows it did not send: invalid ones and those excluded for consent."""
     con.execute("begin transaction")
     try:
         if ledger:
@@ -480,18 +664,20 @@ def _record_run(
                 """,
                 [result.run_id, spec.name],
             )
+        con.execute("delete from activation.sync_runs where run_id = ? and sync_name = ?", [result.run_id, spec.name])
         con.execute(
             """
             insert into activation.sync_runs by name
             select ? as run_id, ? as sync_name, ? as started_at, ? as finished_at, ? as status, ? as dry_run,
                    ? as added, ? as changed, ? as removed, ? as invalid, ? as unchanged, ? as sent, ? as failed,
-                   ? as duration_s, ? as excluded_consent, ? as rejected, ? as retried, ? as message
+                   ? as duration_s, ? as excluded_consent, ? as rejected, ? as retried, ? as message,
+                   ? as not_sent, ? as http_retries
             """,
             [
                 result.run_id,
                 spec.name,
                 started_at,
-                _now(),
+                None if result.status == "running" else _now(),
                 result.status,
                 result.dry_run,
                 result.added,
@@ -506,12 +692,16 @@ def _record_run(
                 result.rejected,
                 result.retried,
                 result.message,
+                result.not_sent,
+                result.http_retries,
             ],
         )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
+    if not event:
+        return
     record_event(
         con,
         "sync_run",
@@ -530,7 +720,49 @@ def _record_run(
             "rejected": result.rejected,
             "excluded_consent": result.excluded_consent,
             "suppressed": result.suppressed,
+            "not_sent": result.not_sent,
+            "http_retries": result.http_retries,
             "marketing_actions": list(spec.marketing_actions),
             "message": result.message,
         },
     )
+
+
+def _record_run_quietly(con: duckdb.DuckDBPyConnection, spec: SyncSpec, started_at: dt.datetime, result) -> None:
+    """Record a run that an error stopped, on the way out: a failure to record must not hide the error
+    that stopped the run (the row then stays `running`, and the next run records it as killed)."""
+    try:
+        _record_run(con, spec, started_at, result, ledger=False)
+    except Exception as error:  # noqa: BLE001 (reported on the error being raised)
+        import sys
+
+        print(f"sync {spec.name}: could not record the stopped run: {error}", file=sys.stderr)
+
+
+def _record_killed_runs(con: duckdb.DuckDBPyConnection, spec: SyncSpec, run_id: str) -> None:
+    """Runs of this sync still `running` were killed (SIGKILL, power loss): record them as `killed`, with
+    what their committed ledger says they delivered. Their uncommitted rows are in this run's diff."""
+    killed = con.execute(
+        "select run_id from activation.sync_runs where sync_name = ? and status = 'running' and run_id <> ?",
+        [spec.name, run_id],
+    ).fetchall()
+    for (killed_run,) in killed:
+        con.execute(
+            """
+            update activation.sync_runs set
+                status = 'killed',
+                finished_at = coalesce(ledger.last_recorded_at, sync_runs.started_at),
+                sent = ledger.sent, failed = ledger.failed, rejected = ledger.rejected,
+                message = 'the process ended before the run did (killed); rows it had not committed are sent '
+                          || 'again by a later run under the same idempotency keys'
+            from (
+                select max(recorded_at) as last_recorded_at,
+                       count(*) filter (where status = 'sent') as sent,
+                       count(*) filter (where status = 'failed') as failed,
+                       count(*) filter (where status = 'rejected') as rejected
+                from activation.sync_ledger where sync_name = ? and run_id = ?
+            ) as ledger
+            where sync_runs.sync_name = ? and sync_runs.run_id = ?
+            """,
+            [spec.name, killed_run, spec.name, killed_run],
+        )

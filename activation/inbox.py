@@ -90,7 +90,15 @@ class WebhookInbox:
                     [json.dumps({"key": k, "data": v}) for k, v in sorted(self.held.items())],
                 )
                 _write_lines(self.directory / "seen_keys.txt", sorted(self.seen))
-        return 200, {"results": [{"key": op["key"], "status": "ok"} for op in operations]}
+        # Repeats (a rerun after a crash resends the rows of its uncommitted window) are acknowledged
+        # and named: "duplicate" counts as delivered for the sender.
+        fresh_keys = {op["idempotency_key"] for op in fresh}
+        return 200, {
+            "results": [
+                {"key": op["key"], "status": "ok" if op["idempotency_key"] in fresh_keys else "duplicate"}
+                for op in operations
+            ]
+        }
 
     def start(self) -> WebhookInbox:
         self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-inbox", daemon=True)

@@ -32,12 +32,15 @@ SPEC_KEYS = (
     "guard",
 )
 HTTP_KEYS = ("batch_size", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "rate_limit_per_s")
+# When a run stops early (activation/engine.py): after this many consecutive batches that failed whole
+# (the destination looks down), or once the run has lasted deadline_s seconds. Unsent rows wait for the next run.
+RUN_KEYS = ("max_consecutive_failed_batches", "deadline_s")
 DESTINATION_KEYS: dict[str, tuple[str, ...]] = {
     "file": ("type", "format", "path"),
-    "webhook": ("type", "url", "url_env", "local_inbox", "secret_env", *HTTP_KEYS),
-    "postgres": ("type", "dsn_env", "table", "batch_size"),
-    "ad_audience": ("type", "url", "url_env", "audience_id", "token_env", *HTTP_KEYS),
-    "email": ("type", "url", "url_env", "list_id", "token_env", "email_field", *HTTP_KEYS),
+    "webhook": ("type", "url", "url_env", "local_inbox", "secret_env", *HTTP_KEYS, *RUN_KEYS),
+    "postgres": ("type", "dsn_env", "table", "batch_size", *RUN_KEYS),
+    "ad_audience": ("type", "url", "url_env", "audience_id", "token_env", *HTTP_KEYS, *RUN_KEYS),
+    "email": ("type", "url", "url_env", "list_id", "token_env", "email_field", *HTTP_KEYS, *RUN_KEYS),
 }
 MODES_BY_DESTINATION = {
     "file": ("mirror", "upsert", "snapshot"),

@@ -22,20 +22,33 @@ TABLES = {
     "sync_ledger": """
         run_id VARCHAR, sync_name VARCHAR, record_key VARCHAR, operation VARCHAR, change_kind VARCHAR,
         batch_number INTEGER, attempt INTEGER, status VARCHAR, error VARCHAR, recorded_at TIMESTAMP,
-        idempotency_key VARCHAR, http_status INTEGER
+        idempotency_key VARCHAR, http_status INTEGER, requests INTEGER
     """,
-    # status: succeeded | failed (some rows failed or were rejected) | aborted (guard) | blocked (pre-sync hook)
+    # status: running (until it ends; a run still `running` when the next starts was killed) | succeeded |
+    # partial (some rows failed or were rejected, or the run stopped early after delivering some) | failed
+    # (nothing it tried was delivered, or an error stopped it) | interrupted (SIGTERM/SIGINT: what was
+    # acknowledged is committed) | killed | aborted (guard) | blocked (pre-sync hook) | dry_run
+    # not_sent: rows of the change set never tried (the run stopped early); http_retries: requests repeated
+    # within the run (429, 5xx, timeouts).
     "sync_runs": """
         run_id VARCHAR, sync_name VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR,
         dry_run BOOLEAN, added BIGINT, changed BIGINT, removed BIGINT, invalid BIGINT, unchanged BIGINT,
         sent BIGINT, failed BIGINT, duration_s DOUBLE, output_files VARCHAR,
-        excluded_consent BIGINT, rejected BIGINT, retried BIGINT, message VARCHAR
+        excluded_consent BIGINT, rejected BIGINT, retried BIGINT, message VARCHAR, not_sent BIGINT,
+        http_retries BIGINT
     """,
 }
 # Columns added after the first release: warehouses built before them get them on the next run.
 ADDED_COLUMNS = {
-    "sync_ledger": {"idempotency_key": "VARCHAR", "http_status": "INTEGER"},
-    "sync_runs": {"excluded_consent": "BIGINT", "rejected": "BIGINT", "retried": "BIGINT", "message": "VARCHAR"},
+    "sync_ledger": {"idempotency_key": "VARCHAR", "http_status": "INTEGER", "requests": "INTEGER"},
+    "sync_runs": {
+        "excluded_consent": "BIGINT",
+        "rejected": "BIGINT",
+        "retried": "BIGINT",
+        "message": "VARCHAR",
+        "not_sent": "BIGINT",
+        "http_retries": "BIGINT",
+    },
 }
 
 

@@ -135,3 +135,37 @@ def open_warehouse(path: str | Path | None = None, read_only: bool = False) -> d
             )
             raise WarehouseError(f"cannot open the warehouse {path}: {hint} ({text.strip()})", path) from None
         raise
+
+
+def compact(path: str | Path, key: str | None = None) -> int:
+    """Rewrite a database file so that the bytes of deleted rows are gone (DuckDB leaves them in the
+    file's free blocks, and a WAL may hold them too): checkpoint it, copy every schema, table, view,
+    macro and sequence into a new file beside it (encrypted with the same key, if any), and rename that
+    over it. Needs the file closed by every other connection. Returns the new file's size in bytes."""
+    path = Path(path)
+    fresh = path.with_name(f".{path.name}.compacting")
+    for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    con = duckdb.connect(":memory:")
+    try:
+        attach(con, path, "compact_source", key=key)
+        con.execute("checkpoint compact_source")  # the WAL's changes into the file, before copying it
+        attach(con, fresh, "compact_target", key=key)
+        con.execute("copy from database compact_source to compact_target")
+        con.execute("detach compact_target")
+        con.execute("detach compact_source")
+    except BaseException:
+        con.close()
+        fresh.unlink(missing_ok=True)
+        raise
+    con.close()
+    with open(fresh, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(fresh, path)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)  # checkpointed above: nothing left in it
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path.stat().st_size

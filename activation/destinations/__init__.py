@@ -82,7 +82,8 @@ class BatchResult:
     rejected: dict[str, str] = field(default_factory=dict)  # key -> the destination's reason
     http_status: dict[str, int] = field(default_factory=dict)  # key -> last HTTP status seen for its row
     default_http_status: int | None = None  # the status of rows not in http_status (None: not HTTP)
-    attempts: int = 1  # requests the batch took (more than 1: retried within the run)
+    attempts: int = 1  # requests the batch took
+    retries: int = 0  # of those, repeats of a request (429, 5xx, timeouts, rows the receiver failed)
 
 
 class Destination(Protocol):

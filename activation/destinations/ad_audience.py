@@ -68,6 +68,7 @@ class AdAudienceDestination:
         }
         outcome = self.client.request(method, self.path, payload)
         result["attempts"] += outcome.attempts
+        result["retries"] += outcome.attempts - 1
         keys = [op.key for op in operations]
         for key in keys:
             result["codes"][key] = outcome.status
@@ -80,7 +81,7 @@ class AdAudienceDestination:
                 result["rejected"][keys[int(index)]] = f"invalid entry: {reason}"
 
     def send(self, batch: Batch) -> BatchResult:
-        result: dict = {"failed": {}, "rejected": {}, "codes": {}, "attempts": 0}
+        result: dict = {"failed": {}, "rejected": {}, "codes": {}, "attempts": 0, "retries": 0}
         # Membership: an added or changed row adds its (new) identifiers; a removed one removes the
         # identifiers as last sent.
         self._call("POST", batch.upsert_operations, batch, result)
@@ -90,6 +91,7 @@ class AdAudienceDestination:
             rejected=result["rejected"],
             http_status=result["codes"],
             attempts=result["attempts"],
+            retries=result["retries"],
         )
 
     def close(self) -> None:

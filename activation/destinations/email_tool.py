@@ -47,7 +47,7 @@ class EmailToolDestination:
         return cls(spec.name, client, f"/3.0/lists/{spec.setting('list_id')}", email_field, policy)
 
     def send(self, batch: Batch) -> BatchResult:
-        failed, rejected, codes, attempts = {}, {}, {}, 0
+        failed, rejected, codes, attempts, retries = {}, {}, {}, 0, 0
         if batch.upsert_operations:
             by_email: dict[str, str] = {}
             members = []
@@ -64,6 +64,7 @@ class EmailToolDestination:
                 )
             outcome = self.client.request("POST", self.list_path, {"members": members, "update_existing": True})
             attempts += outcome.attempts
+            retries += outcome.attempts - 1
             keys = [op.key for op in batch.upsert_operations]
             codes.update({k: outcome.status for k in keys})
             if not outcome.ok:
@@ -75,13 +76,20 @@ class EmailToolDestination:
                         rejected[key] = f"{error.get('error_code', 'ERROR')}: {error.get('error')}"
         for op in batch.delete_operations:
             email = str(op.row.get(self.email_field) or "").strip().lower()
+            if not email:  # the member id is the email's hash: without the email there is nothing to delete
+                rejected[op.key] = (
+                    f"no {self.email_field} in the row to delete: the tool finds members by their email "
+                    "(the row as last sent is needed)"
+                )
+                continue
             subscriber = hashlib.md5(email.encode()).hexdigest()  # the tool's member id, not a security hash
             outcome = self.client.request("DELETE", f"{self.list_path}/members/{subscriber}")
             attempts += outcome.attempts
+            retries += outcome.attempts - 1
             codes[op.key] = outcome.status
             if not outcome.ok and outcome.status != 404:
                 (failed if outcome.transient else rejected)[op.key] = outcome.reason()
-        return BatchResult(failed=failed, rejected=rejected, http_status=codes, attempts=attempts)
+        return BatchResult(failed=failed, rejected=rejected, http_status=codes, attempts=attempts, retries=retries)
 
     def close(self) -> None:
         self.client.close()

@@ -3,13 +3,19 @@
 The contract (what a receiver implements; activation/inbox.py is one):
   POST <url>
   X-CDP-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
-  Idempotency-Key: <hash of the batch's row idempotency keys>
+  Idempotency-Key: <SHA-256 of the request's row idempotency keys, in order>
   {"sync": ..., "run_id": ..., "batch": n,
    "operations": [{"op": "upsert"|"delete", "key": ..., "idempotency_key": ..., "data": {...}}]}
-Reply 2xx with {"results": [{"key": ..., "status": "ok"|"rejected"|"failed", "error": ...}]} for
-per-row outcomes (rows it does not list count as ok; an empty 2xx accepts the whole batch); 429/5xx
-are retried; any other 4xx rejects the batch's rows with the reply's reason. A receiver should drop
-an operation whose idempotency_key it has applied before: a rerun after a crash repeats keys."""
+Reply 2xx with {"results": [{"key": ..., "status": "ok"|"duplicate"|"rejected"|"failed", "error": ...}]}
+for per-row outcomes (rows it does not list, and "duplicate", count as delivered; an empty 2xx accepts
+the whole batch); 429/5xx are retried; any other 4xx rejects the batch's rows with the reply's reason.
+
+Deduplicate on the per-row idempotency_key: it names one intended operation (a member who leaves and
+comes back gets a new one) and is repeated by every retry of that operation, within the run and by
+later runs, including after a crash. The request's Idempotency-Key header is the same for retries of a
+request within a run, and a rerun after a crash cuts the uncommitted rows into the same requests again
+(the change set is sent in a fixed order), so it usually repeats too; but it changes when the rows to
+send differ (some failed, the audience changed meanwhile): it is no substitute for the row key."""
 
 from __future__ import annotations
 
@@ -129,9 +135,10 @@ class WebhookDestination:
                         rejected=rejected,
                         http_status=codes,
                         attempts=attempts,
+                        retries=attempts - 1,
                     )
                 rejected.update({k: outcome.reason() for k in pending})
-                return BatchResult(rejected=rejected, http_status=codes, attempts=attempts)
+                return BatchResult(rejected=rejected, http_status=codes, attempts=attempts, retries=attempts - 1)
             results = outcome.body.get("results", []) if isinstance(outcome.body, dict) else []
             still_failing = {}
             for item in results:
@@ -152,6 +159,7 @@ class WebhookDestination:
             http_status=codes,
             default_http_status=outcome.status if outcome else None,
             attempts=attempts,
+            retries=max(0, attempts - 1),
         )
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
     run_id = f"cli-{uuid.uuid4().hex[:12]}"
     from cdp.governance.labels import refresh_column_labels
 
-    aborted = []
+    aborted, failed = [], []
     with open_warehouse(paths.warehouse) as con:
         refresh_column_labels(con)  # what the data-usage policy gate checks the exported fields against
         for name in names or sorted(specs):
@@ -50,6 +50,10 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
                         click.echo(f"\n{stop}", err=True)
                         continue
             click.echo(_sync_line(result))
+            if result.status in ("failed", "partial") and result.message:
+                click.echo(f"  {result.status}: {result.message}", err=True)
+            if result.status == "failed":
+                failed.append(f"{name} ({result.message})")
             if dry_run:
                 for kind, keys in result.preview.items():
                     if keys:
@@ -57,6 +61,12 @@ def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
                         click.echo(f"  would be {kind}: {', '.join(keys)}{f' and {more:,} more' if more > 0 else ''}")
                 if result.message:
                     click.echo(f"  note: {result.message}")
+    if failed:
+        # Every row it tried failed or was refused: the run failed (exit code 2), the rows wait for the next run.
+        raise activation.SyncFailed(
+            f"sync failed: {'; '.join(failed)}"
+            + (f"; aborted: {', '.join(aborted)} (nothing sent for them)" if aborted else "")
+        )
     if aborted:
         raise SystemExit(f"aborted: {', '.join(aborted)} (nothing sent for them)")
 
@@ -66,6 +76,7 @@ def _sync_line(result) -> str:
         f"{result.sync_name:<28} added {result.added:>7,}  changed {result.changed:>7,}  removed {result.removed:>7,}"
         f"  excluded (consent) {result.excluded_consent:>6,}  invalid {result.invalid:>5,}  rejected {result.rejected:>5,}"
         f"  suppressed {result.suppressed:>5,}  sent {result.sent:>7,}  failed {result.failed:>5,}"
-        f"  retried {result.retried:>5,}  {result.duration_s:.2f} s"
+        f"  retried {result.retried:>5,}{f'  not sent {result.not_sent:,}' if result.not_sent else ''}"
+        f"  {result.duration_s:.2f} s"
         f"{'  (dry run: nothing sent)' if result.dry_run else ''}"
     )

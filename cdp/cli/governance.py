@@ -75,7 +75,7 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     """Erase the person holding IDENTIFIER everywhere: warehouse, destinations, serving store; keep
     their identifiers (hashed) on the suppression list so re-loading the sources does not bring them back."""
 
-    from cdp.governance.privacy import erase, republish_serving_store
+    from cdp.governance.privacy import compact_warehouse, erase, republish_serving_store
 
     identifier = _privacy_identifier(identifier)
     if not yes:
@@ -84,6 +84,8 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     with open_warehouse(paths.warehouse) as con:
         outcome = erase(con, identifier, base_dir=paths.destinations_dir)
     republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
+    # Last: rewrite the warehouse file, so no byte of the deleted rows stays in its free blocks.
+    compacted_bytes = compact_warehouse(paths.warehouse, outcome.request_id)
     if not outcome.profile_ids and not outcome.rows:
         click.echo(
             f"{identifier}: no profile and no row holds this identifier; it is on the suppression list "
@@ -97,5 +99,12 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     for table, count in sorted(outcome.rows.items()):
         click.echo(f"  {table:<48} {count:>7,}")
     for sync_name, note in sorted(outcome.destinations.items()):
-        click.echo(f"  destination of sync {sync_name}: {note['records']} record(s), {note['status']}")
+        detail = note.get("detail") or note.get("error") or ""
+        click.echo(f"  {sync_name}: {note['records']} record(s), {note['status']}{f' ({detail})' if detail else ''}")
+    if outcome.status == "pending":
+        click.echo(
+            "  request pending: a destination did not confirm its delete; the next run of its sync sends it "
+            "again (activation.pending_erasures), and the request completes once every destination confirmed"
+        )
     click.echo(f"  serving store: {'republished without the person' if republished else 'nothing published yet'}")
+    click.echo(f"  warehouse file: rewritten without the deleted rows' bytes ({compacted_bytes:,} bytes)")

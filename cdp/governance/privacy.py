@@ -37,7 +37,7 @@ import duckdb
 import activation
 import data_contracts
 from activation.audit import record_event
-from activation.destinations import RowOperation
+from activation.erasure import PENDING_TABLE, delete_at_destination, hold_pending
 from activation.inbox import erase_from_inbox
 from activation.suppression import normalize_identifier, sha256, suppress
 from cdp.errors import CdpError
@@ -57,6 +57,8 @@ KEPT_TABLES = {
     ("audit", "loads"),
     ("audit", "expectation_results"),
     ("governance", "column_labels"),
+    # Deletes still owed to a destination, with the row it needs to find the person; removed once confirmed.
+    tuple(PENDING_TABLE.split(".")),
 }
 PAYLOAD_COLUMNS = ("row_json", "_raw_line", "_extra", "_errors", "details")
 MIN_SEARCH_LENGTH = 6  # shorter values are not searched inside payload text (too many false matches)
@@ -329,6 +331,7 @@ class PrivacyOutcome:
     output_file: Path | None = None
     seconds: float = 0.0
     serving_republished: bool = False
+    status: str = "completed"  # erase: pending until every destination confirmed its delete
 
 
 def _record_request(con, outcome: PrivacyOutcome, person: Person, requested_at: dt.datetime, status: str) -> None:
@@ -429,61 +432,106 @@ def _sync_specs() -> dict[str, activation.SyncSpec]:
 def _erase_from_destinations(
     con: duckdb.DuckDBPyConnection, person: Person, base_dir: Path, request_id: str
 ) -> dict[str, Any]:
-    """Remove the person from every destination that holds them, then from the sync state."""
+    """Remove the person from every destination that holds them (activation.sync_state says which),
+    each with the row it last sent them, which carries the destination's own key (activation/erasure.py).
+    Deletes not confirmed move to activation.pending_erasures, which every later run of the sync sends
+    again; the person's rows leave the sync state either way. Per destination: confirmed or pending
+    (with the error, never a record key)."""
     if not _exists(con, "activation", "sync_state"):
         return {}
     held = con.execute(
-        f"select sync_name, record_key from activation.sync_state where {find_state_condition()}"
+        f"select sync_name, record_key, row_json from activation.sync_state where {find_state_condition()}"
     ).fetchall()
-    by_sync: dict[str, list[str]] = {}
-    for sync_name, key in held:
-        by_sync.setdefault(sync_name, []).append(key)
+    by_sync: dict[str, list[tuple[str, str | None]]] = {}
+    for sync_name, key, row_json in held:
+        by_sync.setdefault(sync_name, []).append((key, row_json))
     specs = _sync_specs()
     notified: dict[str, Any] = {}
-    for sync_name, keys in sorted(by_sync.items()):
+    for sync_name, rows in sorted(by_sync.items()):
         spec = specs.get(sync_name)
+        confirmed: set[str] = set()
+        note: str | None = None
         if spec is None:
-            notified[sync_name] = {"records": len(keys), "status": "no sync spec: removal not sent; remove by hand"}
-            continue
-        destination = activation.build_destination(spec, base_dir)
-        key_field = next(t for t, c in spec.fields.items() if c == spec.primary_key)
-        try:
-            if hasattr(destination, "erase"):  # files: rewrite every file the sync wrote, without the person
-                removed = destination.erase(set(keys), person.match_values())
-                status = f"erased from {removed} file row(s)"
-            else:  # APIs: a delete carrying only the key, so the removal itself sends no personal data
-                deletes = [RowOperation(k, f"{request_id}:{k}", json.dumps({key_field: k})) for k in keys]
+            error = f"no sync spec named {sync_name}: the destination was not told; remove the rows there by hand"
+        else:
+            try:
+                destination = activation.build_destination(spec, base_dir)
                 try:
-                    result = destination.send(
-                        activation.Batch(
-                            sync_name=sync_name,
-                            run_id=request_id,
-                            number=1,
-                            key_field=key_field,
-                            given_upserts=[],
-                            given_deletes=deletes,
-                        )
+                    confirmed, error, note = delete_at_destination(
+                        destination, spec, rows, request_id, person.match_values()
                     )
+                    inbox = getattr(destination, "inbox", None)
+                    if inbox is not None and confirmed:  # the built-in inbox also keeps a received log
+                        keys = {k for k, _ in rows}
+                        removed = erase_from_inbox(inbox.directory, keys | person.match_values())
+                        note = f"{note}; {removed} line(s) erased from the inbox's log"
                 finally:
                     getattr(destination, "close", lambda: None)()
-                status = (
-                    "delete sent"
-                    if not (result.failed or result.rejected)
-                    else f"delete failed: {result.failed or result.rejected}"
-                )
-                inbox = getattr(destination, "inbox", None)
-                if inbox is not None and not result.failed:  # the built-in inbox also keeps a received log
-                    removed = erase_from_inbox(inbox.directory, set(keys) | person.match_values())
-                    status += f"; {removed} line(s) erased from the inbox's log"
-        except Exception as error:  # recorded; the state keeps the rows so the request can be repeated
-            notified[sync_name] = {"records": len(keys), "status": f"failed: {type(error).__name__}: {error}"}
-            continue
-        notified[sync_name] = {"records": len(keys), "status": status, "destination": spec.destination.type}
-        # Only once the destination no longer holds them: a failed removal stays in the state, to be repeated.
+            except Exception as failure:  # kept as pending, sent again by the next run of the sync
+                error = f"{type(failure).__name__}: {failure}"
+        unconfirmed = [(k, j) for k, j in rows if k not in confirmed]
+        if unconfirmed:
+            error = _redact(error or "not confirmed", person)
+            hold_pending(con, request_id, sync_name, unconfirmed, error)
+        notified[sync_name] = {
+            "destination": spec.destination.type if spec else None,
+            "records": len(rows),
+            "status": "pending" if unconfirmed else "confirmed",
+            **({"pending": len(unconfirmed), "error": error} if unconfirmed else {"detail": note}),
+        }
+        # The person leaves the state either way: confirmed deletes are done, the others are owed
+        # through activation.pending_erasures (so the sync's own diff never sends them again).
         con.execute(
-            "delete from activation.sync_state where sync_name = ? and list_contains(?, record_key)", [sync_name, keys]
+            "delete from activation.sync_state where sync_name = ? and list_contains(?, record_key)",
+            [sync_name, [k for k, _ in rows]],
         )
     return notified
+
+
+def _redact(text: str, person: Person) -> str:
+    """An error message without the person's ids or identifiers (it is kept in the request record)."""
+    for value in sorted(person.match_values(), key=len, reverse=True):
+        if len(value) >= 3:
+            text = text.replace(value, "<redacted>")
+    return text[:300]
+
+
+def _delete_access_exports(con: duckdb.DuckDBPyConnection, person: Person) -> int:
+    """Delete the files of the person's earlier access requests (they hold everything about them)."""
+    if not _exists(con, "audit", "privacy_requests"):
+        return 0
+    hashes = sorted(person.hashes())
+    profile_hashes = sorted(sha256(p) for p in person.profile_ids)
+    files = con.execute(
+        """
+        select output_file from audit.privacy_requests
+        where kind = 'access' and output_file is not null
+          and (list_contains(?, identifier_sha256) or list_has_any(profile_ids_sha256, ?::varchar[]))
+        """,
+        [hashes, profile_hashes],
+    ).fetchall()
+    deleted = 0
+    for (name,) in files:
+        path = Path(name)
+        if path.exists():
+            path.unlink()
+            deleted += 1
+    return deleted
+
+
+def compact_warehouse(warehouse: Path, request_id: str) -> int:
+    """Rewrite the warehouse file once the erasure committed, so the deleted rows' bytes are gone from
+    its free blocks and WAL (cdp.warehouse.compact); note it on the request. Returns the file's size."""
+    from cdp.warehouse import compact, connect
+
+    with connect(warehouse) as con:
+        con.execute(
+            """update audit.privacy_requests
+               set destinations = json_merge_patch(coalesce(destinations, '{}'), '{"warehouse_file": "rewritten"}')
+               where request_id = ?""",
+            [request_id],
+        )
+    return compact(warehouse)
 
 
 def find_state_condition() -> str:
@@ -503,6 +551,9 @@ def erase(con: duckdb.DuckDBPyConnection, identifier: str, base_dir: Path) -> Pr
     where = find_rows(con, person)
     state_before = _count(con, "activation", "sync_state")
     destinations = _erase_from_destinations(con, person, base_dir, request_id)
+    exports = _delete_access_exports(con, person)
+    if exports:
+        destinations["access_exports"] = {"status": "confirmed", "records": exports, "detail": "export file(s) deleted"}
     deleted: dict[str, int] = {}
     if state_before - _count(con, "activation", "sync_state"):
         deleted["activation.sync_state"] = state_before - _count(con, "activation", "sync_state")
@@ -526,14 +577,9 @@ def erase(con: duckdb.DuckDBPyConnection, identifier: str, base_dir: Path) -> Pr
         suppressed_added=added,
     )
     outcome.seconds = time.perf_counter() - started
-    status = (
-        "completed"
-        if all(
-            not str(d.get("status", "")).startswith(("failed", "no sync", "delete failed"))
-            for d in destinations.values()
-        )
-        else "completed_with_errors"
-    )
+    # Open (pending) until every destination confirmed its delete: later sync runs retry and settle it.
+    status = "completed" if all(d["status"] == "confirmed" for d in destinations.values()) else "pending"
+    outcome.status = status
     _record_request(con, outcome, person, requested_at, status if (person.profile_ids or deleted) else "not_found")
     return outcome
 

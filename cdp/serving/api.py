@@ -11,14 +11,18 @@ wrong key gets 401 before anything is looked up, so it learns nothing about whic
 import datetime as dt
 import hmac
 import json
+import logging
+import math
 import os
+import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Security
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -31,6 +35,7 @@ from cdp.serving.documents import (
     InvalidIdentifier,
     lookup_profile_document,
     mask_value,
+    masking_key,
     recent_events,
     sql_literal,
 )
@@ -42,6 +47,56 @@ API_KEY_HEADER = "X-API-Key"
 FULL_KEYS_ENV = "CDP_API_KEYS_FULL"
 MASKED_KEYS_ENV = "CDP_API_KEYS_MASKED"
 SEGMENT_NAME = NAMESPACE
+# Per client (address): requests per second (a burst of twice that), and wrong or missing keys per
+# minute (a burst of that many). Past either, 429 with Retry-After for every request of the client, a
+# right key included: a client guessing keys learns nothing more until its budget refills.
+REQUESTS_PER_S_ENV = "CDP_API_REQUESTS_PER_S"
+FAILED_KEYS_PER_MINUTE_ENV = "CDP_API_FAILED_KEYS_PER_MINUTE"
+DEFAULT_REQUESTS_PER_S = 500.0
+DEFAULT_FAILED_KEYS_PER_MINUTE = 60.0
+MAX_TRACKED_CLIENTS = 10_000
+log = logging.getLogger("cdp.serving.api")
+
+
+class ClientBuckets:
+    """A token bucket per client: `rate` tokens per second up to `burst`; take() says how long to wait
+    (0: go). Forgets the oldest clients past MAX_TRACKED_CLIENTS."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, at)
+        self.lock = threading.Lock()
+
+    def _tokens(self, client: str, now: float) -> float:
+        tokens, at = self.buckets.get(client, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def wait_s(self, client: str) -> float:
+        """Seconds until the client has a token again (0: it has one now); takes nothing."""
+        with self.lock:
+            tokens = self._tokens(client, time.monotonic())
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def take(self, client: str) -> float:
+        with self.lock:
+            now = time.monotonic()
+            tokens = self._tokens(client, now)
+            if tokens < 1:
+                self.buckets[client] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self.buckets[client] = (tokens - 1, now)
+            if len(self.buckets) > MAX_TRACKED_CLIENTS:
+                for stale in list(self.buckets)[: len(self.buckets) - MAX_TRACKED_CLIENTS]:
+                    del self.buckets[stale]
+            return 0.0
+
+
+def _too_many(wait_s: float, what: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"too many {what} from this client; retry after the Retry-After seconds"},
+        status_code=429,
+        headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+    )
 
 
 class Scope(StrEnum):
@@ -167,9 +222,21 @@ def normalize_identifier(namespace: str, value: str) -> str:
         raise HTTPException(422, str(error)) from None
 
 
-def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8) -> FastAPI:
+def create_app(
+    store_path: Path,
+    keys: ApiKeys | None = None,
+    pool_size: int = 8,
+    requests_per_s: float | None = None,
+    failed_keys_per_minute: float | None = None,
+) -> FastAPI:
     keys = keys or ApiKeys.from_env()
     store = PublishedStore(store_path, pool_size=pool_size)
+    requests_per_s = requests_per_s or float(os.environ.get(REQUESTS_PER_S_ENV) or DEFAULT_REQUESTS_PER_S)
+    failed_per_minute = failed_keys_per_minute or float(
+        os.environ.get(FAILED_KEYS_PER_MINUTE_ENV) or DEFAULT_FAILED_KEYS_PER_MINUTE
+    )
+    request_budget = ClientBuckets(requests_per_s, 2 * requests_per_s)
+    failed_key_budget = ClientBuckets(failed_per_minute / 60.0, failed_per_minute)
     app = FastAPI(
         title="CDP profile API",
         version="1",
@@ -182,9 +249,21 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
         description="full scope: direct identifiers; masked scope: BI-safe fields",
     )
 
-    async def scope(presented: Annotated[str | None, Security(api_key_header)]) -> Scope:
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next):
+        client = request.client.host if request.client else "unknown"
+        locked_out = failed_key_budget.wait_s(client)
+        if locked_out:
+            return _too_many(locked_out, "requests with a wrong or missing API key")
+        wait = request_budget.take(client)
+        if wait:
+            return _too_many(wait, "requests")
+        return await call_next(request)
+
+    async def scope(request: Request, presented: Annotated[str | None, Security(api_key_header)]) -> Scope:
         granted = keys.scope_of(presented)
         if granted is None:
+            failed_key_budget.take(request.client.host if request.client else "unknown")
             raise HTTPException(
                 401, f"missing or invalid API key (header {API_KEY_HEADER})", headers={"WWW-Authenticate": "APIKey"}
             )
@@ -196,6 +275,7 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
 
     errors = {
         401: {"model": Problem, "description": "no or wrong API key"},
+        429: {"model": Problem, "description": "too many requests, or too many wrong keys, from this client"},
         503: {"model": Problem, "description": "nothing published yet"},
     }
 
@@ -239,7 +319,11 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
                     "order by published_at desc limit 1"
                 ).fetchone()
         except StoreUnavailable as error:
-            return JSONResponse(Health(status="unavailable", detail=str(error)).model_dump(mode="json"), 503)
+            # No key is needed here: say nothing about where the store is or what the database said.
+            log.warning("health: serving store unavailable: %s", error)
+            return JSONResponse(
+                Health(status="unavailable", detail="nothing readable is published yet").model_dump(mode="json"), 503
+            )
         age = (dt.datetime.now(dt.UTC).replace(tzinfo=None) - published_at).total_seconds()
         return Health(
             status="ok",
@@ -290,13 +374,21 @@ def create_app(store_path: Path, keys: ApiKeys | None = None, pool_size: int = 8
         profile = json.loads(document)
         profile["recent_events"] = profile["recent_events"][:events] if events <= DOCUMENT_EVENTS else recent
         if rules is not None:
+            key = masking_key(store_path)
             profile["scope"] = Scope.masked.value
             for column, masking in rules.get("profiles", {}).items():
                 if column in profile["attributes"]:
-                    profile["attributes"][column] = mask_value(profile["attributes"][column], masking)
+                    profile["attributes"][column] = mask_value(profile["attributes"][column], masking, key)
             identity_masking = rules.get("profile_identities", {}).get("identity_value", "hash")
             for identity in profile["identities"]:
-                identity["value"] = mask_value(identity["value"], identity_masking)
+                identity["value"] = mask_value(identity["value"], identity_masking, key)
+            # Source record ids are pseudonymized as in the bi relations: no CRM or loyalty id in clear.
+            record_masking = rules.get("profile_attribute_lineage", {}).get("record_id", "hash")
+            for source in profile["attribute_sources"].values():
+                source["record_id"] = mask_value(source["record_id"], record_masking, key)
+            event_masking = rules.get("profile_events", {}).get("event_id", "hash")
+            for event in profile["recent_events"]:
+                event["event_id"] = mask_value(event["event_id"], event_masking, key)
         return Profile.model_validate(profile)
 
     @app.get("/segments", response_model=SegmentList, responses=errors)

@@ -11,7 +11,10 @@ shape is the API's `Profile`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
+from pathlib import Path
 
 import duckdb
 
@@ -23,6 +26,11 @@ MASKING_RULES_TABLE = "serving.masking_rules"
 BATCH_PROFILES = 100_000  # documents are built in profile id ranges of this size: memory stays bounded
 
 
+# The secret of the keyed pseudonyms (masking `hash`): CDP_MASKING_KEY, else a random key kept beside the
+# serving store (<store>.masking-key, owner-only), created by the first publication. Never inside the
+# store: a pseudonym is sha256(key | value), which no dictionary of identifiers reverses without the key.
+MASKING_KEY_ENV = "CDP_MASKING_KEY"
+MASKING_KEY_VARIABLE = "cdp_masking_key"  # the DuckDB variable mask_sql reads while a publication runs
 MAX_VALUE_LENGTH = 320  # the longest valid email address
 EMAIL = re.compile(r"^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")  # as dbt's normalize_email
 NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -104,8 +112,31 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def masking_key_path(store: Path) -> Path:
+    return Path(store).with_name(f".{Path(store).name}.masking-key")
+
+
+def masking_key(store: Path, create: bool = False) -> str | None:
+    """The key of the keyed pseudonyms for this serving store (see MASKING_KEY_ENV); None when there is
+    none yet and `create` is False."""
+    if os.environ.get(MASKING_KEY_ENV):
+        return os.environ[MASKING_KEY_ENV]
+    path = masking_key_path(store)
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
 def mask_sql(column: str, masking: str) -> str:
-    """SQL that shows a direct identifier without revealing it (the BI-safe views)."""
+    """SQL that shows a direct identifier without revealing it (the BI-safe relations). `hash` reads the
+    key from the DuckDB variable MASKING_KEY_VARIABLE, set only while a publication builds them."""
     c = quote_identifier(column)
     return {
         # a***@example.com: the domain stays (useful for deliverability analysis), the person does not
@@ -113,14 +144,16 @@ def mask_sql(column: str, masking: str) -> str:
         # ***67: the last two digits, enough to tell two numbers apart on a screen
         "phone": f"case when {c} is null then null else '***' || right({c}, 2) end",
         "initial": f"case when {c} is null then null else left({c}, 1) || '.' end",
-        # stable pseudonym: joins and distinct counts still work, the value cannot be read back
-        "hash": f"case when {c} is null then null else 'sha256:' || left(sha256({c}), 16) end",
+        # stable keyed pseudonym: joins and distinct counts still work; without the key, the value cannot be
+        # read back, nor found by hashing candidate values (unsalted SHA-256 of an email is a dictionary away)
+        "hash": f"case when {c} is null then null else 'sha256:' || left(sha256(getvariable('{MASKING_KEY_VARIABLE}') "
+        f"|| '|' || cast({c} as varchar)), 16) end",
         "redact": "null",
     }[masking]
 
 
-def mask_value(value, masking: str):
-    """mask_sql in Python, for the API's masked scope; must give what the SQL gives."""
+def mask_value(value, masking: str, key: str | None = None):
+    """mask_sql in Python, for the API's masked scope; must give what the SQL gives (same key)."""
     if value is None or masking == "redact":
         return None
     text = str(value)
@@ -132,7 +165,9 @@ def mask_value(value, masking: str):
     if masking == "initial":
         return text[:1] + "."
     if masking == "hash":
-        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        if not key:
+            raise ValueError("masking 'hash' needs the masking key (see documents.masking_key)")
+        return "sha256:" + hashlib.sha256(f"{key}|{text}".encode()).hexdigest()[:16]
     raise ValueError(f"unknown masking {masking!r}")
 
 

@@ -3,7 +3,8 @@
 The build warehouse is locked by the process that writes it, so BI tools and the profile API read
 a separate file: the serving store. A publication copies every model whose dbt meta says
 `serving: {publish: true}` into a new DuckDB file next to the store, sorted and indexed for
-lookups, adds the BI-safe views (schema `bi`, direct identifiers masked as their column meta says)
+lookups, adds the BI-safe relations (schema `bi`, identifiers masked as their column meta says; keyed
+pseudonyms computed here, with a key kept outside the store: documents.masking_key)
 and the record of published runs (`serving.publications`), then renames the new file over the
 store. `rename` is atomic: a reader opens either the previous file or the new one, never a mix,
 and a reader that already holds the previous file keeps reading it. A run that fails or is killed
@@ -24,7 +25,14 @@ import duckdb
 
 from cdp.dbt import MANIFEST_PATH
 from cdp.errors import CdpError
-from cdp.serving.documents import DOCUMENTS_TABLE, build_profile_documents, mask_sql, quote_identifier
+from cdp.serving.documents import (
+    DOCUMENTS_TABLE,
+    MASKING_KEY_VARIABLE,
+    build_profile_documents,
+    mask_sql,
+    masking_key,
+    quote_identifier,
+)
 from cdp.warehouse import attach, connect
 
 PUBLICATIONS_TABLE = "serving.publications"
@@ -73,7 +81,9 @@ def published_tables(manifest_path: Path | None = None) -> list[PublishedTable]:
         masked = {}
         for column, props in node.get("columns", {}).items():
             meta = props.get("config", {}).get("meta") or props.get("meta") or {}
-            if meta.get("pii") == "direct":
+            # Direct identifiers (redacted unless told otherwise), and any column with a masking (hashed
+            # identifiers, source record ids: pseudonymized with a keyed hash).
+            if meta.get("pii") == "direct" or meta.get("masking"):
                 masking = meta.get("masking", "redact")
                 if masking not in MASKINGS:
                     raise PublishError(
@@ -157,6 +167,9 @@ def publish(
             row_counts[table.relation] = con.execute(f"select count(*) from {table.relation}").fetchone()[0]
         con.execute("detach build")
         con.execute("create schema bi")
+        # Keyed pseudonyms need the key, which must not be in the store: relations with one are tables
+        # computed here (the key is a session variable, gone with this connection); the rest are views.
+        con.execute(f"set variable {MASKING_KEY_VARIABLE} = ?", [masking_key(store, create=True)])
         for table in tables:
             selected = ", ".join(
                 f"{mask_sql(column, table.masked_columns[column])} as {quote_identifier(column)}"
@@ -164,7 +177,9 @@ def publish(
                 else quote_identifier(column)
                 for column in columns[table.relation]
             )
-            con.execute(f"create view bi.{quote_identifier(table.name)} as select {selected} from {table.relation}")
+            kind = "table" if "hash" in table.masked_columns.values() else "view"
+            con.execute(f"create {kind} bi.{quote_identifier(table.name)} as select {selected} from {table.relation}")
+        con.execute(f"reset variable {MASKING_KEY_VARIABLE}")
         con.execute("create schema serving")
         step_started = time.perf_counter()
         row_counts[DOCUMENTS_TABLE] = build_profile_documents(

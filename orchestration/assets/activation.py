@@ -28,22 +28,26 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             refresh_column_labels(con)  # the policy gate in run_sync reads the labels of this build
             result = activation.run_sync(con, spec, run_id=context.run_id, base_dir=current_paths().destinations_dir)
-        return dg.MaterializeResult(
-            metadata={
-                "added": result.added,
-                "changed": result.changed,
-                "removed": result.removed,
-                "invalid": result.invalid,
-                "excluded_consent": result.excluded_consent,
-                "rejected": result.rejected,
-                "sent": result.sent,
-                "failed": result.failed,
-                "retried": result.retried,
-                "status": result.status,
-                "unchanged": result.unchanged,
-                "duration_s": round(result.duration_s, 3),
-            }
-        )
+        metadata = {
+            "added": result.added,
+            "changed": result.changed,
+            "removed": result.removed,
+            "invalid": result.invalid,
+            "excluded_consent": result.excluded_consent,
+            "rejected": result.rejected,
+            "sent": result.sent,
+            "failed": result.failed,
+            "retried": result.retried,
+            "status": result.status,
+            "unchanged": result.unchanged,
+            "duration_s": round(result.duration_s, 3),
+            "not_sent": result.not_sent,
+            "http_retries": result.http_retries,
+            "message": result.message or "",
+        }
+        if result.status == "failed":  # delivered nothing it tried: the asset fails, as `cdp sync` does
+            raise dg.Failure(description=f"sync {spec.name}: {result.message}", metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata)
 
     return sync_audience
 

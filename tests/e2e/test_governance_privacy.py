@@ -74,6 +74,7 @@ class Erasure:
     person_rows: dict[str, list[tuple[str, int]]]  # raw table -> (source file, row number) of the person
     access_export: dict
     erase_output: str
+    access_export_path: Path
 
 
 def counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -162,6 +163,7 @@ def erasure(runs, make_workspace) -> Erasure:
         others_before = others_counts(con, profile_id, records, orders)
     access = workspace.cdp("privacy", "access", f"email:{email.upper()}")
     export_path = Path(access.stdout.strip().rsplit("export: ", 1)[1])
+    access_export = json.loads(export_path.read_text())
     erase = workspace.cdp("privacy", "erase", f"email:{email}", "--yes")
     return Erasure(
         workspace,
@@ -172,8 +174,9 @@ def erasure(runs, make_workspace) -> Erasure:
         counts_before,
         others_before,
         person_rows,
-        json.loads(export_path.read_text()),
+        access_export,
         erase.stdout,
+        export_path,
     )
 
 
@@ -225,6 +228,23 @@ def test_erasure_leaves_no_identifier_in_any_table_destination_or_serving_store(
     with duckdb.connect(":memory:") as con:
         attach(con, erasure.workspace.data_dir / "serving" / "published.duckdb", "store", read_only=True, key=KEY)
         assert scan(con, erasure.needles, erasure.hashes, catalog="store") == []
+
+
+def warehouse_files_holding(erasure: Erasure) -> dict[str, list[str]]:
+    """The needles found in the raw bytes of the warehouse file (and its WAL): deleted rows stay in a
+    DuckDB file's free blocks until the file is rewritten."""
+    found = {}
+    for path in sorted(erasure.workspace.warehouse.parent.glob(erasure.workspace.warehouse.name + "*")):
+        data = path.read_bytes().lower()
+        hits = [n for n in sorted(erasure.needles) if n.encode() in data]
+        if hits:
+            found[path.name] = hits
+    return found
+
+
+def test_erasure_leaves_no_byte_of_the_person_in_the_warehouse_file_or_an_access_export(erasure):
+    assert not erasure.access_export_path.exists(), "the access export (full PII) outlived the erasure"
+    assert warehouse_files_holding(erasure) == {}
 
 
 def test_erasure_leaves_everyone_else_untouched(erasure):
@@ -280,6 +300,7 @@ def test_the_sources_sending_the_person_again_does_not_bring_them_back(erasure):
         )
     for path in (erasure.workspace.data_dir / "destinations").rglob("*.csv"):
         assert erasure.email.encode() not in path.read_bytes().lower()
+    assert warehouse_files_holding(erasure) == {}, "a later load leaves no byte of the person either"
 
 
 @pytest.mark.parametrize("identifier", ["ana@example.com", "email:", ":ana@example.com", "email:   "])
@@ -310,3 +331,64 @@ def test_an_unknown_person_is_recorded_and_suppressed_without_touching_anyone(tm
             ).fetchone()[0]
             == 1
         )
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_bi_schema_and_the_masked_api_hold_no_direct_or_reversible_identifier(runs):
+    """Masking (issue 19 item 9): no identifier, no unsalted hash of one (a dictionary reverses it), no
+    source record id, in any relation of the `bi` schema or any answer of the masked API scope."""
+    from fastapi.testclient import TestClient
+
+    from cdp.serving.api import ApiKeys, create_app
+
+    store = runs.workspace.data_dir / "serving" / "published.duckdb"
+    with duckdb.connect(str(store), read_only=True) as con:
+        identities = con.execute("select namespace, identity_value from profiles.profile_identities").fetchall()
+        record_ids = {
+            v
+            for (v,) in con.execute(
+                """select record_id from profiles.profile_attribute_lineage
+                   union select decided_by_record_id from profiles.profile_consents
+                   union select event_id from profiles.profile_events
+                   union select product_list_item_id from profiles.profile_purchase_items"""
+            ).fetchall()
+            if v
+        }
+        orders = {
+            v for (v,) in con.execute("select commerce_order_purchase_id from profiles.profile_events").fetchall() if v
+        }
+        values = {v for _, v in identities if v and len(v) >= 4}
+        # What a dictionary attack computes: plain SHA-256, and the old masking (its first 16 hex digits).
+        unsalted = {sha256(v) for v in values} | {"sha256:" + sha256(v)[:16] for v in values}
+        forbidden = values | unsalted | record_ids | {r.split(":", 1)[1] for r in record_ids} | orders
+        relations = con.execute(
+            "select table_name from information_schema.tables where table_schema = 'bi' order by 1"
+        ).fetchall()
+        leaks = []
+        for (relation,) in relations:
+            frame = con.execute(f'select * from bi."{relation}"').pl()
+            for column in frame.columns:
+                if frame[column].dtype == pl.String:
+                    hits = set(frame[column].drop_nulls()) & forbidden
+                    if hits:
+                        leaks.append(f"bi.{relation}.{column}: {len(hits)} value(s), e.g. {sorted(hits)[0]}")
+        people = con.execute(
+            """select i.namespace, i.identity_value from profiles.profile_identities i
+               join profiles.profile_attribute_lineage l using (profile_id)
+               where i.namespace in ('email', 'crm_id', 'loyalty_id') group by all order by 2 limit 12"""
+        ).fetchall()
+    assert relations and not leaks, leaks
+    client = TestClient(create_app(store, ApiKeys(full=frozenset(), masked=frozenset({"masked-key"}))))
+    for namespace, value in people:
+        answer = client.get(f"/profiles/{namespace}/{value}", headers={"X-API-Key": "masked-key"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["attribute_sources"], "profiles with lineage were chosen"
+        leaked = set(_strings(answer.json())) & forbidden
+        assert not leaked, f"masked answer for a {namespace} holds {sorted(leaked)[:3]}"

@@ -35,6 +35,8 @@ class DestinationServer:
         self.applied_keys: Counter = Counter()  # idempotency key -> times applied (must stay 1)
         self.deliveries: Counter = Counter()  # idempotency key -> times received (repeats allowed)
         self.requests: list[tuple[str, str, int]] = []  # method, path, rows
+        self.request_keys: dict[str, int] = {}  # webhook Idempotency-Key header -> rows of its first request
+        self.request_count_by_key: Counter = Counter()  # webhook Idempotency-Key header -> requests carrying it
         self.members: dict[str, set[tuple]] = {}  # audience id -> identifier tuples
         self.contacts: dict[str, dict[str, dict]] = {}  # list id -> email -> contact
         self.faults, self.delay_s = [], 0.0
@@ -144,6 +146,9 @@ class DestinationServer:
         results = []
         with self.lock:
             self.requests.append(("POST", "/hook", len(operations)))
+            header = handler.headers.get("Idempotency-Key") or ""
+            self.request_keys.setdefault(header, len(operations))
+            self.request_count_by_key[header] += 1
             for index, op in enumerate(operations):
                 key = str(op["key"])
                 if index < fail_first:

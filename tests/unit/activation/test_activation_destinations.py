@@ -281,7 +281,7 @@ def test_destination_down_for_a_whole_run_and_back_the_next(con, tmp_path, serve
     set_audience(con, audience)
     server.stop()
     down = activation.run_sync(con, spec, run_id="r1", base_dir=tmp_path)
-    assert (down.sent, down.failed, down.status) == (0, 40, "partial")
+    assert (down.sent, down.failed, down.status) == (0, 40, "failed"), "a run that delivers nothing fails"
     assert con.execute("select count(*) from activation.sync_state").fetchone()[0] == 0
     server.start()
     back = activation.run_sync(con, spec, run_id="r2", base_dir=tmp_path)
@@ -490,6 +490,9 @@ def test_process_killed_mid_sync_then_rerun_converges(tmp_path, server):
     repeats = {key for key, times in server.deliveries.items() if times > 1}
     assert repeats <= delivered_before_rerun - committed_keys, "committed operations are never delivered again"
     assert len(repeats) <= 30 + 10, "only the uncommitted window and the batch in flight are delivered again"
+    with duckdb.connect(str(warehouse)) as con:
+        runs = con.execute("select status, sent from activation.sync_runs order by started_at").fetchall()
+    assert runs == [("killed", committed), ("succeeded", 200 - committed)], "the killed run is recorded as such"
 
 
 def test_postgres_rows_sent_but_not_committed_are_upserted_again(con, tmp_path, postgres_server, monkeypatch):
