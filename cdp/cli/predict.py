@@ -30,5 +30,8 @@ def predict(retrain: bool) -> None:
                 )
                 click.echo(f"{report['model_name']:<24} {report['status']:<8} {figures}")
         scores = predictions.score_and_store(con, as_of)
-        lookalikes, _ = predictions.lookalikes_and_store(con, as_of)
+        lookalikes, _, report = predictions.lookalikes_and_store(con, as_of, run_id=f"cli-{uuid.uuid4().hex[:12]}")
+    if report["status"] == "skipped":
+        click.echo(f"WARNING: model {report['model_name']} skipped: {report['message']}", err=True)
     click.echo(f"scored {scores.height:,} profiles; {lookalikes.height:,} look-alike candidates")
+    click.echo(f"model report: {current_paths().data_dir / 'reports' / 'models.html'}")
