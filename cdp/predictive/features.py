@@ -49,8 +49,24 @@ def features_as_of(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> pl.Da
         with events as (
             select * from profiles.profile_events where occurred_at < $cutoff
         ),
+        -- An order's status as the warehouse knew it at the cutoff: the latest version loaded by then, else
+        -- the first version seen (history loaded after the cutoff). A later cancellation does not leak back.
+        status_as_of as (
+            select event_id, commerce_order_status
+            from profiles.purchase_status_history
+            qualify row_number() over (
+                partition by event_id
+                order by case when status_known_at <= $cutoff then 0 else 1 end,
+                         case when status_known_at <= $cutoff then status_version end desc,
+                         status_version
+            ) = 1
+        ),
         purchases as (
-            select * from events where event_type = 'commerce.purchases' and commerce_order_status = 'completed'
+            select events.*
+            from events
+            left join status_as_of on status_as_of.event_id = events.event_id
+            where events.event_type = 'commerce.purchases'
+              and coalesce(status_as_of.commerce_order_status, events.commerce_order_status) = 'completed'
         ),
         known as (
             select profile_id from profiles.profiles where is_known

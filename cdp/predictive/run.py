@@ -298,15 +298,27 @@ def train_models(con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> tuple[di
     except PredictionError as error:
         reports.append(_skipped(CLV_MODEL, error))
 
-    purchase_frame = _labelled(con, as_of - dt.timedelta(days=PURCHASE_WINDOW_DAYS), PURCHASE_WINDOW_DAYS)
-    churn_frame = (
-        _labelled(con, as_of - dt.timedelta(days=CHURN_WINDOW_DAYS), CHURN_WINDOW_DAYS)
-        .filter(pl.col("purchases_total") > 0)
-        .with_columns((~pl.col("purchased")).alias("churned"))
-    )
-    for name, frame, label in ((PURCHASE_MODEL, purchase_frame, "purchased"), (CHURN_MODEL, churn_frame, "churned")):
+    def churn(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(pl.col("purchases_total") > 0).with_columns((~pl.col("purchased")).alias("churned"))
+
+    # Out of time: trained at as_of - 2 windows, tested at as_of - 1 window (purchase: T-60d / T-30d).
+    for name, window, label, prepare in (
+        (PURCHASE_MODEL, PURCHASE_WINDOW_DAYS, "purchased", lambda frame: frame),
+        (CHURN_MODEL, CHURN_WINDOW_DAYS, "churned", churn),
+    ):
         try:
-            model = propensity.train_classifier(name, frame, FEATURES, label)
+            train_cutoff = as_of - dt.timedelta(days=2 * window)
+            test_cutoff = as_of - dt.timedelta(days=window)
+            model = propensity.train_out_of_time(
+                name,
+                prepare(_labelled(con, train_cutoff, window)),
+                prepare(_labelled(con, test_cutoff, window)),
+                FEATURES,
+                label,
+            )
+            model.report["parameters"].update(
+                train_cutoff=train_cutoff.isoformat(), test_cutoff=test_cutoff.isoformat(), window_days=window
+            )
             artifacts[name] = model
             reports.append({"model_name": name, "status": "trained", **model.report})
         except PredictionError as error:
@@ -537,6 +549,9 @@ def lookalikes_and_store(
     replace_table(con, "predictions.lookalike_high_value", scores)
     replace_table(con, "predictions.lookalike_high_value_reach", reach)
     _insert_report(con, report, run_id, trained_at, as_of)
+    from cdp.predictive.report import write_model_report
+
+    write_model_report(con)  # with the look-alike's figures when it ran with the training
     return scores, reach, report
 
 

@@ -324,10 +324,18 @@ def test_propensity_beats_the_base_rate_on_the_holdout(runs):
     reports = query(runs, "select * from predictions.model_reports where status = 'trained'")
     purchase = reports.filter(pl.col("model_name") == "purchase_30d").row(0, named=True)
     churn = reports.filter(pl.col("model_name") == "churn_90d").row(0, named=True)
-    print(
-        f"\npurchase_30d: AUC {purchase['auc']:.3f}, top-decile lift {purchase['lift_top_decile']:.2f}, "
-        f"base rate {purchase['base_rate']:.3f}; churn_90d: AUC {churn['auc']:.3f}"
-    )
+    for report in (purchase, churn):
+        checks = json.loads(report["parameters"])
+        print(
+            f"\n{report['model_name']}: out of time AUC {checks['out_of_time']['auc']:.3f} "
+            f"{checks['out_of_time']['auc_ci']}, lift {checks['out_of_time']['lift_top_decile']:.2f} "
+            f"{checks['out_of_time']['lift_ci']}; in time AUC {checks['in_time']['auc']:.3f} {checks['in_time']['auc_ci']}"
+        )
+        # Trained at T - 2 windows, tested at T - 1 window (purchase: T-60d and T-30d).
+        assert dt.datetime.fromisoformat(checks["test_cutoff"]) - dt.datetime.fromisoformat(
+            checks["train_cutoff"]
+        ) == dt.timedelta(days=checks["window_days"])
+        assert report["auc"] == checks["out_of_time"]["auc"] and checks["out_of_time"]["auc_ci"][0] > 0.6
     assert purchase["auc"] > 0.7 and purchase["lift_top_decile"] > 2.0
     assert churn["auc"] > 0.65
     predictions = query(runs, "select * from profiles.profile_predictions")
