@@ -30,6 +30,12 @@ BEHAVIOUR_FEATURES = (
     "app_events_180d",
     "product_views_180d",
     "online_purchase_share",
+    # Rates over the profile's active span (first to last event): how intensely someone engages while
+    # a customer, whatever how long ago they started (tenure) or stopped (recency).
+    "web_events_per_active_week",
+    "app_events_per_active_week",
+    "email_open_rate",
+    "email_click_rate",
 )
 LOOKALIKE_FEATURES = FEATURES + BEHAVIOUR_FEATURES
 # What each feature measures: a look-alike leaves out the families its seed is defined by.
@@ -37,6 +43,7 @@ FEATURE_FAMILIES = {
     "monetary": ("revenue_365d", "revenue_total"),
     "frequency": ("purchases_90d", "purchases_365d", "purchases_total"),
     "recency": ("days_since_last_purchase",),
+    "tenure": ("tenure_days",),
 }
 NO_PURCHASE_DAYS = 3650  # stands for "never purchased" in days_since_last_purchase
 
@@ -95,7 +102,15 @@ def features_as_of(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> pl.Da
                    count(*) filter (where channel = 'web' and occurred_at >= $cutoff - interval 180 day) as web_events_180d,
                    count(*) filter (where channel = 'app' and occurred_at >= $cutoff - interval 180 day) as app_events_180d,
                    count(*) filter (where event_type = 'commerce.productViews' and occurred_at >= $cutoff - interval 180 day) as product_views_180d,
-                   date_diff('day', min(occurred_at), $cutoff) as tenure_days
+                   date_diff('day', min(occurred_at), $cutoff) as tenure_days,
+                   count(*) filter (where channel = 'web')
+                       / (greatest(date_diff('day', min(occurred_at), max(occurred_at)), 7) / 7.0) as web_events_per_active_week,
+                   count(*) filter (where channel = 'app')
+                       / (greatest(date_diff('day', min(occurred_at), max(occurred_at)), 7) / 7.0) as app_events_per_active_week,
+                   count(*) filter (where event_type = 'directMarketing.emailOpened')
+                       / greatest(count(*) filter (where event_type = 'directMarketing.emailSent'), 1) as email_open_rate,
+                   count(*) filter (where event_type = 'directMarketing.emailClicked')
+                       / greatest(count(*) filter (where event_type = 'directMarketing.emailSent'), 1) as email_click_rate
             from events group by profile_id
         )
         select
@@ -110,6 +125,10 @@ def features_as_of(con: duckdb.DuckDBPyConnection, cutoff: dt.datetime) -> pl.Da
             engagement.app_events_30d, engagement.add_to_cart_30d, engagement.tenure_days,
             engagement.email_opens_180d, engagement.email_clicks_180d, engagement.web_events_180d,
             engagement.app_events_180d, engagement.product_views_180d,
+            cast(engagement.web_events_per_active_week as double) as web_events_per_active_week,
+            cast(engagement.app_events_per_active_week as double) as app_events_per_active_week,
+            cast(engagement.email_open_rate as double) as email_open_rate,
+            cast(engagement.email_click_rate as double) as email_click_rate,
             coalesce(purchase_features.online_purchase_share, 0) as online_purchase_share
         from known
         inner join engagement on engagement.profile_id = known.profile_id

@@ -3,8 +3,9 @@
 A look-alike that re-learns the seed's own rule is useless (the next-highest spenders of a "revenue >=
 1000" seed are not new insight), so:
 - the features that define the seed are left out: the traits its definition names (read from the
-  audience's YAML or SQL) map to feature families (monetary, frequency, recency), and every feature of
-  those families is excluded;
+  audience's YAML or SQL) map to feature families (monetary, frequency, recency, tenure), and every
+  feature of those families is excluded; what is left is behaviour, including engagement rates over the
+  profile's active span (web and app events per active week, email open and click rates);
 - part of the seed is held out: the model learns from the rest, and a profile's `similarity` is the share
   of held-out members it scores at least as high as (0.5 = as seed-like as the median held-out member),
   so a threshold means the same thing whatever the seed;
@@ -37,13 +38,17 @@ SEED = 20240601
 REACH_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05))
 
 # Which feature families each trait (or prediction) of an audience definition stands for.
+# Revenue is purchases x spend per purchase, and a lifetime total also grows with tenure: a seed of
+# lifetime revenue leaves all three out (a look-alike must find people who buy like the members, not
+# the ones who have simply been around long enough to add up to the threshold).
 TRAIT_FAMILIES: dict[str, tuple[str, ...]] = {
-    "lifetime_revenue": ("monetary", "frequency"),  # revenue = purchases x spend per purchase
+    "lifetime_revenue": ("monetary", "frequency", "tenure"),
     "revenue_90d": ("monetary", "frequency"),
     "average_order_value": ("monetary",),
     "rfm_monetary_score": ("monetary",),
     "predicted_clv_90d": ("monetary", "frequency"),
-    "lifetime_orders": ("frequency",),
+    "lifetime_orders": ("frequency", "tenure"),
+    "first_purchase_at": ("tenure",),
     "orders_90d": ("frequency",),
     "rfm_frequency_score": ("frequency",),
     "expected_purchases_90d": ("frequency",),

@@ -396,7 +396,7 @@ def test_lookalikes_do_not_relearn_the_seed_rule(runs):
         "order by trained_at desc limit 1",
     ).row(0, named=True)
     parameters = json.loads(report["parameters"])
-    assert {"revenue_total", "revenue_365d", "purchases_total"} <= set(parameters["excluded_features"])
+    assert {"revenue_total", "revenue_365d", "purchases_total", "tenure_days"} <= set(parameters["excluded_features"])
     assert not set(parameters["excluded_features"]) & set(parameters["features"])
     assert report["auc"] > 0.75, report["auc"]
     picked = query(
