@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -281,9 +282,11 @@ def to_reporting_currency(frame: pl.DataFrame, reporting: str = REPORTING_CURREN
         .sort("rate_date")
     )
     frame = frame.with_columns(pl.col("currency").str.to_uppercase(), day=pl.col("at").dt.date()).sort("day")
-    converted = frame.join_asof(
-        cross, left_on="day", right_on="rate_date", by_left="currency", by_right="currency_code"
-    )
+    with warnings.catch_warnings():  # polars cannot check sortedness within `by` groups; both sides are sorted
+        warnings.simplefilter("ignore", UserWarning)
+        converted = frame.join_asof(
+            cross, left_on="day", right_on="rate_date", by_left="currency", by_right="currency_code"
+        )
     rate = pl.when(pl.col("currency") == reporting).then(1.0).otherwise(pl.col("rate"))
     return converted.with_columns(amount=(pl.col("original_amount") * rate).round(2)).drop("day", "rate_date", "rate")
 
