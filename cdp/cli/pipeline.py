@@ -66,6 +66,7 @@ def _run_pipeline_and_report() -> None:
     outcome = run_pipeline()
     elapsed = time.perf_counter() - started
     click.echo(pipeline_summary(paths.warehouse, outcome.run_id))
+    _model_warnings(paths.warehouse, outcome.run_id)
     click.echo(_publication_line(paths.serving_store, outcome.run_id))
     click.echo(f"Pipeline run {outcome.run_id} finished in {elapsed:.1f} s.")
     if not outcome.success:
@@ -75,6 +76,17 @@ def _run_pipeline_and_report() -> None:
         for check in outcome.failed_checks:
             click.echo(f"  check failed: {check}", err=True)
         sys.exit(1)
+
+
+def _model_warnings(warehouse: Path, run_id: str) -> None:
+    """Models this run could not train (too little data) were skipped, not failed: say so."""
+    from cdp.predictive.run import run_warnings
+
+    if not warehouse.exists():
+        return
+    with open_warehouse(warehouse, read_only=True) as con:
+        for line in run_warnings(con, run_id):
+            click.echo(line, err=True)
 
 
 def _publication_line(store: Path, run_id: str) -> str:

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +89,18 @@ def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
 
 
 def write_late_order(
-    workspace: Workspace, file_name: str, order_id: str, shop_customer_id: str, time_of_day: str, total_amount: str
+    workspace: Workspace,
+    file_name: str,
+    order_id: str,
+    shop_customer_id: str,
+    time_of_day: str,
+    total_amount: str,
+    currency: str | None = None,
 ) -> None:
-    """One completed web-shop order of a known shop account, dated the as-of day, as a new landing file."""
+    """One completed web-shop order of a known shop account, dated the as-of day, as a new landing file
+    (in `currency`, default the first currency of the demo's orders)."""
     with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
-        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
+        currency = currency or con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
     order = {
         "order_id": order_id,
         "customer_id": shop_customer_id,
@@ -111,9 +119,9 @@ def write_late_order(
 
 
 def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
-    """Write one small completed order with a red dress, dated the as-of day, for a woman who is not in
-    red_dress_buyers and whom it moves in no synced audience (a recent buyer, not high value even
-    after it); return her profile id."""
+    """Write one small completed order with a red dress, dated the as-of day and paid in CHF (a currency
+    the demo does not make), for a woman who is not in red_dress_buyers and whom it moves in no synced
+    audience (a recent buyer, not high value even after it); return her profile id."""
     with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
         profile_id, shop_customer_id = con.execute(
             f"""
@@ -129,7 +137,10 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
             group by 1 order by 1 limit 1
             """
         ).fetchone()
-    write_late_order(workspace, "orders_late_red_dress.jsonl", "E2E-LATE-2", shop_customer_id, "13:00:00", "49.00")
+    # In Swiss francs, which the demo never uses: the woman's purchases are then in two currencies.
+    write_late_order(
+        workspace, "orders_late_red_dress.jsonl", "E2E-LATE-2", shop_customer_id, "13:00:00", "49.00", currency="CHF"
+    )
     landing = workspace.data_dir / "landing" / "webshop"
     pl.DataFrame(
         {
@@ -248,17 +259,50 @@ def latest_versions(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     return frame.sort(["_loaded_at", "_source_file", "_row_number"], descending=True).unique(key, keep="first")
 
 
+REPORTING_CURRENCY = "USD"
+
+
+def to_reporting_currency(frame: pl.DataFrame, reporting: str = REPORTING_CURRENCY) -> pl.DataFrame:
+    """Adds `amount` (original_amount in the reporting currency, rounded to cents) to a frame with
+    original_amount, currency and at: the cross rate of seed exchange_rates (units per euro) on the
+    latest rate day on or before the purchase day; an amount in the reporting currency stays as it is."""
+    from cdp.settings import DBT_PROJECT_DIR
+
+    per_eur = pl.read_csv(DBT_PROJECT_DIR / "seeds" / "exchange_rates.csv", try_parse_dates=True)
+    per_eur = pl.concat(
+        [
+            per_eur,
+            per_eur.select("rate_date").unique().with_columns(currency_code=pl.lit("EUR"), units_per_eur=pl.lit(1.0)),
+        ]
+    )
+    target = per_eur.filter(pl.col("currency_code") == reporting).select("rate_date", target="units_per_eur")
+    cross = (
+        per_eur.join(target, on="rate_date")
+        .select("currency_code", "rate_date", rate=pl.col("target") / pl.col("units_per_eur"))
+        .sort("rate_date")
+    )
+    frame = frame.with_columns(pl.col("currency").str.to_uppercase(), day=pl.col("at").dt.date()).sort("day")
+    with warnings.catch_warnings():  # polars cannot check sortedness within `by` groups; both sides are sorted
+        warnings.simplefilter("ignore", UserWarning)
+        converted = frame.join_asof(
+            cross, left_on="day", right_on="rate_date", by_left="currency", by_right="currency_code"
+        )
+    rate = pl.when(pl.col("currency") == reporting).then(1.0).otherwise(pl.col("rate"))
+    return converted.with_columns(amount=(pl.col("original_amount") * rate).round(2)).drop("day", "rate_date", "rate")
+
+
 def completed_purchases(runs: PipelineRuns) -> pl.DataFrame:
-    """Completed purchases (profile_id, record_id, order_id, amount, at), computed in polars from the raw
-    tables (latest version of each web-shop order; store transactions), attributed to profiles by the
-    identity stage's record_profiles."""
+    """Completed purchases (profile_id, record_id, order_id, amount in the reporting currency,
+    original_amount, currency, at), computed in polars from the raw tables (latest version of each web-shop
+    order; store transactions), attributed to profiles by the identity stage's record_profiles."""
     orders = (
         latest_versions(query(runs, "select * from raw.webshop__orders"), "order_id")
         .filter(pl.col("status") == "completed")
         .select(
             record_id=pl.lit("webshop__orders:") + pl.col("order_id"),
             order_id="order_id",
-            amount=pl.col("total_amount").cast(pl.Float64),
+            original_amount=pl.col("total_amount").cast(pl.Float64),
+            currency="currency",
             at=pl.col("ordered_at"),
         )
     )
@@ -268,12 +312,13 @@ def completed_purchases(runs: PipelineRuns) -> pl.DataFrame:
         .select(
             record_id=pl.lit("pos__transactions:") + pl.col("transaction_id"),
             order_id=pl.lit(None, pl.String),
-            amount=pl.col("total_amount").cast(pl.Float64),
+            original_amount=pl.col("total_amount").cast(pl.Float64),
+            currency="currency",
             at=pl.col("transacted_at"),
         )
     )
     record_profiles = query(runs, "select record_id, profile_id from identity.record_profiles")
-    return pl.concat([orders, store]).join(record_profiles, on="record_id", how="inner")
+    return to_reporting_currency(pl.concat([orders, store])).join(record_profiles, on="record_id", how="inner")
 
 
 def run_dbt(env: dict[str, str], target_path, *args: str) -> subprocess.CompletedProcess[str]:
