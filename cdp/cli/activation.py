@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cdp.cli.app import main
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
@@ -15,6 +15,7 @@ from cdp.warehouse import open_warehouse
 @click.argument("names", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Show what would be added, changed and removed; send nothing.")
 @click.option("--force", is_flag=True, help="Run even if it would remove more than the spec's guard allows.")
+@writes_warehouse("cdp sync")
 def sync(names: tuple[str, ...], dry_run: bool, force: bool) -> None:
     """Sync audiences to their destinations (all sync specs unless NAMES are given)."""
     import uuid

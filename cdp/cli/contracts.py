@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cdp.cli.app import main
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
@@ -31,6 +31,7 @@ def quarantine() -> None:
 
 @quarantine.command("replay")
 @click.argument("tables", nargs=-1)
+@writes_warehouse("cdp quarantine replay")
 def quarantine_replay(tables: tuple[str, ...]) -> None:
     """Validate quarantined rows again with the current contracts (after a fix); rows that pass move
     to raw. All tables unless TABLES (<source>__<table>) are given."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cdp.cli.app import main
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
@@ -18,6 +18,7 @@ def policy() -> None:
 
 
 @policy.command("check")
+@writes_warehouse("cdp policy check")
 def policy_check() -> None:
     """List every policy violation of every sync spec and every audience; exit 1 if any."""
 
@@ -52,6 +53,7 @@ def _privacy_identifier(identifier: str) -> str:
     default=None,
     help="Where the JSON export goes (default: privacy/ in the data dir).",
 )
+@writes_warehouse("cdp privacy access")
 def privacy_access(identifier: str, output_dir: Path | None) -> None:
     """Export everything held about the person holding IDENTIFIER (<namespace>:<value>) as JSON."""
 
@@ -71,6 +73,7 @@ def privacy_access(identifier: str, output_dir: Path | None) -> None:
 @privacy.command("erase")
 @click.argument("identifier")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@writes_warehouse("cdp privacy erase")
 def privacy_erase(identifier: str, yes: bool) -> None:
     """Erase the person holding IDENTIFIER everywhere: warehouse, destinations, serving store; keep
     their identifiers (hashed) on the suppression list so re-loading the sources does not bring them back."""
