@@ -51,7 +51,15 @@ class _Live:
         self.state = _State(steps=steps)
         self.console = Console(stderr=True, force_terminal=True)
         self.lock = threading.Lock()
-        self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+        # Lines the command prints go above the display when stdout is the same terminal.
+        self.live = Live(
+            self._render(),
+            console=self.console,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=sys.stdout.isatty(),
+            redirect_stderr=False,
+        )
 
     def _render(self):
         from rich.text import Text

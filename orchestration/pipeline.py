@@ -77,7 +77,12 @@ def step_failure_reason(event: dg.DagsterEvent) -> str:
 
 def summarize_failures(events: list[dg.DagsterEvent], step_labels: dict[str, str] | None = None) -> dict:
     """From a run's events: each failed step and ERROR check with its message, and the skipped steps."""
-    labels = step_labels or {}
+    labels = dict(step_labels or {})
+    planned: dict[str, list[str]] = {}  # step key -> the assets it was to materialize
+    for event in events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED and event.step_key:
+            planned.setdefault(event.step_key, []).append(event.event_specific_data.asset_key.to_user_string())
+    labels.update({step: keys[0] for step, keys in planned.items() if len(keys) == 1 and step not in labels})
     failures, failed_steps, failed_checks, skipped = [], [], [], []
     for event in events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
@@ -105,17 +110,6 @@ def summarize_failures(events: list[dg.DagsterEvent], step_labels: dict[str, str
     return {"failures": failures, "failed_steps": failed_steps, "failed_checks": failed_checks, "skipped": skipped}
 
 
-def step_labels(job: dg.JobDefinition) -> dict[str, str]:
-    """Step key -> the asset it materializes ("raw/crm__contacts"), for single-asset steps."""
-    labels = {}
-    for node in job.graph.nodes:
-        keys = job.asset_layer.get_selected_entity_keys_for_node(node.name) if hasattr(job, "asset_layer") else ()
-        asset_keys = [key for key in keys if isinstance(key, dg.AssetKey)]
-        if len(asset_keys) == 1:
-            labels[node.name] = asset_keys[0].to_user_string()
-    return labels
-
-
 def run_pipeline() -> PipelineRun:
     # Imported here: building the definitions parses the dbt project and reads the contracts.
     from orchestration.definitions import PIPELINE_JOB_NAME, defs
@@ -126,10 +120,6 @@ def run_pipeline() -> PipelineRun:
     instance = dg.DagsterInstance.get()
     log_path = paths.data_dir / "logs" / "last_run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        labels = step_labels(job)
-    except Exception:  # labels are a nicety; the step keys say as much
-        labels = {}
     # dbt's own output (re-emitted by dagster-dbt on stdout) and Dagster's event log go to the log
     # file; the terminal gets live progress and, at the end, the summary or the reasons it failed.
     with log_path.open("w") as log, contextlib.redirect_stdout(log):
@@ -141,7 +131,7 @@ def run_pipeline() -> PipelineRun:
                 tags={"cdp/launched_by": "cdp run"},
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "cdp_run_log": {}}},
             )
-        found = summarize_failures(result.all_events, labels)
+        found = summarize_failures(result.all_events)
         if found["failures"]:
             log.write("\nWhy the run failed:\n" + "\n".join(f"  {line}" for line in found["failures"]) + "\n")
     return PipelineRun(

@@ -35,9 +35,10 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     lock_wait_s: float = DEFAULT_LOCK_WAIT_S
     _locked: bool = PrivateAttr(default=False)
+    _waits: int = PrivateAttr(default=0)  # times a connection waited for another process (tests read it)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        run = context.dagster_run
+        run = context.run
         command = f"Dagster run {run.run_id} (job {run.job_name})" if run else "a Dagster run"
         runlock.acquire(self.path, command)
         self._locked = True
@@ -76,5 +77,6 @@ class WarehouseResource(dg.ConfigurableResource):
                         "serving store, not the build warehouse), then run again",
                         self.path,
                     ) from None
+                self._waits += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -16,6 +16,7 @@ ALERT_EVENT_TYPES = (
     dg.DagsterEventType.STEP_SKIPPED,
     dg.DagsterEventType.ASSET_CHECK_EVALUATION,
     dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
 )
 
 

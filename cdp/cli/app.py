@@ -46,7 +46,17 @@ def main() -> None:
     export_paths(current_paths())
 
 
-def writes_warehouse(command: str) -> Callable:
+def require_landing_folder() -> None:
+    """A missing landing folder is a wrong CDP_DATA_DIR, not "no new files": say so before creating anything."""
+    paths = current_paths()
+    if not paths.landing_dir.is_dir():
+        raise CdpError(
+            f"no landing folder at {paths.landing_dir}: CDP_DATA_DIR is {paths.data_dir}. Point CDP_DATA_DIR at the "
+            "data dir that holds landing/<source>/<table>/ (or run `cdp generate` for demo data)"
+        )
+
+
+def writes_warehouse(command: str, needs_landing: bool = False) -> Callable:
     """Run the command holding the run lock of the build warehouse (cdp/runlock.py): a second writer
     is refused at once, naming the holder's pid, command and start time."""
 
@@ -55,6 +65,8 @@ def writes_warehouse(command: str) -> Callable:
         def wrapper(*args, **kwargs):
             from cdp.runlock import run_lock
 
+            if needs_landing:
+                require_landing_folder()
             with run_lock(current_paths().warehouse, command):
                 return function(*args, **kwargs)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cdp import progress
 from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
@@ -60,7 +61,8 @@ def privacy_access(identifier: str, output_dir: Path | None) -> None:
     from cdp.governance.privacy import access
 
     paths = current_paths()
-    with open_warehouse(paths.warehouse) as con:
+    with progress.live("cdp privacy access"), open_warehouse(paths.warehouse) as con:
+        progress.report("export", "every table that holds the person")
         outcome = access(con, _privacy_identifier(identifier), output_dir or paths.data_dir / "privacy")
     if not outcome.profile_ids and not outcome.rows:
         click.echo(f"{identifier}: no profile and no row holds this identifier (request {outcome.request_id})")
@@ -84,9 +86,12 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase every record of {identifier} from the warehouse and every destination?", abort=True)
     paths = current_paths()
-    with open_warehouse(paths.warehouse) as con:
-        outcome = erase(con, identifier, base_dir=paths.destinations_dir)
-    republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
+    with progress.live("cdp privacy erase"):
+        with open_warehouse(paths.warehouse) as con:
+            progress.report("erase", "the warehouse's tables and every destination")
+            outcome = erase(con, identifier, base_dir=paths.destinations_dir)
+        progress.report("republish", str(paths.serving_store))
+        republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
     if not outcome.profile_ids and not outcome.rows:
         click.echo(
             f"{identifier}: no profile and no row holds this identifier; it is on the suppression list "

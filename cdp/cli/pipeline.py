@@ -39,7 +39,7 @@ def generate(people: int, seed: int, as_of: dt.datetime | None) -> None:
 
 
 @main.command()
-@writes_warehouse("cdp run")
+@writes_warehouse("cdp run", needs_landing=True)
 def run() -> None:
     """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
     _run_pipeline_and_report()
@@ -117,7 +117,7 @@ def _publication_line(store: Path, run_id: str) -> str:
     show_default=True,
     help="Also validate each file with the contract's Great Expectations suite.",
 )
-@writes_warehouse("cdp load")
+@writes_warehouse("cdp load", needs_landing=True)
 def load(expectations: bool) -> None:
     """Load new landing files of every source into raw tables (rejects go to quarantine)."""
     import uuid
