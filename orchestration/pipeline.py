@@ -131,7 +131,13 @@ def run_pipeline() -> PipelineRun:
                 tags={"cdp/launched_by": "cdp run"},
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "cdp_run_log": {}}},
             )
-        found = summarize_failures(result.all_events)
+        # The planned materializations (step -> asset) are in the instance's log, not the result's events.
+        planned = [
+            entry.dagster_event
+            for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+            if entry.dagster_event is not None
+        ]
+        found = summarize_failures([*planned, *result.all_events])
         if found["failures"]:
             log.write("\nWhy the run failed:\n" + "\n".join(f"  {line}" for line in found["failures"]) + "\n")
     return PipelineRun(

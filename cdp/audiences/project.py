@@ -86,6 +86,17 @@ def consent_purposes() -> tuple[str, ...]:
     return tuple(contract["columns"]["purpose"]["allowed_values"])
 
 
+def documented_column_descriptions(project: AudienceProject) -> dict[tuple[str, str], str]:
+    """description of every documented column of the profile models (the trait catalogue's included)."""
+    descriptions: dict[tuple[str, str], str] = {}
+    for path in (project.dbt_project_dir / "models" / "profiles").glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            for column in model.get("columns", []) or []:
+                if column.get("description"):
+                    descriptions[(model["name"], column["name"])] = " ".join(str(column["description"]).split())
+    return descriptions
+
+
 def documented_column_types(project: AudienceProject) -> dict[tuple[str, str], str]:
     """data_type of every documented column of the profile models (enforced contracts document them)."""
     types: dict[tuple[str, str], str] = {}
@@ -328,7 +339,10 @@ def compile_audiences(
     for definition in definitions:
         files[project.generated_dir / f"{definition.model_name}.sql"] = render_model(definition)
     files[project.generated_dir / PROPERTIES_FILE] = render_properties_file(
-        [render_properties(definition, column_types) for definition in definitions]
+        [
+            render_properties(definition, column_types, documented_column_descriptions(project))
+            for definition in definitions
+        ]
     )
     files[project.audience_list_macro] = _audience_list_macro(definitions, sql_audiences)
     return files
