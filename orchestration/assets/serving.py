@@ -185,4 +185,19 @@ def _verify_store(run_id: str) -> dg.AssetCheckResult:
     f"{STORE_FRESH} check of serving/publication.",
 )
 def serving_store_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    return dg.SensorResult(asset_events=[store_freshness()])
+    evaluation = store_freshness()
+    cursor = context.cursor
+    if not evaluation.passed:
+        # Alert once per stale publication (the cursor remembers which one was reported).
+        run_id = evaluation.metadata.get("run_id")
+        stale = str(run_id.value if run_id is not None else "nothing published")
+        if stale != context.cursor:
+            from cdp.alerts import Alert, load_alert_config, send
+
+            config = load_alert_config()
+            if config is not None:
+                send(Alert("freshness", "cdp serving store is stale", (evaluation.description or "",)), config)
+            cursor = stale
+    else:
+        cursor = None
+    return dg.SensorResult(asset_events=[evaluation], cursor=cursor)

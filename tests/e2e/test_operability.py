@@ -164,3 +164,90 @@ def test_the_code_location_loads_and_shows_the_broken_definitions_as_failing_ass
     )
     assert synced.returncode == 0, synced.stderr
     assert "big_spenders_to_csv" in synced.stdout
+
+
+# --- what a BI user and an operator see on the shared runs -----------------------------------------
+
+
+def published_columns(store: Path) -> dict[str, list[tuple[str, str | None]]]:
+    """relation -> [(column, comment)] of every published table and BI-safe view in the store."""
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute(
+            "select schema_name || '.' || table_name, column_name, comment from duckdb_columns() "
+            "where schema_name not in ('serving', 'information_schema', 'pg_catalog', 'main') "
+            "order by schema_name, table_name, column_index"
+        ).fetchall()
+    found: dict[str, list] = {}
+    for relation, column, comment in rows:
+        found.setdefault(relation, []).append((column, comment))
+    return found
+
+
+def test_every_published_column_has_a_description_in_the_store(runs):
+    from cdp.serving.publish import published_tables
+
+    found = published_columns(runs.workspace.serving_store)
+    relations = [table.relation for table in published_tables()]
+    assert relations and set(relations) <= set(found)
+    missing = [
+        f"{relation}.{column}"
+        for relation in relations + [f"bi.{r.split('.', 1)[1]}" for r in relations]
+        for column, comment in found[relation]
+        if not (comment or "").strip()
+    ]
+    assert not missing, f"{len(missing)} published column(s) without a description: {missing[:30]}"
+    with duckdb.connect(str(runs.workspace.serving_store), read_only=True) as con:
+        tables_without = con.execute(
+            "select schema_name || '.' || table_name from duckdb_tables() where schema_name <> 'serving' "
+            "and coalesce(comment, '') = ''"
+        ).fetchall()
+    assert not tables_without, tables_without
+    # A trait column of an audience carries the trait catalogue's description.
+    high_value = dict(found["segments.seg_high_value"])
+    traits = dict(found["profiles.profile_traits"])
+    assert high_value["lifetime_revenue"] == traits["lifetime_revenue"]
+
+
+def test_the_readme_bi_install_line_reflects_every_published_table(runs):
+    """The README's install line pins versions that work together; the test environment holds exactly
+    those, and SQLAlchemy reflects every published table and view (columns and their comments)."""
+    import importlib.metadata as metadata
+    import re
+
+    import sqlalchemy as sa
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "pip install" in line and "duckdb-engine" in line)
+    pins = dict(re.findall(r"([A-Za-z][\w-]*)==([\w.]+)", line))
+    assert {"duckdb", "duckdb-engine", "sqlalchemy"} <= {name.lower() for name in pins}, line
+    for name, version in pins.items():
+        assert metadata.version(name) == version, f"{name}: README pins {version}, installed {metadata.version(name)}"
+    engine = sa.create_engine(f"duckdb:///{runs.workspace.serving_store}?access_mode=read_only")
+    try:
+        inspector = sa.inspect(engine)
+        found = published_columns(runs.workspace.serving_store)
+        for relation, columns in found.items():
+            schema, name = relation.split(".", 1)
+            reflected = inspector.get_columns(name, schema=schema)
+            assert [c["name"] for c in reflected] == [c for c, _ in columns], relation
+    finally:
+        engine.dispose()
+
+
+def test_policy_check_counts_audiences_only(runs):
+    from cdp.audiences import list_audiences
+
+    out = runs.workspace.cdp("policy", "check").stdout
+    assert out.strip().splitlines()[-1].endswith(f"over 3 sync(s) and {len(list_audiences())} audience(s)"), out
+
+
+def test_summary_labels_each_syncs_counts_with_its_run(runs):
+    out = runs.workspace.cdp("summary").stdout
+    assert "syncs, the latest run of each:" in out, out
+    with duckdb.connect(str(runs.workspace.warehouse), read_only=True) as con:
+        latest = dict(
+            con.execute("select sync_name, arg_max(run_id, started_at) from activation.sync_runs group by 1").fetchall()
+        )
+    for name, run_id in latest.items():
+        line = next(line for line in out.splitlines() if line.startswith(f"sync {name} "))
+        assert f"(run {run_id}, " in line, line

@@ -211,3 +211,18 @@ def test_no_config_sends_nothing_and_a_bad_config_names_file_key_and_allowed(tmp
     bad.write_text("channels:\n  - {name: x, type: webhook, url_env: UNSET_ALERT_URL_VARIABLE}\n")
     with pytest.raises(AlertError, match="UNSET_ALERT_URL_VARIABLE .* is not set"):
         send(Alert("run_failure", "t"), load_alert_config(bad))
+
+
+def test_a_stale_serving_store_alerts_once(tmp_path, monkeypatch, webhook, smtp):
+    from orchestration.assets.serving import serving_store_freshness_sensor
+
+    inbox, port = smtp
+    write_config(tmp_path, port, monkeypatch, webhook.url)
+    monkeypatch.setenv("CDP_SERVING_STORE", str(tmp_path / "never-published.duckdb"))
+    with dg.instance_for_test() as instance:
+        first = serving_store_freshness_sensor(dg.build_sensor_context(instance=instance))
+        again = serving_store_freshness_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert first.cursor == "nothing published" and again.cursor == first.cursor
+    assert len(webhook.received) == 1 and len(inbox.messages) == 1
+    assert "cdp serving store is stale" in webhook.received[0]["json"]["text"]
+    assert "nothing published at" in webhook.received[0]["json"]["text"]
