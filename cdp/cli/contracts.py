@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cdp.cli.app import main, writes_warehouse
@@ -18,9 +20,11 @@ def contracts() -> None:
 def contracts_docs() -> None:
     """Build the Great Expectations data docs of every contract's suite (static HTML)."""
     import data_contracts
+    from cdp.data_docs import make_offline
     from data_contracts.expectations import build_data_docs
 
     index = build_data_docs(data_contracts.load_contracts(), current_paths().data_dir / "gx")
+    make_offline(Path(index).parent)  # GX links its styles and scripts from CDNs: vendored, so they work offline
     click.echo(f"data docs: {index}")
 
 
