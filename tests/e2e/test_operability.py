@@ -222,10 +222,10 @@ def test_the_readme_bi_install_line_reflects_every_published_table(runs):
     assert {"duckdb", "duckdb-engine", "sqlalchemy"} <= {name.lower() for name in pins}, line
     for name, version in pins.items():
         assert metadata.version(name) == version, f"{name}: README pins {version}, installed {metadata.version(name)}"
+    found = published_columns(runs.workspace.serving_store)  # before the engine: DuckDB refuses a second config
     engine = sa.create_engine(f"duckdb:///{runs.workspace.serving_store}?access_mode=read_only")
     try:
         inspector = sa.inspect(engine)
-        found = published_columns(runs.workspace.serving_store)
         for relation, columns in found.items():
             schema, name = relation.split(".", 1)
             reflected = inspector.get_columns(name, schema=schema)

@@ -73,11 +73,18 @@ READERS = [("summary",), ("segments", "list")]
 def test_a_second_writer_or_reader_is_refused_at_once_naming_the_holder(held_lock, command):
     warehouse, holder = held_lock
     duckdb.connect(str(warehouse)).close()  # a warehouse exists, so readers would open it
-    result, seconds = cdp(warehouse, *command)
-    assert result.returncode == 3, result.stderr
-    # Writers are refused before anything heavy loads (the whole process, Python's start included).
+    (warehouse.parent / "landing").mkdir()  # and a landing folder, so run and load would start
+    # Writers are refused before anything heavy loads: the whole process, Python's start included, in
+    # under a second (the best of three tries: on a loaded machine one try can wait for a core).
     limit = 1.0 if command in WRITERS else 10.0
-    assert seconds < limit, f"`cdp {' '.join(command)}` took {seconds:.2f} s to refuse"
+    timings = []
+    for _ in range(3):
+        result, seconds = cdp(warehouse, *command)
+        assert result.returncode == 3, result.stderr
+        timings.append(seconds)
+        if seconds < limit:
+            break
+    assert min(timings) < limit, f"`cdp {' '.join(command)}` took {', '.join(f'{t:.2f}' for t in timings)} s to refuse"
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and "Traceback" not in message, message
     assert f"pid {holder.pid}" in message and "cdp run" in message and "started 20" in message, message
@@ -109,10 +116,10 @@ def _job(warehouse: Path) -> dg.JobDefinition:
 
 def test_a_dagster_run_is_refused_while_the_cli_holds_the_warehouse(held_lock):
     warehouse, holder = held_lock
-    started = time.perf_counter()
     result = _job(warehouse).execute_in_process(raise_on_error=False)
     assert not result.success
-    assert time.perf_counter() - started < 5  # refused at resource setup, not after a DuckDB timeout
+    # Refused when the run's resources start: no step ran, no DuckDB lock was waited for.
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     text = str(failure.event_specific_data.error)
     assert f"pid {holder.pid}" in text and "cdp run" in text, text
