@@ -67,6 +67,12 @@ def _innermost_message(error) -> str:
     return message
 
 
+def _innermost_class(error) -> str | None:
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return getattr(error, "cls_name", None)
+
+
 def step_failure_reason(event: dg.DagsterEvent) -> str:
     data = event.event_specific_data
     user_failure = getattr(data, "user_failure_data", None)
@@ -88,6 +94,8 @@ def summarize_failures(events: list[dg.DagsterEvent], step_labels: dict[str, str
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             label = labels.get(event.step_key, event.step_key)
             failed_steps.append(event.step_key)
+            if _innermost_class(getattr(event.event_specific_data, "error", None)) == "DagsterAssetCheckFailedError":
+                continue  # a blocking check failed the step: the check's own line below says why
             reason = step_failure_reason(event)
             lines = reason.splitlines() or ["(no message)"]
             if len(lines) > 1 and all(line.startswith("dbt ") for line in lines):

@@ -77,7 +77,9 @@ def test_dbt_failures_name_the_model_and_the_test_with_dbts_message(tmp_path):
 def test_a_failed_run_is_summarized_by_asset_with_the_raised_message_and_the_failed_check():
     @dg.asset(
         key=["raw", "crm__contacts"],
-        check_specs=[dg.AssetCheckSpec("reject_rate_within_contract", asset=dg.AssetKey(["raw", "crm__contacts"]))],
+        check_specs=[
+            dg.AssetCheckSpec("reject_rate_within_contract", asset=dg.AssetKey(["raw", "crm__contacts"]), blocking=True)
+        ],
     )
     def loads():
         yield dg.MaterializeResult(
@@ -90,7 +92,7 @@ def test_a_failed_run_is_summarized_by_asset_with_the_raised_message_and_the_fai
             ]
         )
 
-    @dg.asset(key=["activation", "high_value_to_csv"], deps=[loads])
+    @dg.asset(key=["activation", "high_value_to_csv"])
     def sync():
         raise dg.Failure(description="sync high_value_to_csv: environment variable X is not set")
 
@@ -114,3 +116,5 @@ def test_a_failed_run_is_summarized_by_asset_with_the_raised_message_and_the_fai
         "activation/high_value_to_csv: sync high_value_to_csv: environment variable X is not set" in found["failures"]
     )
     assert "predictions/trained_models: KeyError: 'purchase model'" in found["failures"], found
+    # The step the blocking check failed is reported once, by the check's line.
+    assert len(found["failures"]) == 3 and "raw__crm__contacts" in found["failed_steps"], found
