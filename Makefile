@@ -40,8 +40,9 @@ format: setup
 bench: setup
 	$(BIN)/cdp bench --people 10000
 
+# The Dagster UI and daemon on the same DAGSTER_HOME as `cdp run` (data/dagster unless set).
 dagster: setup
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/cdp dagster
 
 clean:
 	rm -rf data dbt_project/target dbt_project/logs

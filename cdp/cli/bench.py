@@ -7,9 +7,20 @@ from pathlib import Path
 
 import click
 
+from cdp import progress
 from cdp.cli.app import main
 from cdp.errors import CdpError
 from cdp.settings import PROJECT_ROOT, current_paths
+
+
+def _echo_with_progress(title: str):
+    """click.echo, and the last line printed as the live display's current item (bench stages print as they end)."""
+
+    def echo(line: str = "") -> None:
+        click.echo(line)
+        progress.report(title, str(line).strip()[:80])
+
+    return echo
 
 
 def _bench_tools() -> None:
@@ -31,7 +42,8 @@ def bench(people: int, keep: bool) -> None:
     _bench_tools()
     from tools.bench.pipeline import run_benchmark
 
-    run_benchmark(people=people, keep=keep, echo=click.echo)
+    with progress.live("cdp bench", steps=8):
+        run_benchmark(people=people, keep=keep, echo=_echo_with_progress("cdp bench"))
 
 
 @main.command("bench-load")
@@ -41,7 +53,8 @@ def bench_load(rows: int) -> None:
     _bench_tools()
     from tools.bench.load import run_load_benchmark
 
-    run_load_benchmark(rows, echo=click.echo)
+    with progress.live("cdp bench-load"):
+        run_load_benchmark(rows, echo=_echo_with_progress("cdp bench-load"))
 
 
 @main.command("bench-sync")
@@ -62,9 +75,16 @@ def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_re
     _bench_tools()
     from tools.bench.sync import run_sync_benchmark
 
-    run_sync_benchmark(
-        rows, change_share=change_share, repeats=repeats, echo=click.echo, http=http, drt=drt, http_repeats=http_repeats
-    )
+    with progress.live("cdp bench-sync"):
+        run_sync_benchmark(
+            rows,
+            change_share=change_share,
+            repeats=repeats,
+            echo=_echo_with_progress("cdp bench-sync"),
+            http=http,
+            drt=drt,
+            http_repeats=http_repeats,
+        )
 
 
 @main.command("bench-serve")
@@ -93,15 +113,16 @@ def bench_serve(
     _bench_tools()
     from tools.bench.serving import run_serving_benchmark
 
-    run_serving_benchmark(
-        (data_dir or current_paths().data_dir).resolve(),
-        repeats,
-        rate,
-        duration,
-        during_run,
-        echo=click.echo,
-        workers=workers,
-    )
+    with progress.live("cdp bench-serve"):
+        run_serving_benchmark(
+            (data_dir or current_paths().data_dir).resolve(),
+            repeats,
+            rate,
+            duration,
+            during_run,
+            echo=_echo_with_progress("cdp bench-serve"),
+            workers=workers,
+        )
 
 
 @main.command("bench-identity")
@@ -118,4 +139,7 @@ def bench_identity(links: int, keep: bool, sql_fallback: bool) -> None:
     _bench_tools()
     from tools.bench.identity import run_identity_benchmark
 
-    run_identity_benchmark(links, keep=keep, echo=click.echo, sql_fallback=sql_fallback)
+    with progress.live("cdp bench-identity"):
+        run_identity_benchmark(
+            links, keep=keep, echo=_echo_with_progress("cdp bench-identity"), sql_fallback=sql_fallback
+        )

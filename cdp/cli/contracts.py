@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from cdp.cli.app import main
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
@@ -18,9 +20,11 @@ def contracts() -> None:
 def contracts_docs() -> None:
     """Build the Great Expectations data docs of every contract's suite (static HTML)."""
     import data_contracts
+    from cdp.data_docs import make_offline
     from data_contracts.expectations import build_data_docs
 
     index = build_data_docs(data_contracts.load_contracts(), current_paths().data_dir / "gx")
+    make_offline(Path(index).parent)  # GX links its styles and scripts from CDNs: vendored, so they work offline
     click.echo(f"data docs: {index}")
 
 
@@ -31,6 +35,7 @@ def quarantine() -> None:
 
 @quarantine.command("replay")
 @click.argument("tables", nargs=-1)
+@writes_warehouse("cdp quarantine replay")
 def quarantine_replay(tables: tuple[str, ...]) -> None:
     """Validate quarantined rows again with the current contracts (after a fix); rows that pass move
     to raw. All tables unless TABLES (<source>__<table>) are given."""

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from cdp.cli.app import main
-from cdp.cli.segments import _compile_or_fail
+from cdp import progress
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
@@ -39,6 +39,7 @@ def generate(people: int, seed: int, as_of: dt.datetime | None) -> None:
 
 
 @main.command()
+@writes_warehouse("cdp run", needs_landing=True)
 def run() -> None:
     """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
     _run_pipeline_and_report()
@@ -48,6 +49,7 @@ def run() -> None:
 @click.option("--people", default=5000, show_default=True, help="Number of simulated people.")
 @click.option("--seed", default=42, show_default=True)
 @click.pass_context
+@writes_warehouse("cdp demo")
 def demo(ctx: click.Context, people: int, seed: int) -> None:
     """Generate the demo data (unless it exists already) and run the whole pipeline on it."""
     paths = current_paths()
@@ -61,20 +63,27 @@ def _run_pipeline_and_report() -> None:
     from orchestration.pipeline import run_pipeline
 
     paths = current_paths()
-    _compile_or_fail()  # YAML audiences -> dbt models, with a readable error for an invalid definition
+    for problem in _compile_audiences():  # YAML audiences -> dbt models; an invalid one fails only itself
+        click.echo(f"warning: {problem}", err=True)
     started = time.perf_counter()
     outcome = run_pipeline()
     elapsed = time.perf_counter() - started
+    if not outcome.success:
+        # The reasons first: the failing model, test, check or step and its message; then where the log is.
+        click.echo(f"error: pipeline run {outcome.run_id} failed:", err=True)
+        for line in outcome.failures:
+            click.echo(f"  {line}", err=True)
+        if outcome.skipped_steps:
+            shown = ", ".join(outcome.skipped_steps[:8]) + (" ..." if len(outcome.skipped_steps) > 8 else "")
+            click.echo(f"  {len(outcome.skipped_steps)} step(s) skipped because of it: {shown}", err=True)
+        click.echo(
+            f"full log: {outcome.log_path}; the run in the Dagster UI (`cdp dagster`): {outcome.run_id}", err=True
+        )
     click.echo(pipeline_summary(paths.warehouse, outcome.run_id))
     _model_warnings(paths.warehouse, outcome.run_id)
     click.echo(_publication_line(paths.serving_store, outcome.run_id))
-    click.echo(f"Pipeline run {outcome.run_id} finished in {elapsed:.1f} s.")
+    click.echo(f"Pipeline run {outcome.run_id} {'finished' if outcome.success else 'failed'} in {elapsed:.1f} s.")
     if not outcome.success:
-        click.echo(f"The run failed (full log: {outcome.log_path}):", err=True)
-        for step in outcome.failed_steps:
-            click.echo(f"  step failed: {step}", err=True)
-        for check in outcome.failed_checks:
-            click.echo(f"  check failed: {check}", err=True)
         sys.exit(1)
 
 
@@ -89,6 +98,14 @@ def _model_warnings(warehouse: Path, run_id: str) -> None:
             click.echo(line, err=True)
 
 
+def _compile_audiences() -> list[str]:
+    from cdp.audiences import write_audiences
+
+    broken: dict = {}
+    write_audiences(broken=broken)
+    return [f"audience {name} is skipped: {error}" for name, error in sorted(broken.items())]
+
+
 def _publication_line(store: Path, run_id: str) -> str:
     from cdp.serving.publish import latest_publication
 
@@ -100,7 +117,9 @@ def _publication_line(store: Path, run_id: str) -> str:
             f"serving store: {store} still holds run {latest['run_id']} "
             f"(published {latest['published_at']:%Y-%m-%d %H:%M} UTC); this run published nothing"
         )
-    return f"serving store: {store} (published in {latest['publish_seconds']:.1f} s; BI tools and `cdp serve` read it)"
+    skipped = (latest.get("checks") or {}).get("skipped_definitions") or []
+    line = f"serving store: {store} (published in {latest['publish_seconds']:.1f} s; BI tools and `cdp serve` read it)"
+    return "\n".join([line, *(f"  published without {item}" for item in skipped)])
 
 
 @main.command()
@@ -110,6 +129,7 @@ def _publication_line(store: Path, run_id: str) -> str:
     show_default=True,
     help="Also validate each file with the contract's Great Expectations suite.",
 )
+@writes_warehouse("cdp load", needs_landing=True)
 def load(expectations: bool) -> None:
     """Load new landing files of every source into raw tables (rejects go to quarantine)."""
     import uuid
@@ -119,8 +139,10 @@ def load(expectations: bool) -> None:
     paths = current_paths()
     load_id = f"cli-{uuid.uuid4().hex[:12]}"
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with open_warehouse(paths.warehouse) as con:
-        for contract in data_contracts.load_contracts().values():
+    contracts = list(data_contracts.load_contracts().values())
+    with progress.live("cdp load", steps=len(contracts)), open_warehouse(paths.warehouse) as con:
+        for contract in contracts:
+            progress.step_started(f"load {contract.name}")
             data_contracts.ensure_tables(con, contract)
             report = data_contracts.load_table(
                 con, contract, paths.landing_dir, load_id=load_id, run_expectations=expectations

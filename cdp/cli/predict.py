@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cdp.cli.app import main
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
 
 @main.command()
 @click.option("--retrain", is_flag=True, help="Retrain the models first (otherwise the stored ones are used).")
+@writes_warehouse("cdp predict")
 def predict(retrain: bool) -> None:
     """Score every known profile (and the look-alike audience) with the predictive models."""
     import uuid
