@@ -14,7 +14,9 @@ the structure. Measured, each in its own process (wall time and peak RSS from wa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import os
 import shutil
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from cdp.settings import DBT_PROJECT_DIR
@@ -202,3 +205,285 @@ def run_identity_benchmark(
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# `cdp bench-identity --matching`: matching quality and time on the dirty-duplicates scenario, side by
+# side with a plain Splink model on the same records in the same run.
+
+MATCHING_SOURCES = ("crm", "loyalty")  # the person-record sources of the scenario: identity-only data
+IDENTITY_MODELS_PREFIXES = ("identity_", "record_profiles", "profile_id_history", "duplicate_source_records")
+
+
+def _matcher_module():
+    import importlib.util
+
+    path = DBT_PROJECT_DIR / "models" / "identity" / "identity_probabilistic_links.py"
+    spec = importlib.util.spec_from_file_location("identity_probabilistic_links", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pairwise_quality(assigned: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of a clustering. truth: record_id, person_id (every record
+    evaluated); assigned: record_id, cluster_id (a record absent from it is a cluster of its own)."""
+    frame = truth.join(assigned, on="record_id", how="left").with_columns(
+        pl.coalesce("cluster_id", pl.lit("single:") + pl.col("record_id")).alias("cluster_id")
+    )
+
+    def pairs(*keys: str) -> int:
+        counts = frame.group_by(*keys).len()["len"]
+        return int((counts * (counts - 1) // 2).sum())
+
+    true_pairs, predicted, correct = pairs("person_id"), pairs("cluster_id"), pairs("person_id", "cluster_id")
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "records": frame.height,
+        "true_pairs": true_pairs,
+        "predicted_pairs": predicted,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def blocking_recall(records: pl.DataFrame, truth: pl.DataFrame, rules: list[str]) -> tuple[float, int]:
+    """Share of the true pairs among `records` (prepared person records: unique_id + fields) that at
+    least one blocking rule (SQL on l/r) puts in the candidate set; and the number of true pairs."""
+    labelled = records.join(truth.rename({"record_id": "unique_id"}), on="unique_id", how="inner")
+    with duckdb.connect() as con:
+        con.register("labelled", labelled.to_arrow())
+        true_pairs = con.execute(
+            "select count(*) from labelled as l join labelled as r on l.person_id = r.person_id and l.unique_id < r.unique_id"
+        ).fetchone()[0]
+        if not true_pairs:
+            return 1.0, 0
+        covered = con.execute(
+            f"""select count(*) from labelled as l join labelled as r
+                on l.person_id = r.person_id and l.unique_id < r.unique_id
+                where {" or ".join(f"coalesce(({rule}) or ({rule.replace('l.', 'x.').replace('r.', 'l.').replace('x.', 'r.')}), false)" for rule in rules)}"""
+        ).fetchone()[0]
+    return covered / true_pairs, int(true_pairs)
+
+
+def plain_splink(records: pl.DataFrame, threshold: float, seed: int = 42) -> tuple[pl.DataFrame, float, list[str]]:
+    """The usual Splink 5 recipe on the same records: out-of-the-box comparisons (names with term
+    frequencies, date of birth, postcode, city, email, phone), blocking on name/date/postcode
+    combinations, prior from deterministic rules (recall 0.7), u by random sampling, m by EM on names and
+    on birth date, clustered at the threshold. Returns (record_id, cluster_id), seconds, blocking rules."""
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    started = time.perf_counter()
+    rules = [
+        block_on("first_name", "last_name"),
+        block_on("last_name", "birth_date"),
+        block_on("first_name", "birth_date"),
+        block_on("birth_date", "postcode"),
+        block_on("last_name", "postcode"),
+        block_on("email"),
+        block_on("phone"),
+    ]
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=[
+            cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
+            cl.NameComparison("last_name").configure(term_frequency_adjustments=True),
+            cl.DateOfBirthComparison("birth_date", input_is_string=True),
+            cl.LevenshteinAtThresholds("postcode", [1, 2]),
+            cl.ExactMatch("city").configure(term_frequency_adjustments=True),
+            cl.EmailComparison("email"),
+            cl.ExactMatch("phone"),
+        ],
+        blocking_rules_to_generate_predictions=rules,
+    )
+    columns = ["unique_id", "first_name", "last_name", "birth_date", "postcode", "city", "email", "phone"]
+    with duckdb.connect() as con:
+        con.execute("set threads to 2")
+        db = DuckDBAPI(connection=con)
+        linker = Linker(db.register(records.select(columns).to_arrow()), settings, log_level=logging.ERROR)
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on("first_name", "last_name", "birth_date"), block_on("email")], recall=0.7
+        )
+        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("first_name", "last_name"))
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
+        predictions = linker.inference.predict(threshold_match_probability=threshold)
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, threshold)
+        assigned = pl.from_arrow(clusters.as_duckdbpyrelation().select("unique_id, cluster_id").arrow().read_all())
+    seconds = time.perf_counter() - started
+    rule_sql = [rule.get_blocking_rule("duckdb").blocking_rule_sql for rule in rules]
+    return assigned.rename({"unique_id": "record_id"}).cast(pl.String), seconds, rule_sql
+
+
+def _identity_seconds(target: Path) -> float:
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    return sum(
+        r["execution_time"]
+        for r in results
+        if r["unique_id"].split(".")[-1].startswith(IDENTITY_MODELS_PREFIXES) and r["unique_id"].startswith("model.")
+    )
+
+
+def run_matching_benchmark(
+    people: int,
+    seed: int = 7,
+    threshold: float = 0.9,
+    keep: bool = False,
+    echo: Callable[[str], None] = print,
+    demo: bool = True,
+) -> list[dict]:
+    """For each scenario (dirty duplicates; dirty duplicates with hard negatives): the pipeline's identity
+    stage with probabilistic matching, deterministic-only, and a plain Splink model, on the same records."""
+    from cdp.demo.generator import generate_demo
+
+    matcher = _matcher_module()
+    root = Path(tempfile.mkdtemp(prefix=f"cdp-bench-matching-{people}-"))
+    rows: list[dict] = []
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    cdp = str(Path(sys.executable).with_name("cdp"))
+    try:
+        for label, hard_negatives in (("dirty duplicates", False), ("dirty duplicates + hard negatives", True)):
+            work = root / ("hard" if hard_negatives else "plain")
+            env = {
+                **os.environ,
+                "CDP_DATA_DIR": str(work),
+                "CDP_WAREHOUSE": str(work / "warehouse.duckdb"),
+                "CDP_AS_OF": "2026-06-30",
+            }
+            generate_demo(
+                work,
+                people=people,
+                seed=seed,
+                as_of=dt.date(2026, 6, 30),
+                dirty_duplicates=True,
+                hard_negatives=hard_negatives,
+            )
+            for source_dir in (work / "landing").iterdir():
+                if source_dir.name not in MATCHING_SOURCES:
+                    shutil.rmtree(source_dir)
+            run_measured([cdp, "load"], env)
+            truth = (
+                pl.read_csv(work / "truth" / "record_truth.csv", infer_schema=False)
+                .filter(pl.col("source").is_in(MATCHING_SOURCES) & pl.col("person_id").is_not_null())
+                .select(
+                    (pl.col("source") + "__" + pl.col("table") + ":" + pl.col("record_id")).alias("record_id"),
+                    "person_id",
+                )
+            )
+            target = work / "dbt-target"
+            common = [
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(target),
+                "--quiet",
+            ]
+            run_measured([dbt, "seed", *common], env)
+            figures = {}
+            for mode, matching in (("deterministic only", False), ("cdp (probabilistic + household rules)", True)):
+                vars_ = json.dumps({"identity_probabilistic_matching": matching, "identity_match_threshold": threshold})
+                run_measured(
+                    [dbt, "run", "--select", "+record_profiles", "+duplicate_source_records", "--vars", vars_, *common],
+                    env,
+                )
+                seconds = _identity_seconds(target)
+                with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
+                    assigned = con.execute(
+                        "select record_id, profile_id as cluster_id from identity.record_profiles"
+                    ).pl()
+                    if matching:
+                        person_records = con.execute("select * from identity.identity_person_records").pl()
+                        duplicates = con.execute("select count(*) from identity.duplicate_source_records").fetchone()[0]
+                figures[mode] = {**pairwise_quality(assigned, truth), "seconds": seconds}
+            records = person_records.rename({"record_id": "unique_id"})
+            prepared = matcher.prepare_records(records.with_columns(pl.lit(0).alias("component")))
+            recall, true_pairs = blocking_recall(
+                prepared, truth, matcher.blocking_rules(matcher.present_fields(prepared))
+            )
+            baseline_assigned, baseline_seconds, baseline_rules = plain_splink(records, threshold, seed)
+            baseline_recall, _ = blocking_recall(prepared, truth, baseline_rules)
+            figures["plain Splink 5 baseline"] = {
+                **pairwise_quality(baseline_assigned, truth),
+                "seconds": baseline_seconds,
+            }
+            echo(
+                f"\n{label}: {people:,} people, {truth.height:,} person records (CRM and loyalty; quarantined ones "
+                f"count as singletons), {true_pairs:,} true pairs among the matchable records; "
+                f"{duplicates:,} duplicate CRM/loyalty record pairs reported"
+            )
+            echo(f"blocking recall: cdp {recall:.4f}, plain Splink {baseline_recall:.4f}")
+            echo(f"{'method':<40}{'precision':>10}{'recall':>9}{'F1':>9}{'seconds':>9}")
+            for mode, row in figures.items():
+                echo(f"{mode:<40}{row['precision']:>10.4f}{row['recall']:>9.4f}{row['f1']:>9.4f}{row['seconds']:>9.1f}")
+                rows.append({"scenario": label, "method": mode, **row, "blocking_recall": recall})
+            cdp_seconds = figures["cdp (probabilistic + household rules)"]["seconds"]
+            echo(f"identity stage / plain Splink = {cdp_seconds / baseline_seconds:.2f}x (goal <= 1.5x)")
+        if demo:
+            rows.extend(_default_demo_figures(root / "demo", people, dbt, cdp, threshold, echo))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            echo(f"data kept in {root}")
+    return rows
+
+
+def _default_demo_figures(
+    work: Path, people: int, dbt: str, cdp: str, threshold: float, echo: Callable[[str], None]
+) -> list[dict]:
+    """The default demo (every source, seed 42): `cdp identity evaluate`'s figures over all records
+    (quarantined ones as singletons) with deterministic linking only and with probabilistic matching."""
+    from cdp.demo.generator import generate_demo
+    from cdp.identity.evaluation import evaluate_clustering
+
+    env = {
+        **os.environ,
+        "CDP_DATA_DIR": str(work),
+        "CDP_WAREHOUSE": str(work / "warehouse.duckdb"),
+        "CDP_AS_OF": "2026-06-30",
+    }
+    generate_demo(work, people=people, seed=42, as_of=dt.date(2026, 6, 30))
+    run_measured([cdp, "load"], env)
+    target = work / "dbt-target"
+    common = [
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--quiet",
+    ]
+    run_measured([dbt, "seed", *common], env)
+    echo(f"\ndefault demo ({people:,} people, seed 42, every source), as `cdp identity evaluate` reports it:")
+    rows = []
+    for mode, matching in (
+        ("deterministic only (the shipped default)", False),
+        ("probabilistic + household rules", True),
+    ):
+        vars_ = json.dumps({"identity_probabilistic_matching": matching, "identity_match_threshold": threshold})
+        run_measured(
+            [dbt, "run", "--select", "+record_profiles", "+duplicate_source_records", "--vars", vars_, *common], env
+        )
+        with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
+            quality = evaluate_clustering(con, work / "truth" / "record_truth.csv")
+        seconds = _identity_seconds(target)
+        echo(f"  {mode}: {quality.describe()}; identity stage {seconds:.1f} s")
+        rows.append(
+            {
+                "scenario": "default demo",
+                "method": mode,
+                "precision": quality.precision,
+                "recall": quality.recall,
+                "f1": quality.f1,
+                "seconds": seconds,
+            }
+        )
+    return rows

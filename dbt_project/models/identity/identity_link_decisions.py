@@ -8,6 +8,12 @@ unique namespace, or more identifiers than allowed, is dropped and recorded with
 would have joined. Probabilistic matches (identity_probabilistic_links, when switched on) are
 replayed after every deterministic link: a score never outranks a shared identifier.
 
+Duplicates are not collisions: a duplicate-record match (link_type duplicate_record: two records of one
+source that probabilistic matching found to be one person, e.g. a contact entered twice in the CRM)
+declares its two values of a unique namespace to be one person's, so they count once against the
+limit. A phone, device or email shared by two CRM contacts still cannot join them: only person-level
+evidence makes a duplicate.
+
 Only components that break a rule are replayed (found with scipy on all links first); in every other
 component all links are kept. Everything runs on the identifiers' dense integer ids
 (identity_identifiers.identity_id); only the dropped links are written.
@@ -43,19 +49,43 @@ def decide_links(
     recency: np.ndarray,
     is_probabilistic: np.ndarray,
     keys_of,
+    is_duplicate: np.ndarray | None = None,
 ) -> list[tuple[int, str, str]]:
     """The links the rules drop: (link index, rule, detail).
 
     Nodes are dense ids 0..n-1 in identity-key order. node_limit: the most identifiers of the node's
     namespace a person may hold (0: no limit). node_namespace: an integer code per namespace.
     recency: sort key, smaller first (negated last-seen time). keys_of(ids) -> {id: identity key}
-    names the identifiers in a drop's detail."""
+    names the identifiers in a drop's detail. is_duplicate: links that declare their two identifiers
+    (of one limited namespace) to be duplicates of one person's value."""
     labels = _components(len(node_limit), left, right)
+    # One person's duplicate values count as one: each limited node stands for its alias, the smallest
+    # node of its duplicate group.
+    alias = np.arange(len(node_limit))
+    if is_duplicate is not None and is_duplicate.any():
+        pairs = np.flatnonzero(is_duplicate & (node_namespace[left] == node_namespace[right]) & (node_limit[left] > 0))
+        if len(pairs):
+            groups = _components(len(node_limit), left[pairs], right[pairs])
+            smallest = (
+                pl.DataFrame({"group": groups, "node": np.arange(len(node_limit))})
+                .group_by("group")
+                .agg(pl.col("node").min().alias("alias"))
+            )
+            alias_of_group = np.zeros(groups.max() + 1, dtype=np.int64)
+            alias_of_group[smallest["group"].to_numpy()] = smallest["alias"].to_numpy()
+            alias = alias_of_group[groups]
     limited = np.flatnonzero(node_limit > 0)
     counts = (
-        pl.DataFrame({"component": labels[limited], "namespace": node_namespace[limited], "limit": node_limit[limited]})
+        pl.DataFrame(
+            {
+                "component": labels[limited],
+                "namespace": node_namespace[limited],
+                "limit": node_limit[limited],
+                "alias": alias[limited],
+            }
+        )
         .group_by("component", "namespace")
-        .agg(pl.len().alias("n"), pl.col("limit").first())
+        .agg(pl.col("alias").n_unique().alias("n"), pl.col("limit").first())
         .filter(pl.col("n") > pl.col("limit"))
     )
     if counts.is_empty():
@@ -72,8 +102,10 @@ def decide_links(
     size = [1] * len(nodes)
     # Per root: namespace -> nodes it holds, for limited namespaces only (None: holds none).
     held: list[dict[int, set[int]] | None] = [
-        {namespace: {i}} if limit > 0 else None
-        for i, (namespace, limit) in enumerate(zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()))
+        {namespace: {node_alias}} if limit > 0 else None
+        for namespace, limit, node_alias in zip(
+            node_namespace[nodes].tolist(), node_limit[nodes].tolist(), alias[nodes].tolist()
+        )
     ]
     limit_of = {
         int(ns): int(lim) for ns, lim in zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()) if lim > 0
@@ -95,7 +127,7 @@ def decide_links(
             broken = None
             for namespace in sorted(held_a.keys() & held_b.keys()):
                 limit = limit_of[namespace]
-                if len(held_a[namespace]) + len(held_b[namespace]) > limit:
+                if len(held_a[namespace] | held_b[namespace]) > limit:
                     broken = (
                         "unique_per_person" if limit == 1 else "max_per_person",
                         limit,
@@ -119,9 +151,9 @@ def decide_links(
                     held_a.setdefault(namespace, set()).update(members)
         held[b] = None
 
-    # The detail names identifiers by their global ids.
+    # The held sets are aliases, which are global ids already.
     dropped = [
-        (index, rule, limit, {int(nodes[n]) for n in side_a}, {int(nodes[n]) for n in side_b})
+        (index, rule, limit, {int(n) for n in side_a}, {int(n) for n in side_b})
         for index, rule, limit, side_a, side_b in dropped
     ]
     keys = keys_of(sorted({n for *_, side_a, side_b in dropped for n in side_a | side_b}))
@@ -181,8 +213,9 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
         edges["left_identity_id"].to_numpy(),
         edges["right_identity_id"].to_numpy(),
         _recency(edges["last_seen_at"]),
-        (edges["link_type"] == "probabilistic").to_numpy(),
+        edges["link_type"].is_in(["probabilistic", "duplicate_record"]).to_numpy(),
         lambda wanted: {n: keys[n] for n in wanted},
+        (edges["link_type"] == "duplicate_record").to_numpy(),
     )
     decisions = pl.DataFrame(
         {"row": [d[0] for d in dropped], "drop_rule": [d[1] for d in dropped], "drop_detail": [d[2] for d in dropped]},
@@ -226,7 +259,8 @@ def model(dbt, session):
         session.sql("""
         select left_identity_id, right_identity_id,
                coalesce(-epoch_us(last_seen_at), 9223372036854775807) as recency,
-               link_type = 'probabilistic' as is_probabilistic
+               link_type <> 'deterministic' as is_probabilistic,
+               link_type = 'duplicate_record' as is_duplicate
         from __decisions_candidates
     """)
         .arrow()
@@ -253,6 +287,7 @@ def model(dbt, session):
         links.column("recency").to_numpy(),
         links.column("is_probabilistic").to_numpy(zero_copy_only=False),
         keys_of,
+        links.column("is_duplicate").to_numpy(zero_copy_only=False),
     )
     decisions = pa.table(
         {
