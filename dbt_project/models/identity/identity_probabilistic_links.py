@@ -131,6 +131,9 @@ EM_OTHER_BLOCKS = [
     ("l.phone = r.phone", ("phone",)),
 ]
 
+# In the model, swapped names are compared phonetically (cheap equalities on every pair); the household
+# rules, on scored pairs only, allow a typo besides.
+SWAPPED_NAMES_PHONETIC = "first_name_phonetic_l = last_name_phonetic_r and last_name_phonetic_l = first_name_phonetic_r"
 SWAPPED_NAMES = "jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88 and jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88"
 # SQL over a scored pair (columns <field>_l, <field>_r): when two person attributes clearly disagree
 # (not a typo, nickname, initial or swapped order of one name).
@@ -140,6 +143,7 @@ FIRST_NAMES_DIFFER = f"""(
     and coalesce(first_name_canonical_l <> first_name_canonical_r, true)
     and coalesce(first_name_phonetic_l <> first_name_phonetic_r, true)
     and jaro_winkler_similarity(first_name_l, first_name_r) < 0.8
+    and coalesce((case when length(first_name_l) = length(first_name_r) then hamming(first_name_l, first_name_r) end) > 1, true)
     and not ((length(first_name_l) = 1 or length(first_name_r) = 1) and left(first_name_l, 1) = left(first_name_r, 1))
     and not coalesce({SWAPPED_NAMES}, false)
 )"""
@@ -152,6 +156,10 @@ BIRTH_DATES_DIFFER = """(
 BIRTH_DATES_AGREE = """(
     birth_date_l = birth_date_r or birth_date_swapped_l = birth_date_r
     or (case when length(birth_date_l) = length(birth_date_r) then hamming(birth_date_l, birth_date_r) end) <= 1
+)"""
+NATIONAL_IDS_AGREE = """(
+    national_id_l = national_id_r
+    or (case when length(national_id_l) = length(national_id_r) then hamming(national_id_l, national_id_r) end) <= 2
 )"""
 SHARED_CONTACT = """(
     coalesce(street_l = street_r, false) or coalesce(phone_l = phone_r, false) or coalesce(email_l = email_r, false)
@@ -261,14 +269,13 @@ def comparisons(fields: list[str]) -> list:
                 cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
                 lvl("first_name_canonical_l = first_name_canonical_r", "same name or nickname"),
                 cll.JaroWinklerLevel("first_name", 0.92),
-                lvl(SWAPPED_NAMES, "first and last name swapped"),
+                lvl(SWAPPED_NAMES_PHONETIC, "first and last name swapped"),
                 cll.JaroWinklerLevel("first_name", 0.85),
                 lvl("first_name_phonetic_l = first_name_phonetic_r", "phonetic match"),
                 lvl(
                     "(length(first_name_l) = 1 or length(first_name_r) = 1) and left(first_name_l, 1) = left(first_name_r, 1)",
                     "initial",
                 ),
-                cll.JaroWinklerLevel("first_name", 0.7),
                 cll.ElseLevel(),
             ],
         ),
@@ -279,10 +286,11 @@ def comparisons(fields: list[str]) -> list:
                 cll.ExactMatchLevel("last_name").configure(tf_adjustment_column="last_name"),
                 cll.JaroWinklerLevel("last_name", 0.92),
                 # Swapped names are evidence once, in first_name: here the level carries no weight.
-                lvl(SWAPPED_NAMES, "first and last name swapped (weighed in first_name)").configure(is_null_level=True),
+                lvl(SWAPPED_NAMES_PHONETIC, "first and last name swapped (weighed in first_name)").configure(
+                    is_null_level=True
+                ),
                 cll.JaroWinklerLevel("last_name", 0.85),
                 lvl("last_name_phonetic_l = last_name_phonetic_r", "phonetic match"),
-                cll.JaroWinklerLevel("last_name", 0.7),
                 cll.ElseLevel(),
             ],
         ),
@@ -303,8 +311,7 @@ def comparisons(fields: list[str]) -> list:
             [
                 cll.NullLevel("street"),
                 cll.ExactMatchLevel("street").configure(tf_adjustment_column="street"),
-                cll.JaroWinklerLevel("street", 0.92),
-                cll.JaroWinklerLevel("street", 0.8),
+                cll.JaroWinklerLevel("street", 0.88),
                 cll.ElseLevel(),
             ],
         ),
@@ -469,7 +476,7 @@ def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int
     db = DuckDBAPI(connection=con)
     table = db.register(records.to_arrow(), dataset_display_name="person_records")
     linker = Linker(table, settings, log_level=logging.ERROR)
-    linker.training.estimate_u_using_random_sampling(max_pairs=5e5, seed=seed)
+    linker.training.estimate_u_using_random_sampling(max_pairs=3e5, seed=seed)
     sessions = []
     if {"first_name", "last_name"} <= set(fields):
         sessions.append(EM_NAME_BLOCK[0])
@@ -486,8 +493,13 @@ def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int
 def decide_pairs(
     con: duckdb.DuckDBPyConnection, scored_table: str, merging_namespaces: set[str], kept_apart: set[str]
 ) -> pl.DataFrame:
-    """The household rules and the duplicate-record test over a table of scored pairs."""
-    rule_case = "case " + " ".join(f"when {sql} then '{name}'" for name, sql in HOUSEHOLD_RULES) + " end"
+    """The household rules and the duplicate-record test over a table of scored pairs. A pair whose
+    national ids agree is one person whatever else differs: no family member shares one."""
+    rule_case = (
+        f"case when coalesce({NATIONAL_IDS_AGREE}, false) then null "
+        + " ".join(f"when {sql} then '{name}'" for name, sql in HOUSEHOLD_RULES)
+        + " end"
+    )
     agreeing = ", ".join(f"case when {field}_l = {field}_r then '{field}' end" for field in COMPARED_FIELDS)
     frame = con.execute(
         f"""
