@@ -306,55 +306,17 @@ def comparisons(fields: list[str]) -> list:
                 cll.ElseLevel(),
             ],
         ),
-        "street": lambda: custom(
-            "street",
-            [
-                cll.NullLevel("street"),
-                cll.ExactMatchLevel("street").configure(tf_adjustment_column="street"),
-                cll.JaroWinklerLevel("street", 0.88),
-                cll.ElseLevel(),
-            ],
-        ),
-        "postcode": lambda: custom(
-            "postcode",
-            [
-                cll.NullLevel("postcode"),
-                cll.ExactMatchLevel("postcode").configure(tf_adjustment_column="postcode"),
-                lvl(_hamming("postcode", 1), "one character differs"),
-                lvl("left(postcode_l, 3) = left(postcode_r, 3)", "same first three characters"),
-                cll.ElseLevel(),
-            ],
-        ),
-        "city": lambda: custom(
-            "city",
-            [
-                cll.NullLevel("city"),
-                cll.ExactMatchLevel("city").configure(tf_adjustment_column="city"),
-                cll.JaroWinklerLevel("city", 0.88),
-                cll.ElseLevel(),
-            ],
-        ),
-        "region": lambda: custom(
-            "region",
-            [
-                cll.NullLevel("region"),
-                cll.ExactMatchLevel("region"),
-                cll.JaroWinklerLevel("region", 0.88),
-                cll.ElseLevel(),
-            ],
-        ),
         "country": lambda: custom(
             "country", [cll.NullLevel("country"), cll.ExactMatchLevel("country"), cll.ElseLevel()]
         ),
-        # Usernames often contain the person's name: a fuzzy username level would score namesakes,
-        # so only a near-identical address (a typo) counts as fuzzy agreement.
+        # Usernames often contain the person's name (and a number): a fuzzy level would score namesakes
+        # (anna.meyer12@ ~ anna.meyer17@), so only the same username at another domain counts.
         "email": lambda: custom(
             "email",
             [
                 cll.NullLevel("email"),
                 cll.ExactMatchLevel("email"),
                 lvl("split_part(email_l, '@', 1) = split_part(email_r, '@', 1)", "same username, other domain"),
-                lvl("jaro_winkler_similarity(email_l, email_r) >= 0.97", "near-identical address"),
                 cll.ElseLevel(),
             ],
         ),
@@ -379,7 +341,51 @@ def comparisons(fields: list[str]) -> list:
             ],
         ),
     }
-    return [built[field]() for field in fields]
+    chosen = [built[field]() for field in fields if field in built]
+    address = [field for field in ADDRESS_FIELDS if field in fields]
+    if address:
+        chosen.append(_address_comparison(address))
+    return chosen
+
+
+# A move changes street, postcode and city at once: compared as one address, a move is counted once
+# (three independent comparisons would count it three times and bury true duplicates who moved).
+ADDRESS_FIELDS = ("street", "postcode", "city", "region")
+
+
+def _address_comparison(fields: list[str]):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    def lvl(condition: str, label: str):
+        return cll.CustomLevel(condition, label_for_charts=label)
+
+    def missing(side: str) -> str:
+        return "(" + " and ".join(f"{field}_{side} is null" for field in fields) + ")"
+
+    has = set(fields)
+    levels = [lvl(f"{missing('l')} or {missing('r')}", "no address on one side").configure(is_null_level=True)]
+    if {"street", "postcode"} <= has:
+        levels.append(lvl("street_l = street_r and postcode_l = postcode_r", "same street and postcode"))
+    if "street" in has:
+        levels.append(cll.ExactMatchLevel("street").configure(tf_adjustment_column="street"))
+        near = [f"{f}_l = {f}_r" for f in ("postcode", "city") if f in has]
+        if near:
+            levels.append(
+                lvl(
+                    f"jaro_winkler_similarity(street_l, street_r) >= 0.88 and ({' or '.join(near)})",
+                    "similar street in the same postcode or city",
+                )
+            )
+    if "postcode" in has:
+        levels.append(cll.ExactMatchLevel("postcode").configure(tf_adjustment_column="postcode"))
+        levels.append(lvl(_hamming("postcode", 1), "postcode one character off"))
+    if "city" in has:
+        levels.append(cll.ExactMatchLevel("city").configure(tf_adjustment_column="city"))
+    if "region" in has:
+        levels.append(cll.ExactMatchLevel("region"))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(comparison_levels=levels, output_column_name="address")
 
 
 def _hamming(field: str, at_most: int) -> str:
@@ -487,7 +493,28 @@ def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int
         linker.training.estimate_parameters_using_expectation_maximisation(
             rule, populate_probability_two_random_records_match_from_trained_values=True
         )
+    _settle_prior(con, linker, records.height)
     return linker
+
+
+def _settle_prior(con: duckdb.DuckDBPyConnection, linker, record_count: int, rounds: int = 3) -> None:
+    """The prior as the model itself predicts it: the expected number of matches (the sum of the match
+    probabilities of every candidate pair; pairs outside the blocks are almost surely not matches)
+    over all record pairs, iterated to a fixed point. The EM sessions' own estimate is biased by their
+    blocking (several times too high on the data measured), which turns namesakes into matches."""
+    settings = linker._settings_obj
+    total_pairs = record_count * (record_count - 1) / 2
+    for _ in range(rounds):
+        predictions = linker.inference.predict()
+        expected = con.execute(
+            f"select coalesce(sum(match_probability), 0) from {predictions.physical_name}"
+        ).fetchone()[0]
+        predictions.drop_table_from_database_and_remove_from_cache()
+        prior = min(max(expected / total_pairs, 1e-12), 0.5)
+        if abs(prior - settings._probability_two_random_records_match) <= 0.01 * prior:
+            settings._probability_two_random_records_match = prior
+            return
+        settings._probability_two_random_records_match = prior
 
 
 def decide_pairs(
