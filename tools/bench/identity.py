@@ -482,7 +482,18 @@ def _default_demo_figures(
     ):
         vars_ = json.dumps({"identity_probabilistic_matching": matching, "identity_match_threshold": threshold})
         run_measured(
-            [dbt, "run", "--select", "+record_profiles", "+duplicate_source_records", "--vars", vars_, *common], env
+            [
+                dbt,
+                "run",
+                "--select",
+                "+record_profiles",
+                "+duplicate_source_records",
+                "+xdm_experience_events",
+                "--vars",
+                vars_,
+                *common,
+            ],
+            env,
         )
         with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
             quality = evaluate_clustering(con, work / "truth" / "record_truth.csv")

@@ -50,6 +50,7 @@ def decide_links(
     is_probabilistic: np.ndarray,
     keys_of,
     is_duplicate: np.ndarray | None = None,
+    apart: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[tuple[int, str, str]]:
     """The links the rules drop: (link index, rule, detail).
 
@@ -57,7 +58,8 @@ def decide_links(
     namespace a person may hold (0: no limit). node_namespace: an integer code per namespace.
     recency: sort key, smaller first (negated last-seen time). keys_of(ids) -> {id: identity key}
     names the identifiers in a drop's detail. is_duplicate: links that declare their two identifiers
-    (of one limited namespace) to be duplicates of one person's value."""
+    (of one limited namespace) to be duplicates of one person's value. apart: pairs of identifiers
+    (left ids, right ids) whose records the household rules keep apart: no chain of links may join them."""
     labels = _components(len(node_limit), left, right)
     # One person's duplicate values count as one: each limited node stands for its alias, the smallest
     # node of its duplicate group.
@@ -88,9 +90,12 @@ def decide_links(
         .agg(pl.col("alias").n_unique().alias("n"), pl.col("limit").first())
         .filter(pl.col("n") > pl.col("limit"))
     )
-    if counts.is_empty():
+    apart_left, apart_right = apart if apart is not None else (np.array([], np.int64), np.array([], np.int64))
+    joined_apart = np.flatnonzero(labels[apart_left] == labels[apart_right])
+    broken_components = np.union1d(counts["component"].unique().to_numpy(), labels[apart_left[joined_apart]])
+    if not len(broken_components):
         return []
-    replay = np.flatnonzero(np.isin(labels[left], counts["component"].unique().to_numpy()))
+    replay = np.flatnonzero(np.isin(labels[left], broken_components))
     priority = np.minimum(node_priority[left[replay]], node_priority[right[replay]])
     # np.lexsort: the last key is the primary one.
     replay = replay[np.lexsort((right[replay], left[replay], priority, recency[replay], is_probabilistic[replay]))]
@@ -111,6 +116,14 @@ def decide_links(
         int(ns): int(lim) for ns, lim in zip(node_namespace[nodes].tolist(), node_limit[nodes].tolist()) if lim > 0
     }
 
+    # Per root: the kept-apart constraints (ids) one of whose two identifiers it holds.
+    position = {int(node): i for i, node in enumerate(nodes.tolist())}
+    apart_of: list[set[int] | None] = [None] * len(nodes)
+    for constraint in joined_apart.tolist():
+        for node in (int(apart_left[constraint]), int(apart_right[constraint])):
+            local_node = position[node]
+            apart_of[local_node] = (apart_of[local_node] or set()) | {constraint}
+
     def root(n: int) -> int:
         while parent[n] != n:
             parent[n] = parent[parent[n]]
@@ -121,6 +134,11 @@ def decide_links(
     for index, a, b in zip(replay.tolist(), local_left, local_right):
         a, b = root(a), root(b)
         if a == b:
+            continue
+        shared = apart_of[a] & apart_of[b] if apart_of[a] and apart_of[b] else None
+        if shared:
+            constraint = min(shared)
+            dropped.append((index, "kept_apart", 0, {int(apart_left[constraint])}, {int(apart_right[constraint])}))
             continue
         held_a, held_b = held[a], held[b]
         if held_a and held_b:
@@ -150,6 +168,9 @@ def decide_links(
                 for namespace, members in held_b.items():
                     held_a.setdefault(namespace, set()).update(members)
         held[b] = None
+        if apart_of[b]:
+            apart_of[a] = (apart_of[a] or set()) | apart_of[b]
+            apart_of[b] = None
 
     # The held sets are aliases, which are global ids already.
     dropped = [
@@ -165,14 +186,19 @@ def decide_links(
         (
             index,
             rule,
-            f"would join {keys[next(iter(side_a))].split(':', 1)[0]} {described(side_a)} "
+            f"would join {keys[next(iter(side_a))]} and {keys[next(iter(side_b))]}, whose records the "
+            "household rules keep apart"
+            if rule == "kept_apart"
+            else f"would join {keys[next(iter(side_a))].split(':', 1)[0]} {described(side_a)} "
             f"with {described(side_b)} (limit {limit})",
         )
         for index, rule, limit, side_a, side_b in dropped
     ]
 
 
-def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFrame) -> pl.DataFrame:
+def replay_links(
+    nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFrame, apart: list[tuple[str, str]] = ()
+) -> pl.DataFrame:
     """The rules over polars frames keyed by identity_key (what the tests plant). nodes: identity_key,
     namespace, identity_value. edges: left_identity_key, right_identity_key, last_seen_at (+ any;
     link_type optional). namespaces: namespace, priority, is_unique_per_person, max_per_person.
@@ -206,6 +232,11 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
         maintain_order="left",
     )
     keys = dict(zip(nodes["identity_id"].to_list(), nodes["identity_key"].to_list()))
+    id_of = {key: number for number, key in keys.items()}
+    apart_ids = (
+        np.array([id_of[a] for a, _ in apart], dtype=np.int64),
+        np.array([id_of[b] for _, b in apart], dtype=np.int64),
+    )
     dropped = decide_links(
         nodes["limit"].to_numpy(),
         nodes["namespace_code"].to_numpy(),
@@ -216,6 +247,7 @@ def replay_links(nodes: pl.DataFrame, edges: pl.DataFrame, namespaces: pl.DataFr
         edges["link_type"].is_in(["probabilistic", "duplicate_record"]).to_numpy(),
         lambda wanted: {n: keys[n] for n in wanted},
         (edges["link_type"] == "duplicate_record").to_numpy(),
+        apart_ids,
     )
     decisions = pl.DataFrame(
         {"row": [d[0] for d in dropped], "drop_rule": [d[1] for d in dropped], "drop_detail": [d[2] for d in dropped]},
@@ -240,6 +272,7 @@ def model(dbt, session):
     session.register("__decisions_identifiers", dbt.ref("identity_identifiers"))
     session.register("__decisions_namespaces", dbt.ref("identity_namespaces"))
     session.register("__decisions_candidates", dbt.ref("identity_candidate_links"))
+    session.register("__decisions_matches", dbt.ref("identity_probabilistic_links"))
     nodes = (
         session.sql("""
         with namespaces as (
@@ -276,6 +309,18 @@ def model(dbt, session):
             ).fetchall()
         )
 
+    # Records a household rule keeps apart: their identifiers may not end in one component.
+    apart = (
+        session.sql("""
+        select distinct l.identity_id as left_id, r.identity_id as right_id
+        from __decisions_matches as matches
+        inner join __decisions_identifiers as l on l.identity_key = matches.left_identity_key
+        inner join __decisions_identifiers as r on r.identity_key = matches.right_identity_key
+        where matches.decision = 'rejected'
+    """)
+        .arrow()
+        .read_all()
+    )
     left = links.column("left_identity_id").to_numpy()
     right = links.column("right_identity_id").to_numpy()
     dropped = decide_links(
@@ -288,6 +333,7 @@ def model(dbt, session):
         links.column("is_probabilistic").to_numpy(zero_copy_only=False),
         keys_of,
         links.column("is_duplicate").to_numpy(zero_copy_only=False),
+        (apart.column("left_id").to_numpy(), apart.column("right_id").to_numpy()),
     )
     decisions = pa.table(
         {

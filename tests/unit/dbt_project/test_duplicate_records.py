@@ -248,7 +248,9 @@ NAMESPACES = pl.DataFrame(
 )
 
 
-def _replay(links: list[tuple[str, str, int, str]]) -> dict[tuple[str, str], tuple[bool, str | None]]:
+def _replay(
+    links: list[tuple[str, str, int, str]], apart: list[tuple[str, str]] = ()
+) -> dict[tuple[str, str], tuple[bool, str | None]]:
     keys = sorted({k for left, right, _, _ in links for k in (left, right)})
     nodes = pl.DataFrame(
         {
@@ -265,7 +267,7 @@ def _replay(links: list[tuple[str, str, int, str]]) -> dict[tuple[str, str], tup
             "link_type": [t for _, _, _, t in links],
         }
     )
-    decided = link_decisions.replay_links(nodes, edges, NAMESPACES)
+    decided = link_decisions.replay_links(nodes, edges, NAMESPACES, apart)
     return {
         (r["left_identity_key"], r["right_identity_key"]): (r["is_kept"], r["drop_rule"]) for r in decided.to_dicts()
     }
@@ -295,3 +297,24 @@ def test_the_same_match_as_a_cross_source_link_cannot_join_two_crm_ids():
         ]
     )
     assert decisions[("crm_id:A", "crm_id:A2")] == (False, "unique_per_person")
+
+
+def test_explain_describes_every_household_rule():
+    from cdp.identity.explain import _decision_rule_texts
+
+    assert _decision_rule_texts() == matching.DECISION_RULE_TEXT
+    assert set(matching.DECISION_RULE_TEXT) == {name for name, _ in matching.HOUSEHOLD_RULES}
+
+
+def test_no_chain_of_matches_bridges_records_the_household_rules_keep_apart():
+    """Twins Ana and Eva (rejected: different first names) and a contact entered without a first name
+    who matches both: only the first match replayed stands, the one that would bridge the twins drops."""
+    decisions = _replay(
+        [
+            ("crm_id:ANA", "crm_id:X", 9, "duplicate_record"),
+            ("crm_id:EVA", "crm_id:X", 8, "duplicate_record"),
+        ],
+        apart=[("crm_id:ANA", "crm_id:EVA")],
+    )
+    assert decisions[("crm_id:ANA", "crm_id:X")] == (True, None)
+    assert decisions[("crm_id:EVA", "crm_id:X")] == (False, "kept_apart")
