@@ -432,8 +432,9 @@ def generate_demo(
     missing fields, moves, transposed birth dates, no identifier shared with the first entry), and the
     loyalty export carries birth date and address, with no email or phone for many members.
     hard_negatives: different people who look alike: household members sharing address, landline and
-    surname (some a family email), twins, namesakes in other cities. Both off: the default demo, byte
-    for byte; they draw from their own random stream."""
+    surname (some a family email), twins, namesakes in other cities. Both off: the default demo (whose
+    loyalty export has the birth date and address columns, empty); they draw from their own random
+    stream, so the rest of the default demo is the same bytes either way."""
     out_dir = Path(out_dir)
     as_of = as_of or dt.datetime.now(dt.UTC).date()
     for sub in ("landing", "truth"):
@@ -976,6 +977,10 @@ def _write_loyalty(w: _World, writer: _Writer, dirty_rng: np.random.Generator | 
     )
     if dirty_rng is not None:
         frame = _with_person_attributes(w, frame, members, dirty_rng)
+    else:  # the export has the columns; the default demo leaves them empty
+        frame = frame.with_columns(
+            pl.lit(None, pl.String).alias(c) for c in ("birth_date", "street", "city", "postcode", "region")
+        )
     _emit(
         writer,
         "loyalty",
@@ -1304,6 +1309,7 @@ def _with_person_attributes(
         pl.Series("street", [None if rng.random() < 0.1 else a[0] for a in addresses], dtype=pl.String),
         pl.Series("city", [a[1] for a in addresses], dtype=pl.String),
         pl.Series("postcode", [None if rng.random() < 0.05 else a[2] for a in addresses], dtype=pl.String),
+        pl.lit(None, pl.String).alias("region"),
         pl.when(pl.Series(no_contact)).then(None).otherwise(pl.col("email")).alias("email"),
         pl.when(pl.Series(no_contact)).then(None).otherwise(pl.col("phone")).alias("phone"),
     )
