@@ -3,21 +3,23 @@
 Records that carry a name (xdm_profile_records with a first or last name) are compared on every person
 attribute XDM holds, each only where the data fills it: first and last name (exact with term
 frequencies, nickname, Jaro-Winkler, phonetic, initial, swapped order), birth date (exact, day and
-month transposed, one typo, same year), street, postcode (near matches), city, region, country, email,
-phone and a national id (fuzzy). The Fellegi-Sunter model trains itself on every run, needing no labels
-and no deterministic links:
+month transposed, one or two digits, same year), the address as one comparison (street, postcode with
+near matches, city, region: a move counts once), country, email (exact, same username), phone and a
+national id (a character or two off). The Fellegi-Sunter model trains itself on every run, needing no
+labels and no deterministic links:
 - u from random record pairs;
 - m by expectation maximisation on pairs blocked on the names, then on a non-name attribute;
-- the prior (two random records match) from those EM sessions' own estimates.
+- the prior from those EM sessions, then settled to the model's own expected match count.
 Candidate pairs come from several blocking rules (BLOCKING_RULES) so that a typo in any one attribute
 does not hide a pair. The trained model is written as Splink JSON (match weights per level) to
 <CDP_DATA_DIR>/identity/match_models/ on every run.
 
 Scores alone merge household members: they share address, phone, email and surname. So a scored pair
-is then judged by the household rules (HOUSEHOLD_RULES): records that share an address, phone or email
-but whose first names or birth dates clearly differ are two people, as are records whose first names
-and birth dates both differ. Every pair scoring at least `match_threshold` whose records sit in
-different deterministic components is listed with its decision (match or rejected, and the rule).
+is then judged by the household rules (HOUSEHOLD_RULES): records whose first names clearly differ, or
+that share an address, phone or email but not a birth date (or one of which has no first name), are
+two people unless their national ids agree. Every pair scoring at least `match_threshold` whose
+records sit in different deterministic components is listed with its decision (match or rejected, and
+the rule); identity_link_decisions keeps rejected pairs apart through any chain of matches.
 
 A match between two records of one source whose primary identifiers belong to a namespace that merges
 duplicate records (seed identity_namespaces.merges_duplicate_records) is a duplicate record
@@ -26,7 +28,7 @@ values of a unique namespace. Any other match links the records' anchors (link_t
 replayed after every deterministic link under the same rules.
 
 Off when the var identity_probabilistic_matching is false: then the table is empty and Splink is not
-imported.
+imported. docs/identity.md has the measurements.
 """
 
 from __future__ import annotations

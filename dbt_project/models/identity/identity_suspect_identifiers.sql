@@ -101,6 +101,7 @@ final as (
             conflicting_namespace || ': ' || cast(conflicting_value_count as varchar)
             || ' values (' || first_conflicting_value || ' .. ' || last_conflicting_value || ')',
             '; '
+            order by conflicting_namespace
         ) as evidence
     from all_conflicts
     group by namespace, identity_value
