@@ -160,6 +160,14 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
 NEW_CONTACTS = 40
 
 
+def late_name(number: int, part: str) -> str:
+    """A made-up name, different for every number (letters from a hash)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{part}{number}".encode()).digest()
+    return "".join("bcdfghjklmnprstvwz"[b % 18] + "aeiou"[b % 5] for b in digest[:3]).title()
+
+
 def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
     contacts_dir = workspace.data_dir / "landing" / "crm" / "contacts"
     header = next(contacts_dir.glob("*.csv")).read_text().splitlines()[0]
@@ -192,11 +200,14 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
             promoted = add_late_order_for_a_lapsed_buyer(workspace)
             red_dress = add_red_dress_order_for_a_woman(workspace)
             # New people who buy nothing: the profile count grows, no audience changes.
+            # Forty different people (distinct names and birth dates: identical ones would be duplicates
+            # of one person to the matcher).
             add_contacts(
                 workspace,
                 "contacts_late_addition.csv",
                 [
-                    f"CLATE{i:04d},Test,Reader{i},late.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
+                    f"CLATE{i:04d},{late_name(i, 'first')},{late_name(i, 'last')},late.reader{i}@example.org,,"
+                    f"{1950 + i}-{1 + i % 12:02d}-{1 + i % 28:02d},F,,Berlin,10115,DE,"
                     "2026-06-01T10:00:00Z,2026-06-01T10:00:00Z"
                     for i in range(NEW_CONTACTS)
                 ],
