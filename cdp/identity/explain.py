@@ -150,8 +150,8 @@ def _decision_rule_texts() -> dict[str, str]:
         "different_first_name": "their first names differ (not a typo, nickname, initial or swapped order): "
         "a family member, twin or namesake",
         "household_birth_date": "they share an address, phone or email but their birth dates differ",
-        "household_unnamed": "they share an address, phone or email, one has no first name and no birth date "
-        "tells them apart (any household member)",
+        "household_ambiguous": "one has no first name or no birth date and shares an address, phone or email "
+        "with two people it could each be (twins, or two of a household with the same first name)",
     }
 
 

@@ -59,6 +59,7 @@ LINK_SCHEMA = pa.schema(
         ("link_type", pa.string()),
         ("decision", pa.string()),
         ("decision_rule", pa.string()),
+        ("matched_via", pa.string()),
         ("first_seen_at", pa.timestamp("us")),
         ("last_seen_at", pa.timestamp("us")),
     ]
@@ -117,6 +118,15 @@ BLOCKING_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("l.first_name = r.first_name and l.postcode = r.postcode", ("first_name", "postcode")),
     ("l.street = r.street and l.last_name_phonetic = r.last_name_phonetic", ("street", "last_name")),
     ("l.street = r.street and l.first_name_phonetic = r.first_name_phonetic", ("street", "first_name")),
+    # Same address: a swapped, mistyped or missing name with no birth date to go by.
+    ("l.street = r.street and l.postcode = r.postcode", ("street", "postcode")),
+    ("substr(l.birth_date, 6) = substr(r.birth_date, 6) and l.postcode = r.postcode", ("birth_date", "postcode")),
+    # One name mistyped beyond its phonetic code and no birth date: the other name in the same city.
+    ("l.last_name = r.last_name and l.city = r.city", ("last_name", "city")),
+    (
+        "l.first_name = r.first_name and l.city = r.city and left(l.last_name, 1) = left(r.last_name, 1)",
+        ("first_name", "last_name", "city"),
+    ),
     ("l.email = r.email", ("email",)),
     ("l.phone = r.phone", ("phone",)),
     ("l.national_id = r.national_id", ("national_id",)),
@@ -163,8 +173,11 @@ NATIONAL_IDS_AGREE = """(
     national_id_l = national_id_r
     or (case when length(national_id_l) = length(national_id_r) then hamming(national_id_l, national_id_r) end) <= 2
 )"""
+# One street name recurs in many towns: an address is shared when the street and its postcode (else city)
+# agree.
 SHARED_CONTACT = """(
-    coalesce(street_l = street_r, false) or coalesce(phone_l = phone_r, false) or coalesce(email_l = email_r, false)
+    coalesce(street_l = street_r and coalesce(postcode_l = postcode_r, city_l = city_r, true), false)
+    or coalesce(phone_l = phone_r, false) or coalesce(email_l = email_r, false)
 )"""
 # (rule name, SQL condition on a scored pair): a pair meeting one is two people, whatever it scored.
 # Family members share surname, address, phone and email, twins a birth date too: what Fellegi-Sunter
@@ -173,19 +186,21 @@ SHARED_CONTACT = """(
 HOUSEHOLD_RULES = [
     ("different_first_name", FIRST_NAMES_DIFFER),
     ("household_birth_date", f"{SHARED_CONTACT} and {BIRTH_DATES_DIFFER}"),
-    # Without a first name (and a birth date to go by), a record that shares a contact could be any
-    # member of the household: it would bridge them all.
-    (
-        "household_unnamed",
-        f"{SHARED_CONTACT} and (first_name_l is null or first_name_r is null) and not coalesce({BIRTH_DATES_AGREE}, false)",
-    ),
+    # A record without a first name or a birth date that shares a contact with two people it could each be
+    # (twins, or two of a household with the same first name) would bridge them: all its matches are
+    # rejected. With one such person at the address, the evidence points to them (decide_pairs finds the
+    # ambiguous records: is_ambiguous_l, is_ambiguous_r).
+    ("household_ambiguous", "is_ambiguous_l or is_ambiguous_r"),
 ]
+# Could two records be one person, as far as a household goes: first names and birth dates do not clearly
+# differ (where both are known).
+COMPATIBLE = f"not coalesce({FIRST_NAMES_DIFFER}, false) and not coalesce({BIRTH_DATES_DIFFER}, false)"
 DECISION_RULE_TEXT = {
     "different_first_name": "their first names differ (not a typo, nickname, initial or swapped order): "
     "a family member, twin or namesake",
     "household_birth_date": "they share an address, phone or email but their birth dates differ",
-    "household_unnamed": "they share an address, phone or email, one has no first name and no birth date tells "
-    "them apart (any household member)",
+    "household_ambiguous": "one has no first name or no birth date and shares an address, phone or email with "
+    "two people it could each be (twins, or two of a household with the same first name)",
 }
 
 
@@ -379,10 +394,21 @@ def _address_comparison(fields: list[str]):
                     "similar street in the same postcode or city",
                 )
             )
+    # A missing street is not a different street: "same postcode (or city), street unknown on one side"
+    # is what a record entered without its street looks like, while "same postcode, streets differ" is a
+    # neighbour or a move nearby, so they are separate levels.
+    street_unknown = "(street_l is null or street_r is null)" if "street" in has else "true"
     if "postcode" in has:
+        if "street" in has:
+            levels.append(lvl(f"postcode_l = postcode_r and {street_unknown}", "same postcode, street unknown on one side"))
         levels.append(cll.ExactMatchLevel("postcode").configure(tf_adjustment_column="postcode"))
         levels.append(lvl(_hamming("postcode", 1), "postcode one character off"))
     if "city" in has:
+        if "street" in has or "postcode" in has:
+            unknown = " and ".join(
+                f"({f}_l is null or {f}_r is null)" for f in ("street", "postcode") if f in has
+            )
+            levels.append(lvl(f"city_l = city_r and {unknown}", "same city, street and postcode unknown on one side"))
         levels.append(cll.ExactMatchLevel("city").configure(tf_adjustment_column="city"))
     if "region" in has:
         levels.append(cll.ExactMatchLevel("region"))
@@ -495,8 +521,37 @@ def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int
         linker.training.estimate_parameters_using_expectation_maximisation(
             rule, populate_probability_two_random_records_match_from_trained_values=True
         )
+    _condition_on_unlinked(linker)
     _settle_prior(con, linker, records.height)
     return linker
+
+
+# Fields that are also identifier namespaces: two records sharing a linkable value are linked already.
+LINKING_FIELDS = ("email", "phone")
+
+
+def _condition_on_unlinked(linker) -> None:
+    """Re-weigh the comparisons of fields that also link records deterministically (email, phone) for the
+    pairs that are scored: only pairs in different deterministic components, which by construction share no
+    linkable value. EM learns their m from every pair, mostly pairs the identifier linked already, so a
+    differing email counts against a duplicate record (-2.2 bits each for email and phone on the
+    dirty-duplicates scenario), although a differing value is what nearly every scored pair has, duplicates
+    included. Conditioned on the scored population, m(differs) = u(differs) (no weight), and the other
+    levels share what is left in the proportions EM found."""
+    for comparison in linker._settings_obj.comparisons:
+        if comparison.output_column_name not in LINKING_FIELDS:
+            continue
+        levels = [level for level in comparison.comparison_levels if not level.is_null_level]
+        differs, agreeing = levels[-1], levels[:-1]
+        u_differs = differs.u_probability
+        if u_differs is None or not agreeing:
+            continue
+        m_agreeing = [level.m_probability or 0.0 for level in agreeing]
+        total = sum(m_agreeing)
+        differs.m_probability = u_differs
+        for level, m in zip(agreeing, m_agreeing):
+            share = m / total if total > 0 else 1.0 / len(agreeing)
+            level.m_probability = max(share * (1.0 - u_differs), 1e-300)
 
 
 def _settle_prior(con: duckdb.DuckDBPyConnection, linker, record_count: int, rounds: int = 3) -> None:
@@ -519,21 +574,70 @@ def _settle_prior(con: duckdb.DuckDBPyConnection, linker, record_count: int, rou
         settings._probability_two_random_records_match = prior
 
 
+def _ambiguous_records(con: duckdb.DuckDBPyConnection, records_table: str) -> str:
+    """SQL selecting the unique_id of every record lacking a first name or a birth date that could be either
+    of two people: it shares a contact with two records it is compatible with (COMPATIBLE) that are
+    clearly not one person (their first names differ, or their birth dates). A record with both a first
+    name and a birth date is never ambiguous: any two records compatible with it are compatible with each
+    other on those."""
+    columns = ["unique_id", "first_name", "first_name_canonical", "first_name_phonetic", "last_name"]
+    columns += ["street", "postcode", "city", "phone", "email", "birth_date", "birth_date_swapped"]
+
+    def side(alias: str, suffix: str) -> str:
+        return ", ".join(f"{alias}.{c} as {c}_{suffix}" for c in columns)
+
+    # Candidate partners by each contact (equi-joins), then the full test.
+    contact_joins = " union ".join(
+        f"select {side('l', 'l')}, {side('r', 'r')} from {records_table} as l "
+        f"join {records_table} as r on l.{field} = r.{field} and l.unique_id <> r.unique_id "
+        "and (l.first_name is null or l.birth_date is null)"
+        for field in ("street", "phone", "email")
+    )
+    con.execute(f"""
+        create or replace temp table household_partners as
+        select unique_id_l as record_id, {", ".join(f"{c}_r as {c}" for c in columns)}
+        from ({contact_joins})
+        where {SHARED_CONTACT} and {COMPATIBLE}
+    """)
+    pair = ", ".join(f"a.{c} as {c}_l, b.{c} as {c}_r" for c in columns)
+    return f"""
+        select distinct record_id as unique_id from (
+            select a.record_id, {pair}
+            from household_partners as a
+            join household_partners as b on b.record_id = a.record_id and b.unique_id > a.unique_id
+        ) where not ({COMPATIBLE})
+    """
+
+
 def decide_pairs(
-    con: duckdb.DuckDBPyConnection, scored_table: str, merging_namespaces: set[str], kept_apart: set[str]
+    con: duckdb.DuckDBPyConnection,
+    scored_table: str,
+    merging_namespaces: set[str],
+    kept_apart: set[str],
+    records_table: str | None = None,
 ) -> pl.DataFrame:
-    """The household rules and the duplicate-record test over a table of scored pairs. A pair whose
-    national ids agree is one person whatever else differs: no family member shares one."""
+    """The household rules and the duplicate-record test over a table of scored pairs (records_table: the
+    prepared records, to find the records a household makes ambiguous). A pair whose national ids
+    agree is one person whatever else differs: no family member shares one."""
     rule_case = (
         f"case when coalesce({NATIONAL_IDS_AGREE}, false) then null "
         + " ".join(f"when {sql} then '{name}'" for name, sql in HOUSEHOLD_RULES)
         + " end"
     )
     agreeing = ", ".join(f"case when {field}_l = {field}_r then '{field}' end" for field in COMPARED_FIELDS)
+    ambiguous = _ambiguous_records(con, records_table) if records_table else "select null as unique_id"
     frame = con.execute(
         f"""
-        select *, {rule_case} as decision_rule, concat_ws(',', {agreeing}) as agreeing_fields
-        from {scored_table}
+        with ambiguous as ({ambiguous}),
+        flagged as (
+            select scored.*,
+                   scored.unique_id_l in (select unique_id from ambiguous) as is_ambiguous_l,
+                   scored.unique_id_r in (select unique_id from ambiguous) as is_ambiguous_r
+            from {scored_table} as scored
+        )
+        select * exclude (is_ambiguous_l, is_ambiguous_r),
+               {rule_case} as decision_rule, concat_ws(',', {agreeing}) as agreeing_fields
+        from flagged
         """
     ).pl()
     is_duplicate = (
@@ -550,6 +654,75 @@ def decide_pairs(
         .otherwise(pl.lit("rejected"))
         .alias("decision"),
     )
+
+
+# Duplicates found through a third record: at most this many matches apart (1: a record matching one
+# duplicate shares an identifier with the other; 2: a record matching both).
+TRANSITIVE_HOPS = 2
+
+
+def _transitive_duplicates(
+    con: duckdb.DuckDBPyConnection,
+    decided: pl.DataFrame,
+    records_table: str,
+    merging_namespaces: set[str],
+    kept_apart: set[str],
+) -> pl.DataFrame:
+    """Duplicate records that matching joins only through a third record: a loyalty member whose email is
+    on one CRM contact matches that contact's second entry (the two entries sit in components one match
+    apart), or a record matches both entries (two matches apart). Without this, the linking rules drop the
+    match as giving one person two CRM ids. Each such pair of records of one merging source is judged by
+    the household rules like any scored pair and must be compatible (first names and birth dates do not
+    clearly differ); its probability is the product of the matches that join it. Returns decide_pairs rows
+    with matched_via (the matches it went through)."""
+    matched = decided.filter(pl.col("decision") == "match").select(
+        pl.col("component_l").alias("a"),
+        pl.col("component_r").alias("b"),
+        "match_probability",
+        (pl.col("unique_id_l") + " ~ " + pl.col("unique_id_r")).alias("via"),
+    )
+    if matched.is_empty() or not merging_namespaces:
+        return decided.clear()
+    hops = pl.concat([matched, matched.select(pl.col("b").alias("a"), pl.col("a").alias("b"), "match_probability", "via")])
+    hops = hops.sort("match_probability", descending=True).unique(["a", "b"], keep="first")
+    reach = hops
+    if TRANSITIVE_HOPS >= 2:
+        two = (
+            hops.join(hops, left_on="b", right_on="a", suffix="_2")
+            .filter(pl.col("a") != pl.col("b_2"))
+            .select(
+                "a",
+                pl.col("b_2").alias("b"),
+                (pl.col("match_probability") * pl.col("match_probability_2")).alias("match_probability"),
+                (pl.col("via") + "; " + pl.col("via_2")).alias("via"),
+            )
+        )
+        reach = pl.concat([hops, two]).sort("match_probability", descending=True).unique(["a", "b"], keep="first")
+    con.register("component_reach", reach.filter(pl.col("a") < pl.col("b")).to_arrow())
+    con.register("already_decided", decided.select("unique_id_l", "unique_id_r").to_arrow())
+    namespaces = ", ".join(f"'{n}'" for n in sorted(merging_namespaces))
+    apart = " and ".join(f"x.source_table <> '{t}'" for t in sorted(kept_apart)) or "true"
+    columns = [c for c in con.execute(f"select * from {records_table} limit 0").pl().columns]
+    pair = ", ".join(f"x.{c} as {c}_l, y.{c} as {c}_r" for c in columns)
+    con.execute(f"""
+        create or replace temp table transitive_pairs as
+        select {pair}, reach.match_probability, log2(reach.match_probability / greatest(1 - reach.match_probability, 1e-15)) as match_weight,
+               reach.via as matched_via
+        from component_reach as reach
+        join {records_table} as x on x.component = reach.a
+        join {records_table} as y on y.component = reach.b
+        where x.source_table = y.source_table and x.primary_namespace = y.primary_namespace
+            and x.primary_namespace in ({namespaces}) and {apart}
+            and x.primary_key <> y.primary_key
+            and not exists (
+                select 1 from already_decided as d
+                where (d.unique_id_l = x.unique_id and d.unique_id_r = y.unique_id)
+                    or (d.unique_id_l = y.unique_id and d.unique_id_r = x.unique_id)
+            )
+    """)
+    con.execute(f"delete from transitive_pairs where not ({COMPATIBLE})")
+    found = decide_pairs(con, "transitive_pairs", merging_namespaces, kept_apart, records_table=records_table)
+    return found.filter(pl.col("decision") == "match")
 
 
 def match_records(
@@ -583,7 +756,12 @@ def match_records(
         con.execute(
             f"create temp table scored_pairs as select * from {scored.physical_name} where component_l <> component_r"
         )
-        decided = decide_pairs(con, "scored_pairs", set(merging_namespaces), set(kept_apart))
+        con.register("prepared_records", records.to_arrow())
+        decided = decide_pairs(
+            con, "scored_pairs", set(merging_namespaces), set(kept_apart), records_table="prepared_records"
+        ).with_columns(pl.lit(None, pl.String).alias("matched_via"))
+        through = _transitive_duplicates(con, decided, "prepared_records", set(merging_namespaces), set(kept_apart))
+        decided = pl.concat([decided, through], how="diagonal_relaxed")
     if decided.is_empty():
         return pl.from_arrow(LINK_SCHEMA.empty_table())
     duplicate = pl.col("link_type") == "duplicate_record"
@@ -598,6 +776,7 @@ def match_records(
         "link_type",
         "decision",
         "decision_rule",
+        "matched_via",
         pl.min_horizontal("seen_at_l", "seen_at_r").alias("first_seen_at"),
         pl.max_horizontal("seen_at_l", "seen_at_r").alias("last_seen_at"),
     ).sort("left_record_id", "right_record_id")

@@ -233,7 +233,7 @@ def test_household_members_sharing_phone_address_and_surname_are_rejected_by_rul
     households = {tuple(sorted(p)) for p in hard_negatives[:40]}
     rejected = links.filter(pl.col("decision") == "rejected")
     assert _pair_set(rejected) & households, "no household pair scored high enough to need the rule"
-    assert set(rejected["decision_rule"]) <= {"different_first_name", "household_birth_date", "household_unnamed"}
+    assert set(rejected["decision_rule"]) <= {"different_first_name", "household_birth_date", "household_ambiguous"}
     assert not (_pair_set(links.filter(pl.col("decision") == "match")) & households)
 
 
