@@ -121,8 +121,13 @@ BLOCKING_RULES: list[tuple[str, tuple[str, ...]]] = [
     # Same address: a swapped, mistyped or missing name with no birth date to go by.
     ("l.street = r.street and l.postcode = r.postcode", ("street", "postcode")),
     ("substr(l.birth_date, 6) = substr(r.birth_date, 6) and l.postcode = r.postcode", ("birth_date", "postcode")),
-    # One name mistyped beyond its phonetic code and no birth date: the other name in the same city.
-    ("l.last_name = r.last_name and l.city = r.city", ("last_name", "city")),
+    # One name mistyped beyond its phonetic code and no birth date: the other name in the same city; every
+    # field of the address mistyped: the birth date in the same postcode area.
+    (
+        "l.last_name = r.last_name and l.city = r.city and left(l.first_name, 1) = left(r.first_name, 1)",
+        ("first_name", "last_name", "city"),
+    ),
+    ("l.birth_date = r.birth_date and left(l.postcode, 2) = left(r.postcode, 2)", ("birth_date", "postcode")),
     (
         "l.first_name = r.first_name and l.city = r.city and left(l.last_name, 1) = left(r.last_name, 1)",
         ("first_name", "last_name", "city"),
@@ -143,10 +148,13 @@ EM_OTHER_BLOCKS = [
     ("l.phone = r.phone", ("phone",)),
 ]
 
-# In the model, swapped names are compared phonetically (cheap equalities on every pair); the household
-# rules, on scored pairs only, allow a typo besides.
+# Swapped names: phonetically (cheap equalities), or with a typo besides (Jaro-Winkler, evaluated only
+# for pairs no earlier level took).
 SWAPPED_NAMES_PHONETIC = "first_name_phonetic_l = last_name_phonetic_r and last_name_phonetic_l = first_name_phonetic_r"
-SWAPPED_NAMES = "jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88 and jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88"
+SWAPPED_NAMES = (
+    f"(({SWAPPED_NAMES_PHONETIC}) or (jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88 "
+    "and jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88))"
+)
 # SQL over a scored pair (columns <field>_l, <field>_r): when two person attributes clearly disagree
 # (not a typo, nickname, initial or swapped order of one name).
 FIRST_NAMES_DIFFER = f"""(
@@ -172,6 +180,7 @@ BIRTH_DATES_AGREE = """(
 NATIONAL_IDS_AGREE = """(
     national_id_l = national_id_r
     or (case when length(national_id_l) = length(national_id_r) then hamming(national_id_l, national_id_r) end) <= 2
+    or damerau_levenshtein(national_id_l, national_id_r) <= 2
 )"""
 # One street name recurs in many towns: an address is shared when the street and its postcode (else city)
 # agree.
@@ -286,7 +295,7 @@ def comparisons(fields: list[str]) -> list:
                 cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
                 lvl("first_name_canonical_l = first_name_canonical_r", "same name or nickname"),
                 cll.JaroWinklerLevel("first_name", 0.92),
-                lvl(SWAPPED_NAMES_PHONETIC, "first and last name swapped"),
+                lvl(SWAPPED_NAMES, "first and last name swapped"),
                 cll.JaroWinklerLevel("first_name", 0.85),
                 lvl("first_name_phonetic_l = first_name_phonetic_r", "phonetic match"),
                 lvl(
@@ -303,9 +312,7 @@ def comparisons(fields: list[str]) -> list:
                 cll.ExactMatchLevel("last_name").configure(tf_adjustment_column="last_name"),
                 cll.JaroWinklerLevel("last_name", 0.92),
                 # Swapped names are evidence once, in first_name: here the level carries no weight.
-                lvl(SWAPPED_NAMES_PHONETIC, "first and last name swapped (weighed in first_name)").configure(
-                    is_null_level=True
-                ),
+                lvl(SWAPPED_NAMES, "first and last name swapped (weighed in first_name)").configure(is_null_level=True),
                 cll.JaroWinklerLevel("last_name", 0.85),
                 lvl("last_name_phonetic_l = last_name_phonetic_r", "phonetic match"),
                 cll.ElseLevel(),
@@ -354,6 +361,8 @@ def comparisons(fields: list[str]) -> list:
                 cll.ExactMatchLevel("national_id"),
                 lvl(_hamming("national_id", 1), "one character differs"),
                 lvl(_hamming("national_id", 2), "two characters differ"),
+                # Only pairs no earlier level took pay for the edit distance.
+                lvl("damerau_levenshtein(national_id_l, national_id_r) <= 2", "two edits or transpositions"),
                 cll.ElseLevel(),
             ],
         ),
@@ -394,22 +403,26 @@ def _address_comparison(fields: list[str]):
                     "similar street in the same postcode or city",
                 )
             )
+        # A house number and street name are specific on their own: a typo in it and one in the postcode
+        # and town is the same address.
+        levels.append(lvl("jaro_winkler_similarity(street_l, street_r) >= 0.94", "similar street elsewhere"))
     # A missing street is not a different street: "same postcode (or city), street unknown on one side"
     # is what a record entered without its street looks like, while "same postcode, streets differ" is a
     # neighbour or a move nearby, so they are separate levels.
     street_unknown = "(street_l is null or street_r is null)" if "street" in has else "true"
     if "postcode" in has:
         if "street" in has:
-            levels.append(lvl(f"postcode_l = postcode_r and {street_unknown}", "same postcode, street unknown on one side"))
+            levels.append(
+                lvl(f"postcode_l = postcode_r and {street_unknown}", "same postcode, street unknown on one side")
+            )
         levels.append(cll.ExactMatchLevel("postcode").configure(tf_adjustment_column="postcode"))
         levels.append(lvl(_hamming("postcode", 1), "postcode one character off"))
     if "city" in has:
         if "street" in has or "postcode" in has:
-            unknown = " and ".join(
-                f"({f}_l is null or {f}_r is null)" for f in ("street", "postcode") if f in has
-            )
+            unknown = " and ".join(f"({f}_l is null or {f}_r is null)" for f in ("street", "postcode") if f in has)
             levels.append(lvl(f"city_l = city_r and {unknown}", "same city, street and postcode unknown on one side"))
         levels.append(cll.ExactMatchLevel("city").configure(tf_adjustment_column="city"))
+        levels.append(cll.JaroWinklerLevel("city", 0.92))
     if "region" in has:
         levels.append(cll.ExactMatchLevel("region"))
     levels.append(cll.ElseLevel())
@@ -580,7 +593,14 @@ def _ambiguous_records(con: duckdb.DuckDBPyConnection, records_table: str) -> st
     clearly not one person (their first names differ, or their birth dates). A record with both a first
     name and a birth date is never ambiguous: any two records compatible with it are compatible with each
     other on those."""
-    columns = ["unique_id", "first_name", "first_name_canonical", "first_name_phonetic", "last_name"]
+    columns = [
+        "unique_id",
+        "first_name",
+        "first_name_canonical",
+        "first_name_phonetic",
+        "last_name",
+        "last_name_phonetic",
+    ]
     columns += ["street", "postcode", "city", "phone", "email", "birth_date", "birth_date_swapped"]
 
     def side(alias: str, suffix: str) -> str:
@@ -683,7 +703,9 @@ def _transitive_duplicates(
     )
     if matched.is_empty() or not merging_namespaces:
         return decided.clear()
-    hops = pl.concat([matched, matched.select(pl.col("b").alias("a"), pl.col("a").alias("b"), "match_probability", "via")])
+    hops = pl.concat(
+        [matched, matched.select(pl.col("b").alias("a"), pl.col("a").alias("b"), "match_probability", "via")]
+    )
     hops = hops.sort("match_probability", descending=True).unique(["a", "b"], keep="first")
     reach = hops
     if TRANSITIVE_HOPS >= 2:
@@ -699,26 +721,46 @@ def _transitive_duplicates(
         )
         reach = pl.concat([hops, two]).sort("match_probability", descending=True).unique(["a", "b"], keep="first")
     con.register("component_reach", reach.filter(pl.col("a") < pl.col("b")).to_arrow())
-    con.register("already_decided", decided.select("unique_id_l", "unique_id_r").to_arrow())
+    decided_pairs = decided.select("unique_id_l", "unique_id_r")
+    con.register(
+        "already_decided",
+        pl.concat(
+            [
+                decided_pairs,
+                decided_pairs.select(
+                    pl.col("unique_id_r").alias("unique_id_l"), pl.col("unique_id_l").alias("unique_id_r")
+                ),
+            ]
+        )
+        .select(pl.col("unique_id_l").alias("x_id"), pl.col("unique_id_r").alias("y_id"))
+        .to_arrow(),
+    )
     namespaces = ", ".join(f"'{n}'" for n in sorted(merging_namespaces))
     apart = " and ".join(f"x.source_table <> '{t}'" for t in sorted(kept_apart)) or "true"
     columns = [c for c in con.execute(f"select * from {records_table} limit 0").pl().columns]
-    pair = ", ".join(f"x.{c} as {c}_l, y.{c} as {c}_r" for c in columns)
+    # In two steps: joined at once, the optimizer may pair every two records of a source first.
     con.execute(f"""
-        create or replace temp table transitive_pairs as
-        select {pair}, reach.match_probability, log2(reach.match_probability / greatest(1 - reach.match_probability, 1e-15)) as match_weight,
-               reach.via as matched_via
+        create or replace temp table transitive_left as
+        select reach.*, x.*
         from component_reach as reach
         join {records_table} as x on x.component = reach.a
-        join {records_table} as y on y.component = reach.b
-        where x.source_table = y.source_table and x.primary_namespace = y.primary_namespace
-            and x.primary_namespace in ({namespaces}) and {apart}
-            and x.primary_key <> y.primary_key
-            and not exists (
-                select 1 from already_decided as d
-                where (d.unique_id_l = x.unique_id and d.unique_id_r = y.unique_id)
-                    or (d.unique_id_l = y.unique_id and d.unique_id_r = x.unique_id)
-            )
+        where x.primary_namespace in ({namespaces}) and {apart}
+    """)
+    x_columns = ", ".join(f"x.{c} as {c}_l, y.{c} as {c}_r" for c in columns)
+    con.execute(f"""
+        create or replace temp table transitive_pairs as
+        with candidates as (
+            select {x_columns}, x.match_probability,
+                   log2(x.match_probability / greatest(1 - x.match_probability, 1e-15)) as match_weight,
+                   x.via as matched_via
+            from transitive_left as x
+            join {records_table} as y
+                on y.component = x.b and y.source_table = x.source_table
+                and y.primary_namespace = x.primary_namespace and y.primary_key <> x.primary_key
+        )
+        select candidates.* from candidates
+        anti join already_decided on already_decided.x_id = candidates.unique_id_l
+            and already_decided.y_id = candidates.unique_id_r
     """)
     con.execute(f"delete from transitive_pairs where not ({COMPATIBLE})")
     found = decide_pairs(con, "transitive_pairs", merging_namespaces, kept_apart, records_table=records_table)
