@@ -436,7 +436,7 @@ def load_file(
     rows = file_rows.rows
     if extra:  # schema drift: the extra columns are kept (as JSON) and reported, not dropped
         rows = rows.with_columns(_extra_json(extra, file_rows.nested).alias(EXTRA_COLUMN))
-    result = validate(rows, contract)
+    result = validate(rows, contract, count_rules=run_expectations)
     accepted_rows, rejected_rows = result.accepted, result.rejected
     malformed_rows = file_rows.malformed
     suppressed = 0

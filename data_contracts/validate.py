@@ -77,11 +77,14 @@ def _any_failure(indices: list[int]) -> pl.Expr:
     return pl.any_horizontal([pl.col(f"__fail_{i}") for i in indices]) if indices else pl.lit(False)
 
 
-def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = None) -> ValidationResult:
-    """Check `rows` (text columns + _row_number, as readers.py returns them) against `contract`."""
+def validate(
+    rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = None, count_rules: bool = True
+) -> ValidationResult:
+    """Check `rows` (text columns + _row_number, as readers.py returns them) against `contract`. With
+    `count_rules`, also count the rows failing each rule as the GX suite counts them (rule_counts)."""
     columns = list(contract.columns.values())
     rules = contract_rules(contract)
-    unique = uniqueness_rules(contract)
+    unique = uniqueness_rules(contract) if count_rules else []
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     # One lazy plan, collected once: polars runs the checks in parallel and shares the parsing.
     parsed = normalized_frame(rows.lazy(), contract).with_columns([typed(c).alias(typed_name(c.name)) for c in columns])
@@ -107,7 +110,8 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
             & ~(pl.col(key[0]) if len(key) == 1 else pl.struct(key)).is_first_distinct().over("__failed")
         ).alias("__duplicate")
     )
-    unique_columns = [rule.column for rule in unique[1:]]
+    _, *other_unique = uniqueness_rules(contract)
+    unique_columns = [rule.column for rule in other_unique]
     for name in unique_columns:
         flags = flags.with_columns(
             (
@@ -129,7 +133,7 @@ def validate(rows: pl.DataFrame, contract: Contract, now: dt.datetime | None = N
 
     flags = flags.collect()
     rule_counts: dict[tuple[str, str], int] = {}
-    for i, rule in enumerate(rules):
+    for i, rule in enumerate(rules if count_rules else []):
         rule_counts[(rule.name, rule.column)] = rule_counts.get((rule.name, rule.column), 0) + int(
             flags[f"__fail_{i}"].sum()
         )
