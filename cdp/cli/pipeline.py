@@ -175,6 +175,8 @@ def load(expectations: bool) -> None:
             )
             for problem in report.errors + report.expectation_failures:
                 click.echo(f"  {problem}", err=True)
+            for failing in report.blocking_files:
+                click.echo(f"  blocks until fixed or accepted (cdp quarantine status): {failing.describe()}", err=True)
 
 
 @main.command()
