@@ -102,14 +102,22 @@ def _too_many(wait_s: float, what: str) -> JSONResponse:
     )
 
 
-class RateLimitAndTiming:
-    """Per-client limits (requests, and wrong keys) in front of the app, as a plain ASGI middleware: the
-    decorator kind (BaseHTTPMiddleware) runs each request through a second task and memory streams,
-    a cost of its own on every lookup. With `timing`, adds Server-Timing `app;dur=<ms>`."""
+class FrontDoor:
+    """What every request meets before FastAPI, as a plain ASGI middleware (the decorator kind,
+    BaseHTTPMiddleware, runs each request through a second task and memory streams):
+    1. per-client limits (requests, and wrong keys): 429 with Retry-After;
+    2. the common lookup answered at once: `fast_path(scope)` returns the stored document of a
+       GET /profiles/{namespace}/{value} that will be 200, else None and FastAPI handles the request
+       (every error, query parameters, the other routes). In a profile of the API under load, FastAPI's
+       routing and dependency injection took about two thirds of the server's CPU per lookup; the
+       answer is the same bytes either way (tests compare both);
+    3. with `timing`, a Server-Timing header: `lookup` (the read model) and `app` (from here to the
+       response's start)."""
 
-    def __init__(self, app, request_budget: ClientBuckets, failed_key_budget: ClientBuckets, timing: bool) -> None:
+    def __init__(self, app, request_budget: ClientBuckets, failed_key_budget: ClientBuckets, timing: bool, fast_path):
         self.app = app
         self.request_budget, self.failed_key_budget, self.timing = request_budget, failed_key_budget, timing
+        self.fast_path = fast_path
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -122,6 +130,16 @@ class RateLimitAndTiming:
         if locked_out or wait:
             what = "requests with a wrong or missing API key" if locked_out else "requests"
             await _too_many(locked_out or wait, what)(scope, receive, send)
+            return
+        answered = self.fast_path(scope)
+        if answered is not None:
+            document, lookup_ms = answered
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(document)).encode())]
+            if self.timing:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                headers.append((b"server-timing", f"lookup;dur={lookup_ms:.3f}, app;dur={elapsed_ms:.3f}".encode()))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": document})
             return
         if not self.timing:
             await self.app(scope, receive, send)
@@ -335,8 +353,37 @@ def create_app(
         description="full scope: direct identifiers; masked scope: BI-safe fields",
     )
 
+    def stored_document(request_scope) -> tuple[bytes, float] | None:
+        """The document of GET /profiles/{namespace}/{value} (no query, a valid key, a profile that holds
+        the identifier) and the lookup's milliseconds; None for anything else, which FastAPI answers."""
+        if request_scope["method"] != "GET" or request_scope["query_string"]:
+            return None
+        parts = request_scope["path"].split("/")
+        if len(parts) != 4 or parts[1] != "profiles" or not parts[2] or not parts[3]:
+            return None
+        presented = next((value for name, value in request_scope["headers"] if name == b"x-api-key"), None)
+        granted = keys.scope_of(presented.decode("latin-1")) if presented else None
+        if granted is None:
+            return None
+        try:
+            normalized = normalize_identifier_as_stored(parts[2], parts[3])
+        except InvalidIdentifier:
+            return None
+        started = time.perf_counter()
+        try:
+            found, _ = store.find_profile(parts[2], normalized, granted is Scope.masked)
+        except StoreUnavailable:
+            return None
+        if found is None:
+            return None
+        return found.document, (time.perf_counter() - started) * 1000
+
     app.add_middleware(
-        RateLimitAndTiming, request_budget=request_budget, failed_key_budget=failed_key_budget, timing=timing
+        FrontDoor,
+        request_budget=request_budget,
+        failed_key_budget=failed_key_budget,
+        timing=timing,
+        fast_path=stored_document,
     )
 
     async def scope(request: Request, presented: Annotated[str | None, Security(api_key_header)]) -> Scope:

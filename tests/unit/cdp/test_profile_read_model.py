@@ -193,6 +193,20 @@ def test_api_serves_the_documents_and_says_what_is_wrong(published):
     assert "Server-Timing" not in full.headers  # only when asked for (CDP_API_SERVER_TIMING)
 
 
+def test_the_front_door_answers_as_fastapi_does(published):
+    """A plain lookup is answered before FastAPI (the fast path); with a query string it goes through the
+    route. Same status, body and content type for both scopes."""
+    _, store = published
+    client = client_for(store)
+    for key in (FULL, MASKED):
+        for path in ("/profiles/email/o'hara@example.com", "/profiles/cookie_id/lonely-cookie"):
+            fast = client.get(path, headers={"X-API-Key": key})
+            routed = client.get(path, params={"events": DOCUMENT_EVENTS}, headers={"X-API-Key": key})
+            assert fast.status_code == routed.status_code == 200
+            assert fast.content == routed.content and fast.headers["content-type"] == routed.headers["content-type"]
+            assert fast.headers["content-length"] == str(len(fast.content))
+
+
 def test_server_timing_when_asked_for(published, monkeypatch):
     _, store = published
     monkeypatch.setenv("CDP_API_SERVER_TIMING", "1")
