@@ -46,6 +46,7 @@ KEY_BYTES = 16  # of the sha256 lookup key: 128 bits, no collision among billion
 PAGE_SIZE = 16384  # documents of about 5 KiB: three to a page, rarely an overflow chain
 MMAP_BYTES = 1 << 40  # map the whole file (SQLite caps it at its compile-time maximum)
 BATCH_ROWS = 5_000  # rows moved from DuckDB to SQLite per executemany
+WRITE_CACHE_KIB = 256 * 1024
 NONCE_BYTES = 12
 
 
@@ -129,6 +130,7 @@ def write_read_model(
         target.execute(f"pragma page_size = {PAGE_SIZE}")
         target.execute("pragma journal_mode = off")  # a new file, renamed only when whole: no journal needed
         target.execute("pragma synchronous = off")  # the publisher fsyncs the file before the rename
+        target.execute(f"pragma cache_size = -{WRITE_CACHE_KIB}")  # a batch's documents land in any order
         target.execute("begin")
         target.execute(
             "create table full_documents (document_id integer primary key, profile_id text not null, "
@@ -168,7 +170,7 @@ def write_read_model(
             result = con.execute(
                 f"""with rendered as ({profile_documents_sql(con, run_id, masked, in_range)})
                     select r.document_id, d.profile_id, d.full_document, d.masked_document
-                    from rendered as d join temp.read_model_ids as r using (profile_id) order by r.document_id"""
+                    from rendered as d join temp.read_model_ids as r using (profile_id)"""
             )
             while rows := result.fetchmany(BATCH_ROWS):
                 target.executemany(

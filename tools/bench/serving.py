@@ -289,6 +289,7 @@ class Phase:
     load_before: str
     load_after: str
     note: str = ""
+    run_cpu_s: float | None = None  # CPU the pipeline run (and its children) used during the phase
 
 
 def _run_loadgen(
@@ -311,13 +312,17 @@ def _measure(
     duration: float,
     warmup: float,
     workdir: Path,
+    run_pid: int | None = None,
 ) -> Phase:
     if warmup > 0:  # the same rate, not measured: first touches of the read model's pages
         _run_loadgen(port, requests[::-1], rate, warmup, workdir, f"{name}-warmup")
     load_before = _load_average()
     server_cpu = _tree_cpu_seconds(server_pid)
+    run_cpu = _tree_cpu_seconds(run_pid) if run_pid else None
     result = _run_loadgen(port, requests, rate, duration, workdir, name)
+    run_cpu = _tree_cpu_seconds(run_pid) - run_cpu if run_pid else None
     return Phase(
+        run_cpu_s=run_cpu,
         name=name,
         samples=result["samples"],
         errors=result["errors"],
@@ -355,6 +360,11 @@ def report_phase(phase: Phase, rate: float, duration: float, echo: Callable[[str
         f"  CPU per request: server {phase.server_cpu_s / max(count, 1) * 1000:.2f} ms, "
         f"load generator {phase.loadgen_cpu_s / max(count, 1) * 1000:.2f} ms (its own process)"
     )
+    if phase.run_cpu_s is not None:
+        echo(
+            f"  the pipeline run used {phase.run_cpu_s:,.0f} CPU seconds meanwhile "
+            f"({phase.run_cpu_s / duration:.2f} of {os.cpu_count()} cores)"
+        )
     if phase.errors:
         echo(f"  first errors: {phase.errors[:3]}")
 
@@ -474,6 +484,7 @@ def bench_api(
                         duration,
                         0.0,
                         workdir,
+                        run_pid=run.pid,
                     )
                     still_running = run.poll() is None
                     phase.note = (
