@@ -242,37 +242,45 @@ def profile_documents_sql(
                        'source_table': source_table, 'order_total': commerce_order_price_total::double,
                        'currency_code': commerce_order_currency_code}}"""
 
+    # Lists in a document are in a fixed order. DuckDB's ordered aggregates (list(x order by y)) sort per
+    # group and measured 3 to 7 times slower than list_sort of an unordered list of structs whose first
+    # fields are the sort key (a struct sorts by its fields in order); list_transform drops the key.
+    def sorted_items(key: str, item: str) -> str:
+        return f"list_transform(list_sort(list({{'key': {key}, 'item': {item}}})), x -> x.item)"
+
+    identity_key = "{'namespace': namespace, 'value': identity_value}"
+    # occurred_at descending (nulls last, as the API's events query), then event id.
+    event_key = "{'newest_first': -epoch_us(occurred_at), 'event_id': event_id}"
     return f"""
         with traits as (
             select profile_id, {_struct(traits, {})} as document from profiles.profile_traits where {in_range}
         ), predictions as (
             select profile_id, {_struct(predictions, {})} as document from profiles.profile_predictions where {in_range}
         ), segments as (
-            select profile_id, list(segment_name order by segment_name) as names
+            select profile_id, list_sort(list(segment_name)) as names
             from segments.segment_memberships where {in_range} group by 1
         ), consents as (
-            select profile_id, list({{'purpose': consent_purpose, 'value': consent_value,
-                                      'decided_at': strftime(decided_at, '%Y-%m-%dT%H:%M:%SZ')}}
-                                    order by consent_purpose) as items
+            select profile_id, list_sort(list({{'purpose': consent_purpose, 'value': consent_value,
+                                      'decided_at': strftime(decided_at, '%Y-%m-%dT%H:%M:%SZ')}})) as items
             from profiles.profile_consents where {in_range} group by 1
         ), identities as (
             select profile_id,
-                list({identity("identity_value")} order by namespace, identity_value) as items,
-                list({identity(identity_value)} order by namespace, identity_value) as masked_items
+                {sorted_items(identity_key, identity("identity_value"))} as items,
+                {sorted_items(identity_key, identity(identity_value))} as masked_items
             from profiles.profile_identities where {in_range} group by 1
         ), attribute_sources as (
             -- Which source record the merge policy took each attribute from (no values: nothing else to mask).
             select profile_id,
-                map_from_entries(list({source("record_id")} order by attribute)) as items,
-                map_from_entries(list({source(record_id)} order by attribute)) as masked_items
+                map_from_entries({sorted_items("attribute", source("record_id"))}) as items,
+                map_from_entries({sorted_items("attribute", source(record_id))}) as masked_items
             from profiles.profile_attribute_lineage where {in_range} group by 1
         ), recent as (
             select * from profiles.profile_events where {in_range}
             qualify row_number() over (partition by profile_id order by occurred_at desc, event_id) <= {DOCUMENT_EVENTS}
         ), events as (
             select profile_id,
-                list({event("event_id")} order by occurred_at desc, event_id) as items,
-                list({event(event_id)} order by occurred_at desc, event_id) as masked_items
+                {sorted_items(event_key, event("event_id"))} as items,
+                {sorted_items(event_key, event(event_id))} as masked_items
             from recent group by 1
         )
         select p.profile_id, {document("full")} as full_document, {document("masked")} as masked_document
