@@ -179,6 +179,13 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tu
     ).fetchall()
 
 
+def to_json_text(value: str) -> str:
+    """A string as a JSON string literal (as DuckDB's to_json writes it)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
 def write_masking_rules(con: duckdb.DuckDBPyConnection, masked: dict[str, dict[str, str]]) -> None:
     """serving.masking_rules in the publication being written: table -> column -> masking (what the
     API applies to data it reads outside the pre-rendered documents, e.g. events past DOCUMENT_EVENTS)."""
@@ -209,18 +216,42 @@ def profile_documents_sql(
     predictions = _columns(con, "profiles", "profile_predictions")
 
     def document(scope: str) -> str:
+        """The Profile JSON of a scope, assembled from JSON parts: the parts both scopes share (traits,
+        predictions, segments, consents) are serialized once per profile, in `parts`."""
         hidden = scope == "masked"
         prefix = "masked_" if hidden else ""
-        return f"""to_json({{
-            'profile_id': p.profile_id, 'published_run_id': {sql_literal(run_id)}, 'scope': '{scope}',
-            'attributes': {_struct(profiles, masked.get("profiles", {}) if hidden else {})},
-            'attribute_sources': coalesce(a.{prefix}items, MAP {{}}),
-            'traits': t.document, 'predictions': pr.document,
-            'segments': coalesce(s.names, []),
-            'consents': coalesce(c.items, []),
-            'identities': coalesce(i.{prefix}items, []),
-            'recent_events': coalesce(e.{prefix}items, [])
-        }})::varchar"""
+
+        def field(name: str, json_text: str) -> str:
+            return f"'\"{name}\":' || {json_text}"
+
+        fields = [
+            field("profile_id", "to_json(profile_id)::varchar"),
+            field("published_run_id", sql_literal(to_json_text(run_id))),
+            field("scope", sql_literal(to_json_text(scope))),
+            field("attributes", f"{prefix}attributes_json"),
+            field("attribute_sources", f"{prefix}sources_json"),
+            "shared_json",
+            field("identities", f"{prefix}identities_json"),
+            field("recent_events", f"{prefix}events_json"),
+        ]
+        return "'{' || " + " || ',' || ".join(fields) + " || '}'"
+
+    def json_of(expression: str) -> str:
+        return f"coalesce(to_json({expression})::varchar, 'null')"
+
+    parts = f"""
+            p.profile_id,
+            {json_of(_struct(profiles, {}))} as attributes_json,
+            {json_of(_struct(profiles, masked.get("profiles", {})))} as masked_attributes_json,
+            {json_of("coalesce(a.items, MAP {})")} as sources_json,
+            {json_of("coalesce(a.masked_items, MAP {})")} as masked_sources_json,
+            '"traits":' || {json_of("t.document")} || ',"predictions":' || {json_of("pr.document")}
+                || ',"segments":' || {json_of("coalesce(s.names, [])")}
+                || ',"consents":' || {json_of("coalesce(c.items, [])")} as shared_json,
+            {json_of("coalesce(i.items, [])")} as identities_json,
+            {json_of("coalesce(i.masked_items, [])")} as masked_identities_json,
+            {json_of("coalesce(e.items, [])")} as events_json,
+            {json_of("coalesce(e.masked_items, [])")} as masked_events_json"""
 
     identity_value = mask_sql("identity_value", masking_of(masked, "profile_identities", "identity_value"))
     record_id = mask_sql("record_id", masking_of(masked, "profile_attribute_lineage", "record_id"))
@@ -283,14 +314,18 @@ def profile_documents_sql(
                 {sorted_items(event_key, event(event_id))} as masked_items
             from recent group by 1
         )
-        select p.profile_id, {document("full")} as full_document, {document("masked")} as masked_document
-        from profiles.profiles as p
-        left join traits as t using (profile_id)
-        left join predictions as pr using (profile_id)
-        left join segments as s using (profile_id)
-        left join consents as c using (profile_id)
-        left join identities as i using (profile_id)
-        left join events as e using (profile_id)
-        left join attribute_sources as a using (profile_id)
-        where {in_range}
+        , parts as (
+            select {parts}
+            from profiles.profiles as p
+            left join traits as t using (profile_id)
+            left join predictions as pr using (profile_id)
+            left join segments as s using (profile_id)
+            left join consents as c using (profile_id)
+            left join identities as i using (profile_id)
+            left join events as e using (profile_id)
+            left join attribute_sources as a using (profile_id)
+            where {in_range}
+        )
+        select profile_id, {document("full")} as full_document, {document("masked")} as masked_document
+        from parts
     """
