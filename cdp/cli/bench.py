@@ -121,6 +121,14 @@ def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_re
     show_default=True,
     help="Also time DuckLake and an encrypted file (with --repeats > 0 and the bench extra).",
 )
+@click.option(
+    "--scale",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="Serve a warehouse N times larger, made from the data dir's published tables (tools/bench/scale.py; "
+    "kept in <data dir>/scaled-N and reused); --during-run still runs the pipeline on the data dir itself.",
+)
 def bench_serve(
     data_dir: Path | None,
     repeats: int,
@@ -132,6 +140,7 @@ def bench_serve(
     warmup: float,
     unknown_share: float,
     alternatives: bool,
+    scale: int,
 ) -> None:
     """Benchmark publishing (and its alternatives) and the profile API under load, idle and during a run."""
     _bench_tools()
@@ -150,6 +159,7 @@ def bench_serve(
             warmup=warmup,
             unknown_share=unknown_share,
             alternatives=alternatives,
+            scale=scale,
         )
 
 

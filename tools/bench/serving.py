@@ -453,7 +453,12 @@ def bench_api(
     run_priorities: tuple[str, ...] = ("low",),
     warmup: float = 15.0,
     unknown_share: float = 0.05,
+    run_data_dir: Path | None = None,
 ) -> list[Phase]:
+    """`run_data_dir`: where the pipeline runs during the load (default: `data_dir`; with --scale, the
+    real data dir the scaled store was made from), publishing to its own store."""
+    run_data_dir = run_data_dir or data_dir
+    run_store = store if run_data_dir == data_dir else run_data_dir / "serving" / "published.duckdb"
     requests = bench_requests(store, 20_000, unknown_share)
     namespaces = sorted({path.split("/")[2] for path, _ in requests})
     echo(
@@ -471,8 +476,8 @@ def bench_api(
         phases.append(phase)
         if during_run:
             for priority in run_priorities:
-                published_before = latest_publication(store)["run_id"]
-                run, log = _start_run(data_dir, store, priority)
+                published_before = (latest_publication(run_store) or {}).get("run_id")
+                run, log = _start_run(run_data_dir, run_store, priority)
                 try:
                     run_started = time.monotonic()
                     phase = _measure(
@@ -497,8 +502,8 @@ def bench_api(
                 report_phase(phase, rate, duration, echo)
                 phases.append(phase)
                 echo(
-                    f"  run stopped with SIGKILL afterwards; the store still holds {latest_publication(store)['run_id']} "
-                    f"(before: {published_before})"
+                    f"  run on {run_data_dir} stopped with SIGKILL afterwards; its store still holds "
+                    f"{(latest_publication(run_store) or {}).get('run_id')} (before: {published_before})"
                 )
     finally:
         _stop(server)
@@ -518,10 +523,19 @@ def run_serving_benchmark(
     warmup: float = 15.0,
     unknown_share: float = 0.05,
     alternatives: bool = True,
+    scale: int = 1,
 ) -> None:
     warehouse = data_dir / "warehouse.duckdb"
     if not warehouse.exists():
         raise FileNotFoundError(f"no build warehouse at {warehouse}; run `cdp bench --keep` or `cdp run` first")
+    run_data_dir = data_dir
+    if scale > 1:
+        from tools.bench.scale import scale_warehouse
+
+        data_dir = data_dir / f"scaled-{scale}"
+        warehouse = scale_warehouse(warehouse, data_dir / "warehouse.duckdb", scale, echo)
+        if repeats == 0 and latest_publication(data_dir / "serving" / "published.duckdb") is None:
+            repeats = 1  # a new scaled warehouse has no store yet
     store = data_dir / "serving" / "published.duckdb"
     echo(f"cdp bench-serve: build warehouse {warehouse}; {_load_average()}")
     if repeats > 0:
@@ -553,4 +567,5 @@ def run_serving_benchmark(
             run_priorities=run_priorities,
             warmup=warmup,
             unknown_share=unknown_share,
+            run_data_dir=run_data_dir,
         )
