@@ -129,6 +129,13 @@ def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_re
     help="Serve a warehouse N times larger, made from the data dir's published tables (tools/bench/scale.py; "
     "kept in <data dir>/scaled-N and reused); --during-run still runs the pipeline on the data dir itself.",
 )
+@click.option(
+    "--run-data-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Data dir the --during-run pipeline runs on (default: the data dir; one generated with the current "
+    "code when the data dir's landing files are older than its contracts).",
+)
 def bench_serve(
     data_dir: Path | None,
     repeats: int,
@@ -141,6 +148,7 @@ def bench_serve(
     unknown_share: float,
     alternatives: bool,
     scale: int,
+    run_data_dir: Path | None,
 ) -> None:
     """Benchmark publishing (and its alternatives) and the profile API under load, idle and during a run."""
     _bench_tools()
@@ -160,6 +168,7 @@ def bench_serve(
             unknown_share=unknown_share,
             alternatives=alternatives,
             scale=scale,
+            run_data_dir=run_data_dir.resolve() if run_data_dir else None,
         )
 
 

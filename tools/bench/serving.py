@@ -495,7 +495,8 @@ def bench_api(
                     phase.note = (
                         "the run was building throughout"
                         if still_running
-                        else f"the run ENDED after {time.monotonic() - run_started:.0f} s, before the load did"
+                        else f"the run ENDED (exit {run.returncode}, see {log}) after {time.monotonic() - run_started:.0f} s, "
+                        "before the load did: not a figure during a run"
                     )
                 finally:
                     _stop(run)
@@ -524,11 +525,12 @@ def run_serving_benchmark(
     unknown_share: float = 0.05,
     alternatives: bool = True,
     scale: int = 1,
+    run_data_dir: Path | None = None,
 ) -> None:
     warehouse = data_dir / "warehouse.duckdb"
     if not warehouse.exists():
         raise FileNotFoundError(f"no build warehouse at {warehouse}; run `cdp bench --keep` or `cdp run` first")
-    run_data_dir = data_dir
+    run_data_dir = run_data_dir or data_dir
     if scale > 1:
         from tools.bench.scale import scale_warehouse
 
