@@ -127,7 +127,7 @@ def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_re
     show_default=True,
     type=click.IntRange(1, 9),
     help="Serve a warehouse N times larger, made from the data dir's published tables (tools/bench/scale.py; "
-    "kept in <data dir>/scaled-N and reused); --during-run still runs the pipeline on the data dir itself.",
+    "kept in <data dir>/scaled-N and reused); --during-run runs the pipeline on the data dir (or --run-data-dir).",
 )
 @click.option(
     "--run-data-dir",
