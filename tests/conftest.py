@@ -11,6 +11,11 @@ import pytest
 
 from support.workspace import DEMO_AS_OF, PROJECT_ROOT, Workspace  # noqa: F401  (re-exported for tests)
 
+# Pipeline runs lower their own priority (cdp/serving/batch_priority.py), for good: in a test process
+# that runs jobs in process, every later test would run at nice 10 on a machine shared with others.
+# The tests of that default set it themselves.
+os.environ.setdefault("CDP_RUN_PRIORITY", "normal")
+
 
 @pytest.fixture(scope="session")
 def make_workspace(tmp_path_factory):
