@@ -52,16 +52,17 @@ def pipeline_summary(warehouse: Path, run_id: str | None) -> str:
                 lines.append(f"segment {name:<20} {size:>8,} members")
         if _table_exists(con, "activation", "sync_runs"):
             run_filter = "where run_id = ?" if run_id else ""
-            for name, added, changed, removed, sent, failed in con.execute(
+            for name, added, changed, removed, sent, failed, held_out in con.execute(
                 f"""
-                select sync_name, sum(added), sum(changed), sum(removed), sum(sent), sum(failed)
+                select sync_name, sum(added), sum(changed), sum(removed), sum(sent), sum(failed),
+                       sum(coalesce(held_out, 0))
                 from activation.sync_runs {run_filter} group by 1 order by 1
                 """,
                 [run_id] if run_id else [],
             ).fetchall():
                 lines.append(
                     f"sync {name:<24} sent {sent:>7,} rows (added {added:,}, changed {changed:,}, "
-                    f"removed {removed:,}, failed {failed:,})"
+                    f"removed {removed:,}, failed {failed:,}" + (f", held out {held_out:,})" if held_out else ")")
                 )
     lines.append(f"warehouse: {warehouse}")
     return "\n".join(lines)

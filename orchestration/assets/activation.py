@@ -34,6 +34,7 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
             "removed": result.removed,
             "invalid": result.invalid,
             "excluded_consent": result.excluded_consent,
+            "held_out": result.held_out,
             "rejected": result.rejected,
             "sent": result.sent,
             "failed": result.failed,
