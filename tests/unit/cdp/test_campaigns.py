@@ -69,7 +69,10 @@ def test_a_valid_definition_loads_with_its_audience_splits(tmp_path):
         (("aggregate: count", "aggregate: avg"), r"goal.aggregate: found 'avg'; expected one of count, sum"),
         (("aggregate: count", "aggregate: sum"), r"aggregate sum with neither `of` nor `measure`; expected one of"),
         (("aggregate: count", "aggregate: count\n  of: revenue"), r"`of`/`measure` with aggregate count"),
-        (("aggregate: count", "aggregate: sum\n  of: channel"), r"goal.of: found 'channel'; expected revenue or a numeric"),
+        (
+            ("aggregate: count", "aggregate: sum\n  of: channel"),
+            r"goal.of: found 'channel'; expected revenue or a numeric",
+        ),
         (("event_type: commerce.purchases", "colour: red"), r"goal.where.colour: found an unknown column"),
         (("description: Test.", "descripton: Test."), r"unknown key\(s\) descripton; expected only name, description"),
     ],
