@@ -52,7 +52,7 @@ def prepare_manifest() -> Path:
     from cdp.sources import write_source_refs
     from cdp.traits import write_trait_catalogue
 
-    write_audiences()
+    write_audiences(broken={})  # an invalid audience gets no model; Dagster shows it as a failing asset
     write_source_refs()  # the staging models each XDM model refs, from their cdp meta (checked)
     write_trait_catalogue()  # the trait columns of profile_traits, for the trait macros and unit tests
     write_campaign_catalogue()  # dbt_project/campaigns/*.yml, checked, for the analytics models

@@ -55,3 +55,34 @@ def as_of_instant() -> datetime.datetime:
     day = os.environ.get("CDP_AS_OF")
     date = datetime.date.fromisoformat(day) if day else datetime.datetime.now(datetime.UTC).date()
     return datetime.datetime.combine(date + datetime.timedelta(days=1), datetime.time())
+
+
+DAGSTER_YAML = """\
+# Written by cdp (cdp/settings.py) when this folder was created; edit freely.
+# One run at a time writes the build warehouse: Dagster queues a second run tagged cdp/warehouse
+# until the first ends (the CLI and in-process runs take the file lock <warehouse>.run-lock as well).
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: cdp/warehouse
+        limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home(paths: Paths) -> Path:
+    """DAGSTER_HOME, default dagster/ in the data dir: `cdp run` records its runs there, and
+    `cdp dagster` (or `make dagster`) opens the UI on the same folder, so the UI shows every run."""
+    return Path(os.environ.get("DAGSTER_HOME") or paths.data_dir / "dagster").resolve()
+
+
+def export_dagster_home(paths: Paths) -> Path:
+    """Set DAGSTER_HOME (when unset) and give a new home the warehouse's run concurrency limit."""
+    home = dagster_home(paths)
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

@@ -108,6 +108,10 @@ def open_warehouse(path: str | Path | None = None, read_only: bool = False) -> d
     from cdp.settings import current_paths
 
     path = Path(path) if path else current_paths().warehouse
+    from cdp.runlock import refuse_if_running
+
+    # A reader between two steps of a run would make the run's next writer fail: refuse instead.
+    refuse_if_running(path, f"opening the warehouse{' read-only' if read_only else ''}")
     if read_only and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path} yet: run `cdp run` first (or set CDP_WAREHOUSE to the warehouse file)", path

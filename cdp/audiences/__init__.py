@@ -5,6 +5,7 @@ from cdp.audiences.errors import AudienceDefinitionError, AudienceError
 from cdp.audiences.project import (
     Audience,
     AudienceProject,
+    broken_audiences,
     column_problems,
     compile_audiences,
     list_audiences,
@@ -18,6 +19,7 @@ __all__ = [
     "AudienceDefinitionError",
     "AudienceError",
     "AudienceProject",
+    "broken_audiences",
     "column_problems",
     "compile_audiences",
     "list_audiences",

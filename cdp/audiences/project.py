@@ -86,6 +86,17 @@ def consent_purposes() -> tuple[str, ...]:
     return tuple(contract["columns"]["purpose"]["allowed_values"])
 
 
+def documented_column_descriptions(project: AudienceProject) -> dict[tuple[str, str], str]:
+    """description of every documented column of the profile models (the trait catalogue's included)."""
+    descriptions: dict[tuple[str, str], str] = {}
+    for path in (project.dbt_project_dir / "models" / "profiles").glob("*.yml"):
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            for column in model.get("columns", []) or []:
+                if column.get("description"):
+                    descriptions[(model["name"], column["name"])] = " ".join(str(column["description"]).split())
+    return descriptions
+
+
 def documented_column_types(project: AudienceProject) -> dict[tuple[str, str], str]:
     """data_type of every documented column of the profile models (enforced contracts document them)."""
     types: dict[tuple[str, str], str] = {}
@@ -197,19 +208,35 @@ def check_against_catalog(definition: AudienceDefinition, catalog: dict[str, dic
         )
 
 
-def load_definitions(project: AudienceProject = AudienceProject()) -> list[AudienceDefinition]:
+def load_definitions(
+    project: AudienceProject = AudienceProject(), broken: dict[str, AudienceDefinitionError] | None = None
+) -> list[AudienceDefinition]:
+    """Every valid definition. An invalid one raises, or, when `broken` is given, is recorded there
+    (by file stem, the audience's name) and left out, so one bad file breaks only its own audience."""
     purposes = consent_purposes()
     definitions = []
     for path in sorted(project.definitions_dir.glob("*.y*ml")):
-        definitions.append(parse_definition(path.read_text(encoding="utf-8"), f"audiences/{path.name}", purposes))
+        try:
+            definitions.append(parse_definition(path.read_text(encoding="utf-8"), f"audiences/{path.name}", purposes))
+        except AudienceDefinitionError as error:
+            if broken is None:
+                raise
+            broken[path.stem] = error
     return definitions
 
 
-def _check_references(definitions: list[AudienceDefinition], sql_audiences: dict[str, Path]) -> None:
+def _check_references(
+    definitions: list[AudienceDefinition],
+    sql_audiences: dict[str, Path],
+    broken: dict[str, AudienceDefinitionError] | None = None,
+) -> list[AudienceDefinition]:
+    """The definitions whose names and `in_audience` references hold. A bad one raises, or, when
+    `broken` is given, is recorded there, and so is every audience that includes a broken one."""
     by_name = {d.name: d for d in definitions}
-    for definition in definitions:
+
+    def problem(definition: AudienceDefinition) -> AudienceDefinitionError | None:
         if definition.name in sql_audiences:
-            raise AudienceDefinitionError(
+            return AudienceDefinitionError(
                 definition.file,
                 "name",
                 f"{definition.name!r} is also the SQL audience {sql_audiences[definition.name].name}",
@@ -217,25 +244,48 @@ def _check_references(definitions: list[AudienceDefinition], sql_audiences: dict
             )
         known = sorted(set(by_name) | set(sql_audiences))
         for name in definition.referenced_audiences:
+            if broken is not None and name in broken:
+                return AudienceDefinitionError(
+                    definition.file,
+                    "conditions",
+                    f"in_audience {name!r} is an audience whose definition is invalid ({broken[name]})",
+                    "a valid audience",
+                    f"Fix audiences/{name}.yml first.",
+                )
             if name not in known:
-                raise AudienceDefinitionError(
+                return AudienceDefinitionError(
                     definition.file, "conditions", f"in_audience {name!r} is no audience", ", ".join(known)
                 )
+        return None
 
-    def visit(name: str, trail: tuple[str, ...]) -> None:
+    def cycle_of(name: str, trail: tuple[str, ...]) -> AudienceDefinitionError | None:
         if name in trail:
             cycle = " -> ".join((*trail[trail.index(name) :], name))
-            raise AudienceDefinitionError(
+            return AudienceDefinitionError(
                 by_name[trail[0]].file,
                 "conditions",
                 f"audiences include each other: {cycle}",
                 "audiences that do not depend on themselves",
             )
         for referenced in by_name[name].referenced_audiences if name in by_name else ():
-            visit(referenced, (*trail, name))
+            found = cycle_of(referenced, (*trail, name))
+            if found:
+                return found
+        return None
 
-    for name in by_name:
-        visit(name, ())
+    valid = list(definitions)
+    while True:  # an audience that includes a broken one is broken too, transitively
+        for definition in valid:
+            error = problem(definition) or cycle_of(definition.name, ())
+            if error is not None:
+                break
+        else:
+            return valid
+        if broken is None:
+            raise error
+        broken[definition.name] = error
+        valid = [d for d in valid if d.name != definition.name]
+        by_name.pop(definition.name, None)
 
 
 def column_problems(
@@ -250,7 +300,7 @@ def column_problems(
     if not catalog:
         return []
     problems = []
-    for definition in load_definitions(project):
+    for definition in load_definitions(project, broken={}):
         try:
             check_against_catalog(definition, catalog)
         except AudienceDefinitionError as error:
@@ -258,28 +308,41 @@ def column_problems(
     return problems
 
 
-def compile_audiences(project: AudienceProject = AudienceProject()) -> dict[Path, str]:
-    """Every generated file and its content. Raises AudienceDefinitionError for an invalid definition."""
-    definitions = load_definitions(project)
+def compile_audiences(
+    project: AudienceProject = AudienceProject(), broken: dict[str, AudienceDefinitionError] | None = None
+) -> dict[Path, str]:
+    """Every generated file and its content. Raises AudienceDefinitionError for an invalid definition,
+    unless `broken` is given: then invalid ones are recorded there and compiled to nothing."""
+    definitions = load_definitions(project, broken)
     sql_audiences = project.sql_audiences()
-    _check_references(definitions, sql_audiences)
+    definitions = _check_references(definitions, sql_audiences, broken)
     column_types = documented_column_types(project)
-    for definition in definitions:
+    for definition in list(definitions):
         for index, column in enumerate(definition.columns):
             key = (column.field.table, column.field.column)
             if column.data_type is None and key not in column_types:
-                raise AudienceDefinitionError(
+                error = AudienceDefinitionError(
                     definition.file,
                     f"columns[{index}]",
                     f"the type of {column.field.label} is not documented",
                     "a column with a data_type in models/profiles/*.yml, or {field: ..., data_type: ...}",
                     "The audience model has an enforced contract, so every output column needs a type.",
                 )
+                if broken is None:
+                    raise error
+                broken[definition.name] = error
+                definitions.remove(definition)
+                break
+    if broken:  # audiences that include one found broken just now
+        definitions = _check_references(definitions, sql_audiences, broken)
     files: dict[Path, str] = {}
     for definition in definitions:
         files[project.generated_dir / f"{definition.model_name}.sql"] = render_model(definition)
     files[project.generated_dir / PROPERTIES_FILE] = render_properties_file(
-        [render_properties(definition, column_types) for definition in definitions]
+        [
+            render_properties(definition, column_types, documented_column_descriptions(project))
+            for definition in definitions
+        ]
     )
     files[project.audience_list_macro] = _audience_list_macro(definitions, sql_audiences)
     return files
@@ -318,9 +381,12 @@ def _generated_on_disk(project: AudienceProject) -> list[Path]:
     ]
 
 
-def write_audiences(project: AudienceProject = AudienceProject()) -> list[Path]:
-    """Compile and write; remove models of deleted definitions. Returns the files changed."""
-    files = compile_audiences(project)
+def write_audiences(
+    project: AudienceProject = AudienceProject(), broken: dict[str, AudienceDefinitionError] | None = None
+) -> list[Path]:
+    """Compile and write; remove models of deleted definitions. Returns the files changed. With
+    `broken`, invalid definitions are recorded there and get no model (every other audience builds)."""
+    files = compile_audiences(project, broken)
     changed = []
     for path, content in files.items():
         if not path.exists() or path.read_text(encoding="utf-8") != content:
@@ -337,14 +403,22 @@ def write_audiences(project: AudienceProject = AudienceProject()) -> list[Path]:
 def list_audiences(project: AudienceProject = AudienceProject()) -> list[Audience]:
     audiences = [
         Audience(d.name, d.model_name, "yaml", project.definitions_dir / Path(d.file).name, bool(d.splits))
-        for d in load_definitions(project)
+        for d in load_definitions(project, broken={})  # an invalid definition is listed by `cdp segments compile`
     ]
     audiences += [Audience(name, f"seg_{name}", "sql", path, False) for name, path in project.sql_audiences().items()]
     return sorted(audiences, key=lambda a: a.name)
 
 
+def broken_audiences(project: AudienceProject = AudienceProject()) -> dict[str, AudienceDefinitionError]:
+    """Audience name (file stem) -> why its definition is invalid; empty when every one compiles."""
+    broken: dict[str, AudienceDefinitionError] = {}
+    compile_audiences(project, broken)
+    return broken
+
+
 __all__ = [
     "AudienceError",
+    "broken_audiences",
     "AudienceProject",
     "column_problems",
     "compile_audiences",

@@ -37,11 +37,31 @@ CTE_NAMES = {
 }
 # The audience contract: what every audience model (YAML or SQL) exposes, in this order.
 CONTRACT_COLUMNS = {
-    "profile_id": {"data_type": "varchar", "data_tests": ["unique", "not_null"]},
-    "email": {"data_type": "varchar", "config": {"meta": {"pii": "direct", "masking": "email"}}},
-    "phone": {"data_type": "varchar", "config": {"meta": {"pii": "direct", "masking": "phone"}}},
-    "first_name": {"data_type": "varchar", "config": {"meta": {"pii": "direct", "masking": "initial"}}},
-    "last_name": {"data_type": "varchar", "config": {"meta": {"pii": "direct", "masking": "initial"}}},
+    "profile_id": {
+        "data_type": "varchar",
+        "description": "The member's profile (profiles.profile_id); one row per member.",
+        "data_tests": ["unique", "not_null"],
+    },
+    "email": {
+        "data_type": "varchar",
+        "description": "The member's email (profiles.email); masked in bi.*.",
+        "config": {"meta": {"pii": "direct", "masking": "email"}},
+    },
+    "phone": {
+        "data_type": "varchar",
+        "description": "The member's phone in E.164 (profiles.phone); masked in bi.*.",
+        "config": {"meta": {"pii": "direct", "masking": "phone"}},
+    },
+    "first_name": {
+        "data_type": "varchar",
+        "description": "The member's given name (profiles.first_name); an initial in bi.*.",
+        "config": {"meta": {"pii": "direct", "masking": "initial"}},
+    },
+    "last_name": {
+        "data_type": "varchar",
+        "description": "The member's family name (profiles.last_name); an initial in bi.*.",
+        "config": {"meta": {"pii": "direct", "masking": "initial"}},
+    },
 }
 COMPLETED_STATUS = "completed"
 PURCHASE_EVENT_TYPE = "commerce.purchases"
@@ -272,14 +292,23 @@ def render_model(definition: AudienceDefinition) -> str:
     return "\n".join(lines)
 
 
-def render_properties(definition: AudienceDefinition, column_types: dict[tuple[str, str], str]) -> dict:
-    """The model's entry in the generated properties file: enforced contract, tests, meta."""
+def render_properties(
+    definition: AudienceDefinition,
+    column_types: dict[tuple[str, str], str],
+    column_descriptions: dict[tuple[str, str], str] | None = None,
+) -> dict:
+    """The model's entry in the generated properties file: enforced contract, tests, meta, and every
+    column described (an extra column takes the description of the column it copies: a trait's from
+    the trait catalogue, _profile_traits.yml)."""
     columns = [{"name": name, **copy.deepcopy(spec)} for name, spec in CONTRACT_COLUMNS.items()]
+    descriptions = column_descriptions or {}
     for column in definition.columns:
+        key = (column.field.table, column.field.column)
         columns.append(
             {
                 "name": column.field.column,
-                "data_type": column.data_type or column_types[(column.field.table, column.field.column)],
+                "data_type": column.data_type or column_types[key],
+                "description": descriptions.get(key) or f"{column.field.label} of the member.",
             }
         )
     if definition.rank:

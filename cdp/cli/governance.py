@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from cdp.cli.app import main
+from cdp import progress
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import current_paths
 from cdp.warehouse import open_warehouse
 
@@ -18,6 +19,7 @@ def policy() -> None:
 
 
 @policy.command("check")
+@writes_warehouse("cdp policy check")
 def policy_check() -> None:
     """List every policy violation of every sync spec and every audience; exit 1 if any."""
 
@@ -52,13 +54,15 @@ def _privacy_identifier(identifier: str) -> str:
     default=None,
     help="Where the JSON export goes (default: privacy/ in the data dir).",
 )
+@writes_warehouse("cdp privacy access")
 def privacy_access(identifier: str, output_dir: Path | None) -> None:
     """Export everything held about the person holding IDENTIFIER (<namespace>:<value>) as JSON."""
 
     from cdp.governance.privacy import access
 
     paths = current_paths()
-    with open_warehouse(paths.warehouse) as con:
+    with progress.live("cdp privacy access"), open_warehouse(paths.warehouse) as con:
+        progress.report("export", "every table that holds the person")
         outcome = access(con, _privacy_identifier(identifier), output_dir or paths.data_dir / "privacy")
     if not outcome.profile_ids and not outcome.rows:
         click.echo(f"{identifier}: no profile and no row holds this identifier (request {outcome.request_id})")
@@ -71,6 +75,7 @@ def privacy_access(identifier: str, output_dir: Path | None) -> None:
 @privacy.command("erase")
 @click.argument("identifier")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@writes_warehouse("cdp privacy erase")
 def privacy_erase(identifier: str, yes: bool) -> None:
     """Erase the person holding IDENTIFIER everywhere: warehouse, destinations, serving store; keep
     their identifiers (hashed) on the suppression list so re-loading the sources does not bring them back."""
@@ -81,11 +86,15 @@ def privacy_erase(identifier: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase every record of {identifier} from the warehouse and every destination?", abort=True)
     paths = current_paths()
-    with open_warehouse(paths.warehouse) as con:
-        outcome = erase(con, identifier, base_dir=paths.destinations_dir)
-    republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
-    # Last: rewrite the warehouse file, so no byte of the deleted rows stays in its free blocks.
-    compacted_bytes = compact_warehouse(paths.warehouse, outcome.request_id)
+    with progress.live("cdp privacy erase"):
+        with open_warehouse(paths.warehouse) as con:
+            progress.report("erase", "the warehouse's tables and every destination")
+            outcome = erase(con, identifier, base_dir=paths.destinations_dir)
+        progress.report("republish", str(paths.serving_store))
+        republished = republish_serving_store(paths.warehouse, paths.serving_store, outcome.request_id)
+        # Last: rewrite the warehouse file, so no byte of the deleted rows stays in its free blocks.
+        progress.report("compact", str(paths.warehouse))
+        compacted_bytes = compact_warehouse(paths.warehouse, outcome.request_id)
     if not outcome.profile_ids and not outcome.rows:
         click.echo(
             f"{identifier}: no profile and no row holds this identifier; it is on the suppression list "

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from cdp.cli.app import main
-from cdp.cli.segments import _compile_or_fail
+from cdp import progress
+from cdp.cli.app import main, writes_warehouse
 from cdp.settings import as_of_instant, current_paths
 from cdp.warehouse import open_warehouse
 
@@ -27,13 +27,34 @@ from cdp.warehouse import open_warehouse
     default=None,
     help="Last day of the simulated history (default: today, UTC).",
 )
-def generate(people: int, seed: int, as_of: dt.datetime | None) -> None:
+@click.option(
+    "--dirty-duplicates",
+    is_flag=True,
+    help="Scenario: CRM contacts entered twice or more with typos and no shared identifier; loyalty members "
+    "with birth date and address, many without email or phone.",
+)
+@click.option(
+    "--hard-negatives",
+    is_flag=True,
+    help="Scenario: different people who look alike (households sharing address, landline, surname and "
+    "some an email; twins; namesakes).",
+)
+def generate(
+    people: int, seed: int, as_of: dt.datetime | None, dirty_duplicates: bool = False, hard_negatives: bool = False
+) -> None:
     """Write the demo landing files and their ground truth into the data dir."""
     from cdp.demo.generator import generate_demo
 
     paths = current_paths()
     started = time.perf_counter()
-    summary = generate_demo(paths.data_dir, people=people, seed=seed, as_of=as_of.date() if as_of else None)
+    summary = generate_demo(
+        paths.data_dir,
+        people=people,
+        seed=seed,
+        as_of=as_of.date() if as_of else None,
+        dirty_duplicates=dirty_duplicates,
+        hard_negatives=hard_negatives,
+    )
     click.echo(
         f"Generated demo data for {people:,} people in {time.perf_counter() - started:.1f} s "
         f"under {paths.landing_dir} ({sum(summary.row_counts.values()):,} rows)."
@@ -41,6 +62,7 @@ def generate(people: int, seed: int, as_of: dt.datetime | None) -> None:
 
 
 @main.command()
+@writes_warehouse("cdp run", needs_landing=True)
 def run() -> None:
     """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
     _run_pipeline_and_report()
@@ -50,6 +72,7 @@ def run() -> None:
 @click.option("--people", default=5000, show_default=True, help="Number of simulated people.")
 @click.option("--seed", default=42, show_default=True)
 @click.pass_context
+@writes_warehouse("cdp demo")
 def demo(ctx: click.Context, people: int, seed: int) -> None:
     """Generate the demo data (unless it exists already) and run the whole pipeline on it. A new demo
     also plays its campaigns: the pipeline runs as of four weeks earlier, when the demo campaigns are
@@ -127,20 +150,47 @@ def _run_pipeline_and_report() -> None:
     from orchestration.pipeline import run_pipeline
 
     paths = current_paths()
-    _compile_or_fail()  # YAML audiences -> dbt models, with a readable error for an invalid definition
+    for problem in _compile_audiences():  # YAML audiences -> dbt models; an invalid one fails only itself
+        click.echo(f"warning: {problem}", err=True)
     started = time.perf_counter()
     outcome = run_pipeline()
     elapsed = time.perf_counter() - started
-    click.echo(pipeline_summary(paths.warehouse, outcome.run_id))
-    click.echo(_publication_line(paths.serving_store, outcome.run_id))
-    click.echo(f"Pipeline run {outcome.run_id} finished in {elapsed:.1f} s.")
     if not outcome.success:
-        click.echo(f"The run failed (full log: {outcome.log_path}):", err=True)
-        for step in outcome.failed_steps:
-            click.echo(f"  step failed: {step}", err=True)
-        for check in outcome.failed_checks:
-            click.echo(f"  check failed: {check}", err=True)
+        # The reasons first: the failing model, test, check or step and its message; then where the log is.
+        click.echo(f"error: pipeline run {outcome.run_id} failed:", err=True)
+        for line in outcome.failures:
+            click.echo(f"  {line}", err=True)
+        if outcome.skipped_steps:
+            shown = ", ".join(outcome.skipped_steps[:8]) + (" ..." if len(outcome.skipped_steps) > 8 else "")
+            click.echo(f"  {len(outcome.skipped_steps)} step(s) skipped because of it: {shown}", err=True)
+        click.echo(
+            f"full log: {outcome.log_path}; the run in the Dagster UI (`cdp dagster`): {outcome.run_id}", err=True
+        )
+    click.echo(pipeline_summary(paths.warehouse, outcome.run_id))
+    _model_warnings(paths.warehouse, outcome.run_id)
+    click.echo(_publication_line(paths.serving_store, outcome.run_id))
+    click.echo(f"Pipeline run {outcome.run_id} {'finished' if outcome.success else 'failed'} in {elapsed:.1f} s.")
+    if not outcome.success:
         sys.exit(1)
+
+
+def _model_warnings(warehouse: Path, run_id: str) -> None:
+    """Models this run could not train (too little data) were skipped, not failed: say so."""
+    from cdp.predictive.run import run_warnings
+
+    if not warehouse.exists():
+        return
+    with open_warehouse(warehouse, read_only=True) as con:
+        for line in run_warnings(con, run_id):
+            click.echo(line, err=True)
+
+
+def _compile_audiences() -> list[str]:
+    from cdp.audiences import write_audiences
+
+    broken: dict = {}
+    write_audiences(broken=broken)
+    return [f"audience {name} is skipped: {error}" for name, error in sorted(broken.items())]
 
 
 def _publication_line(store: Path, run_id: str) -> str:
@@ -154,7 +204,9 @@ def _publication_line(store: Path, run_id: str) -> str:
             f"serving store: {store} still holds run {latest['run_id']} "
             f"(published {latest['published_at']:%Y-%m-%d %H:%M} UTC); this run published nothing"
         )
-    return f"serving store: {store} (published in {latest['publish_seconds']:.1f} s; BI tools and `cdp serve` read it)"
+    skipped = (latest.get("checks") or {}).get("skipped_definitions") or []
+    line = f"serving store: {store} (published in {latest['publish_seconds']:.1f} s; BI tools and `cdp serve` read it)"
+    return "\n".join([line, *(f"  published without {item}" for item in skipped)])
 
 
 @main.command()
@@ -164,6 +216,7 @@ def _publication_line(store: Path, run_id: str) -> str:
     show_default=True,
     help="Also validate each file with the contract's Great Expectations suite.",
 )
+@writes_warehouse("cdp load", needs_landing=True)
 def load(expectations: bool) -> None:
     """Load new landing files of every source into raw tables (rejects go to quarantine)."""
     import uuid
@@ -173,8 +226,10 @@ def load(expectations: bool) -> None:
     paths = current_paths()
     load_id = f"cli-{uuid.uuid4().hex[:12]}"
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    with open_warehouse(paths.warehouse) as con:
-        for contract in data_contracts.load_contracts().values():
+    contracts = list(data_contracts.load_contracts().values())
+    with progress.live("cdp load", steps=len(contracts)), open_warehouse(paths.warehouse) as con:
+        for contract in contracts:
+            progress.step_started(f"load {contract.name}")
             data_contracts.ensure_tables(con, contract)
             report = data_contracts.load_table(
                 con, contract, paths.landing_dir, load_id=load_id, run_expectations=expectations
@@ -186,6 +241,8 @@ def load(expectations: bool) -> None:
             )
             for problem in report.errors + report.expectation_failures:
                 click.echo(f"  {problem}", err=True)
+            for failing in report.blocking_files:
+                click.echo(f"  blocks until fixed or accepted (cdp quarantine status): {failing.describe()}", err=True)
 
 
 @main.command()

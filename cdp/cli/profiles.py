@@ -84,3 +84,32 @@ def identity_evaluate(truth_path: Path | None) -> None:
         click.echo(f"  over-merge: profile {profile_id} holds records of {persons} persons")
     for person_id, profiles in quality.worst_undermerges:
         click.echo(f"  under-merge: person {person_id} is split over {profiles} profiles")
+
+
+@identity.command("duplicates")
+@click.option("--source", "source_table", default=None, help="Only this source table, e.g. crm__contacts.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000), help="Pairs to list.")
+def identity_duplicates(source_table: str | None, limit: int) -> None:
+    """Duplicate source records: pairs of records of one source that are one person (for the source's
+    owners to clean up), with the evidence and the profile they resolve to."""
+    from cdp.identity.duplicates import duplicate_source_records
+
+    with open_warehouse(current_paths().warehouse, read_only=True) as con:
+        total, rows = duplicate_source_records(con, source_table, limit)
+    click.echo(f"{total:,} duplicate record pair(s){f' in {source_table}' if source_table else ''}")
+    for row in rows:
+        click.echo(
+            f"  {row['source_table']}: {row['left_record_id']} ~ {row['right_record_id']} "
+            f"p={row['match_probability']:.4f} agreeing: {row['agreeing_fields'] or '-'} -> "
+            f"{row['profile_id'] if row['is_merged'] else 'not merged (the linking rules kept them apart)'}"
+        )
+
+
+@identity.command("model")
+def identity_model() -> None:
+    """The probabilistic matching model of the last run (Splink JSON under <data dir>/identity/match_models/):
+    prior and the match weight of every comparison level."""
+    from cdp.identity.duplicates import describe_match_model
+
+    for line in describe_match_model(current_paths().data_dir / "identity" / "match_models" / "latest.json"):
+        click.echo(line)

@@ -418,8 +418,23 @@ class _Writer:
         self.row_counts[name] = self.row_counts.get(name, 0) + rows
 
 
-def generate_demo(out_dir: Path, people: int = 5000, seed: int = 42, as_of: dt.date | None = None) -> DemoSummary:
-    """Write landing files and ground truth for `people` simulated people under `out_dir`."""
+def generate_demo(
+    out_dir: Path,
+    people: int = 5000,
+    seed: int = 42,
+    as_of: dt.date | None = None,
+    dirty_duplicates: bool = False,
+    hard_negatives: bool = False,
+) -> DemoSummary:
+    """Write landing files and ground truth for `people` simulated people under `out_dir`.
+
+    dirty_duplicates: the CRM holds some contacts twice or more (typos, nicknames, swapped name order,
+    missing fields, moves, transposed birth dates, no identifier shared with the first entry), and the
+    loyalty export carries birth date and address, with no email or phone for many members.
+    hard_negatives: different people who look alike: household members sharing address, landline and
+    surname (some a family email), twins, namesakes in other cities. Both off: the default demo (whose
+    loyalty export has the birth date and address columns, empty); they draw from their own random
+    stream, so the rest of the default demo is the same bytes either way."""
     out_dir = Path(out_dir)
     as_of = as_of or dt.datetime.now(dt.UTC).date()
     for sub in ("landing", "truth"):
@@ -427,14 +442,19 @@ def generate_demo(out_dir: Path, people: int = 5000, seed: int = 42, as_of: dt.d
     rng = np.random.default_rng(seed)
     world = _World(people, rng, as_of)
     writer = _Writer(out_dir, rng, bad_rows_per_table=2 + people // 25000)
+    scenario_rng = np.random.default_rng([seed, 18])
+    if hard_negatives:
+        _plant_hard_negatives(world, scenario_rng)
 
     _write_crm(world, writer)
+    if dirty_duplicates:
+        _write_crm_duplicates(world, writer, scenario_rng)
     _write_webshop_and_pos(world, writer)
     _write_web(world, writer)
     _write_app(world, writer)
     _write_email(world, writer)
     _write_sms(world, writer)
-    _write_loyalty(world, writer)
+    _write_loyalty(world, writer, scenario_rng if dirty_duplicates else None)
     _write_support(world, writer)
     _write_consents(world, writer)
     _write_truth(world, writer)
@@ -932,7 +952,7 @@ def _write_sms(w: _World, writer: _Writer) -> None:
     _emit(writer, "sms", "sms_events", f"sms_events_{w.as_of.isoformat()}.csv", frame, "event_id")
 
 
-def _write_loyalty(w: _World, writer: _Writer) -> None:
+def _write_loyalty(w: _World, writer: _Writer, dirty_rng: np.random.Generator | None = None) -> None:
     rng = w.rng
     members = np.flatnonzero(w.is_loyalty)
     n = members.size
@@ -955,6 +975,12 @@ def _write_loyalty(w: _World, writer: _Writer) -> None:
         },
         schema_overrides={"email": pl.String, "phone": pl.String},
     )
+    if dirty_rng is not None:
+        frame = _with_person_attributes(w, frame, members, dirty_rng)
+    else:  # the export has the columns; the default demo leaves them empty
+        frame = frame.with_columns(
+            pl.lit(None, pl.String).alias(c) for c in ("birth_date", "street", "city", "postcode", "region")
+        )
     _emit(
         writer,
         "loyalty",
@@ -1107,4 +1133,183 @@ def _write_truth(w: _World, writer: _Writer) -> None:
     )
     pl.DataFrame(junk, schema=["namespace", "value", "note"], orient="row").write_csv(
         writer.truth / "junk_identifiers.csv"
+    )
+
+
+# The dirty-duplicates scenario (generate_demo(dirty_duplicates=True, hard_negatives=True)).
+NICKNAMES = {
+    "James": "Jim",
+    "John": "Jack",
+    "William": "Bill",
+    "Thomas": "Tom",
+    "David": "Dave",
+    "Daniel": "Dan",
+    "Samuel": "Sam",
+    "Henry": "Harry",
+    "Oliver": "Ollie",
+    "Isabella": "Bella",
+    "Elias": "Eli",
+    "Matteo": "Matt",
+    "Sophia": "Sophie",
+    "Emily": "Emmy",
+}
+
+
+def _pick_pairs(rng: np.random.Generator, pool: np.ndarray, count: int, used: set[int]) -> list[tuple[int, int]]:
+    """`count` disjoint pairs of persons from `pool` not used yet."""
+    free = np.array([p for p in rng.permutation(pool) if int(p) not in used])
+    pairs = [(int(a), int(b)) for a, b in free[: 2 * count].reshape(-1, 2)]
+    used.update(x for pair in pairs for x in pair)
+    return pairs
+
+
+def _plant_hard_negatives(w: _World, rng: np.random.Generator) -> None:
+    """Different people who look alike, all in the CRM: households (same address, landline and surname,
+    some a family email), twins (same birth date, surname and address) and namesakes (same first and
+    last name, another city and birth date)."""
+    pool = np.flatnonzero(w.in_crm & (w.household == ""))
+    used: set[int] = set()
+    households = _pick_pairs(rng, pool, max(1, w.n // 25), used)
+    twins = _pick_pairs(rng, pool, max(1, w.n // 200), used)
+    namesakes = _pick_pairs(rng, pool, max(1, w.n // 100), used)
+    for h, (a, b) in enumerate(households + twins):
+        w.last_name[b] = w.last_name[a]
+        w.street[b], w.city[b], w.postcode[b], w.country[b] = w.street[a], w.city[a], w.postcode[a], w.country[a]
+        w.household[[a, b]] = f"HN{h:05d}"
+        w.landline[[a, b]] = f"+1628{rng.integers(2000000, 9999999)}"
+        if h < len(households) and rng.random() < 0.3:
+            w.email[b] = w.email[a]  # a shared family email
+    for a, b in twins:
+        w.birth_date[b] = w.birth_date[a]
+        if w.first_name[b] == w.first_name[a]:
+            names = FIRST_NAMES_F if w.first_name[a] in FIRST_NAMES_F else FIRST_NAMES_M
+            w.first_name[b] = names[(names.index(w.first_name[a]) + 1) % len(names)]
+    for a, b in namesakes:
+        w.first_name[b], w.last_name[b] = w.first_name[a], w.last_name[a]
+        if w.city[b] == w.city[a]:
+            options = [c for c in CITIES[w.country[b]] if c[0] != w.city[a]]
+            w.city[b] = options[0][0]
+            w.postcode[b] = f"{options[0][1].strip()}{rng.integers(10, 99)}"
+
+
+def _typo_in(rng: np.random.Generator, name: str) -> str:
+    """One keying error: two letters swapped, one dropped or one replaced."""
+    if len(name) <= 3:
+        return name
+    k = int(rng.integers(1, len(name) - 1))
+    kind = rng.random()
+    if kind < 0.4:
+        return name[:k] + name[k + 1] + name[k] + name[k + 2 :]
+    if kind < 0.7:
+        return name[:k] + name[k + 1 :]
+    return name[:k] + str(rng.choice(list("aeiourn"))) + name[k + 1 :]
+
+
+def _transposed_or_mistyped(rng: np.random.Generator, date: dt.date) -> str:
+    if date.day <= 12 and date.day != date.month and rng.random() < 0.6:
+        return date.replace(month=date.day, day=date.month).isoformat()  # day and month transposed
+    year = date.year - date.year % 10 + (date.year % 10 + int(rng.integers(1, 9))) % 10
+    return date.replace(year=year, day=min(date.day, 28)).isoformat()  # a wrong digit in the year
+
+
+def _moved_address(w: _World, rng: np.random.Generator, person: int) -> tuple[str, str, str]:
+    city, prefix = CITIES[w.country[person]][int(rng.integers(0, len(CITIES[w.country[person]])))]
+    postcode = f"{prefix}{rng.integers(0, 100):02d}" if not prefix.endswith(" ") else f"{prefix}{rng.integers(1, 9)}CD"
+    return f"{rng.integers(1, 300)} {STREETS[int(rng.integers(0, len(STREETS)))]}", city, postcode
+
+
+# What a second entry of a person gets wrong; each duplicate gets one or two of these (as FEBRL's
+# generator bounds the modifications per record), so the truth stays resolvable by a careful human.
+DUPLICATE_DEFECTS = (
+    "first_name_typo",
+    "last_name_typo",
+    "nickname",
+    "names_swapped",
+    "moved",
+    "address_missing",
+    "birth_date_missing",
+    "birth_date_wrong",
+    "first_name_missing",
+)
+
+
+def _write_crm_duplicates(w: _World, writer: _Writer, rng: np.random.Generator) -> None:
+    """Contacts entered again (one in five CRM persons; a quarter of them twice more), sharing no
+    identifier with their first entry: the CRM's own duplicates."""
+    members = np.flatnonzero(w.in_crm)
+    chosen = members[rng.random(members.size) < 0.2]
+    copies = np.where(rng.random(chosen.size) < 0.25, 2, 1)
+    rows = []
+    for number, person in enumerate(np.repeat(chosen, copies)):
+        defects = set(rng.choice(DUPLICATE_DEFECTS, size=int(rng.integers(1, 3)), replace=False).tolist())
+        first, last = str(w.first_name[person]), str(w.last_name[person])
+        if "nickname" in defects and first in NICKNAMES:
+            first = NICKNAMES[first]
+        elif "first_name_typo" in defects:
+            first = _typo_in(rng, first)
+        if "last_name_typo" in defects:
+            last = _typo_in(rng, last)
+        if "names_swapped" in defects:
+            first, last = last, first  # entered surname first
+        street, city, postcode = w.street[person], w.city[person], w.postcode[person]
+        if "moved" in defects:
+            street, city, postcode = _moved_address(w, rng, person)
+        elif "address_missing" in defects:
+            street = postcode = None
+        birth_date = w.birth_date[person].isoformat()
+        if "birth_date_missing" in defects:
+            birth_date = None
+        elif "birth_date_wrong" in defects:
+            birth_date = _transposed_or_mistyped(rng, w.birth_date[person])
+        created = float(rng.uniform(0, HISTORY_DAYS - 5))
+        rows.append(
+            {
+                "contact_id": f"D{2_000_000 + number:07d}",
+                "first_name": None if "first_name_missing" in defects else first,
+                "last_name": last,
+                # A new address or number of its own, or none: never one the first entry has.
+                "email": f"{_ascii(w.first_name[person])[:1]}{number}.dup@mailbox.example"
+                if rng.random() < 0.3
+                else None,
+                "phone": f"+1{rng.integers(201, 990)}{rng.integers(200, 999)}{rng.integers(0, 10000):04d}"
+                if rng.random() < 0.2
+                else None,
+                "birth_date": birth_date,
+                "gender": w.gender[person],
+                "street": street,
+                "city": city,
+                "postcode": postcode,
+                "country": w.country[person],
+                "created_at": _iso(w.timestamps(np.array([created])))[0],
+                "updated_at": _iso(w.timestamps(np.array([created + 1.0])))[0],
+                PERSON: w.person_id[person],
+            }
+        )
+    frame = pl.DataFrame(rows, schema={**{c: pl.String for c in rows[0] if c != PERSON}, PERSON: pl.String})
+    _emit(writer, "crm", "contacts", "contacts_duplicates.csv", frame, "contact_id")
+
+
+def _with_person_attributes(
+    w: _World, frame: pl.DataFrame, members: np.ndarray, rng: np.random.Generator
+) -> pl.DataFrame:
+    """The loyalty export of the scenario: birth date and address (some missing, old or mistyped), and
+    no email or phone for two members in five, who link to the CRM by person attributes only."""
+    n = members.size
+    addresses = [
+        _moved_address(w, rng, p) if rng.random() < 0.1 else (w.street[p], w.city[p], w.postcode[p]) for p in members
+    ]
+    no_contact = rng.random(n) < 0.4
+    roll = rng.random(n)
+    birth_dates = [
+        None if r < 0.1 else _transposed_or_mistyped(rng, w.birth_date[p]) if r < 0.18 else w.birth_date[p].isoformat()
+        for p, r in zip(members, roll)
+    ]
+    return frame.with_columns(
+        pl.Series("birth_date", birth_dates, dtype=pl.String),
+        pl.Series("street", [None if rng.random() < 0.1 else a[0] for a in addresses], dtype=pl.String),
+        pl.Series("city", [a[1] for a in addresses], dtype=pl.String),
+        pl.Series("postcode", [None if rng.random() < 0.05 else a[2] for a in addresses], dtype=pl.String),
+        pl.lit(None, pl.String).alias("region"),
+        pl.when(pl.Series(no_contact)).then(None).otherwise(pl.col("email")).alias("email"),
+        pl.when(pl.Series(no_contact)).then(None).otherwise(pl.col("phone")).alias("phone"),
     )

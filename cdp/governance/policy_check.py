@@ -62,11 +62,16 @@ def check_all(con: duckdb.DuckDBPyConnection, specs: dict | None = None) -> Poli
             report.undeclared.append(name)
         actions_by_audience.setdefault(spec.audience, set()).update(spec.marketing_actions)
         report.violations += check_sync(con, spec, policies)
+    # Audiences only: segments also holds segment_memberships, its history and sizes, which are no audience.
+    from cdp.audiences import list_audiences
+
+    audience_models = {audience.model for audience in list_audiences()}
     audiences = [
         f"{AUDIENCE_SCHEMA}.{t}"
         for (t,) in con.execute(
             "select distinct model from governance.column_labels where model_schema = ? order by 1", [AUDIENCE_SCHEMA]
         ).fetchall()
+        if t in audience_models
     ]
     for audience in audiences:
         report.audiences_checked.append(audience)

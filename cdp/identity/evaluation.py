@@ -1,8 +1,10 @@
 """Pairwise precision and recall of the person clustering against a ground truth.
 
 The truth is a CSV with columns source, table, record_id, person_id: which person each source
-record belongs to (blank person_id = belongs to nobody, not evaluated). Records the warehouse holds
-but the identity graph could not resolve count as profiles of their own.
+record belongs to (blank person_id = belongs to nobody, not evaluated). Every record of the truth
+counts: one the warehouse does not hold (quarantined by its contract, or never loaded) and one the
+identity graph could not resolve each count as a singleton, as they are for a user. The profile count
+reported is the profiles actually built; singletons are counted apart.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class ClusteringQuality:
     # what any matcher can hope to link; anonymous cookie and device events are left out.
     identified: ClusteringQuality | None = None
     size_histogram: list[tuple[str, int]] = field(default_factory=list)  # (records per profile band, profiles)
+    profiles_built: int | None = None  # rows of profiles.profiles (or profile ids of the identity graph)
+    records_not_in_warehouse: int = 0  # quarantined or never loaded: singletons
+    records_unresolved: int = 0  # in the warehouse, no linkable identifier: singletons
 
     @property
     def precision(self) -> float:
@@ -44,9 +49,15 @@ class ClusteringQuality:
     def describe(self) -> str:
         text = (
             f"pairwise precision {self.precision:.4f}, recall {self.recall:.4f}, F1 {self.f1:.4f} "
-            f"over {self.records:,} records of {self.true_persons:,} persons in "
-            f"{self.predicted_profiles:,} profiles"
+            f"over {self.records:,} records of {self.true_persons:,} persons"
         )
+        if self.profiles_built is not None:
+            text += (
+                f": {self.profiles_built:,} profiles built; {self.records_not_in_warehouse:,} records quarantined "
+                f"or not loaded and {self.records_unresolved:,} unresolved count as singletons"
+            )
+        else:
+            text += f" in {self.predicted_profiles:,} clusters"
         if self.identified is not None:
             text += f"; on records with a person-level identifier: {self.identified.describe()}"
         return text
@@ -102,10 +113,15 @@ def evaluate_clustering(con: duckdb.DuckDBPyConnection, truth_csv: Path, worst: 
         select
             truth.record_id,
             truth.person_id,
-            coalesce(record_profiles.profile_id, 'unresolved:' || truth.record_id) as profile_id,
+            case
+                when record_profiles.profile_id is not null then record_profiles.profile_id
+                when warehouse_records.record_id is null then 'not_in_warehouse:' || truth.record_id
+                else 'unresolved:' || truth.record_id
+            end as profile_id,
+            warehouse_records.record_id is not null as is_in_warehouse,
             identified_records.record_id is not null as has_person_identifier
         from truth
-        inner join warehouse_records on warehouse_records.record_id = truth.record_id
+        left join warehouse_records on warehouse_records.record_id = truth.record_id
         left join identity.record_profiles on record_profiles.record_id = truth.record_id
         left join identified_records on identified_records.record_id = truth.record_id
         """,
@@ -135,7 +151,23 @@ def evaluate_clustering(con: duckdb.DuckDBPyConnection, truth_csv: Path, worst: 
         """,
         [worst],
     ).fetchall()
+    not_in_warehouse, unresolved = con.execute(
+        """select count(*) filter (where profile_id like 'not_in_warehouse:%'),
+                  count(*) filter (where profile_id like 'unresolved:%')
+           from evaluated_records"""
+    ).fetchone()
+    has_profiles = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'profiles' and table_name = 'profiles'"
+    ).fetchone()[0]
+    profiles_built = con.execute(
+        "select count(*) from profiles.profiles"
+        if has_profiles
+        else "select count(distinct profile_id) from identity.identity_graph"
+    ).fetchone()[0]
     return ClusteringQuality(
+        profiles_built=int(profiles_built),
+        records_not_in_warehouse=int(not_in_warehouse),
+        records_unresolved=int(unresolved),
         identified=ClusteringQuality(*identified),
         size_histogram=[(band, int(n)) for band, n in histogram],
         records=records,

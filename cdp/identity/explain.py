@@ -1,5 +1,7 @@
 """`cdp profile explain`: the chain of source records that joins two identifiers, or why they are
-not joined (unknown, blocked value, hub, a link dropped by the linking rules, or no record links them)."""
+not joined (unknown, blocked value, hub, a link dropped by the linking rules, a probabilistic match
+the household rules rejected, a blocked or hub identifier both profiles' records carry, or no record
+links them)."""
 
 from __future__ import annotations
 
@@ -58,15 +60,28 @@ def explain(con: duckdb.DuckDBPyConnection, first: str, second: str) -> list[str
                     for left, right, record, rule, detail in dropped
                 ),
             ]
-        return [
-            f"{first} is in profile {profiles[0]}, {second} in profile {profiles[1]}: no source record links "
-            "them (directly or through other identifiers)"
-        ]
+        lines = [f"{first} is in profile {profiles[0]}, {second} in profile {profiles[1]}:"]
+        rejected = _rejected_matches(con, profiles[0], profiles[1])
+        if rejected:
+            lines.append(
+                "  probabilistic matching scored their records alike, but the household rules kept them apart:"
+            )
+            lines.extend(f"    {line}" for line in rejected)
+        unlinkable = _shared_unlinkable_identifiers(con, profiles[0], profiles[1])
+        if unlinkable:
+            lines.append("  records of both carry identifiers that link nothing:")
+            lines.extend(f"    {line}" for line in unlinkable)
+        if len(lines) == 1:
+            lines[0] += " no source record links them (directly or through other identifiers)"
+        return lines
     edges = con.execute(
         """select left_identity_key, right_identity_key,
                   case when link_type = 'probabilistic'
                        then 'probabilistic match ' || example_record_id || ' ~ ' || matched_record_id
                             || ', p=' || round(match_probability, 4)
+                       when link_type = 'duplicate_record'
+                       then 'duplicate record: ' || example_record_id || ' ~ ' || matched_record_id
+                            || ' are one person, p=' || round(match_probability, 4)
                        else example_record_id end as evidence,
                   record_count
            from identity.identity_links
@@ -93,3 +108,82 @@ def explain(con: duckdb.DuckDBPyConnection, first: str, second: str) -> list[str
         chain.append(f"  {parent}  --[{record}{f' and {count - 1} more record(s)' if count > 1 else ''}]-->  {node}")
         node = parent
     return [f"{first} and {second} are both in profile {profiles[0]}, joined by:", *reversed(chain)]
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, table]
+        ).fetchone()[0]
+    )
+
+
+def _rejected_matches(con: duckdb.DuckDBPyConnection, left_profile: str, right_profile: str) -> list[str]:
+    """Scored pairs between the two profiles' records that a household rule rejected, with the rule."""
+    if not _table_exists(con, "identity", "identity_probabilistic_links"):
+        return []
+    rows = con.execute(
+        """
+        select links.left_record_id, links.right_record_id, links.match_probability, links.decision_rule,
+               links.agreeing_fields
+        from identity.identity_probabilistic_links as links
+        inner join identity.record_profiles as l on l.record_id = links.left_record_id
+        inner join identity.record_profiles as r on r.record_id = links.right_record_id
+        where links.decision = 'rejected'
+          and ((l.profile_id = ? and r.profile_id = ?) or (l.profile_id = ? and r.profile_id = ?))
+        order by links.match_probability desc, 1, 2
+        limit 10
+        """,
+        [left_profile, right_profile, right_profile, left_profile],
+    ).fetchall()
+
+    texts = _decision_rule_texts()
+    return [
+        f"{left} ~ {right} (p={probability:.4f}, agreeing: {agreeing or 'nothing exactly'}): rejected, "
+        f"{texts.get(rule, rule)}"
+        for left, right, probability, rule, agreeing in rows
+    ]
+
+
+def _decision_rule_texts() -> dict[str, str]:
+    return {
+        "different_first_name": "their first names differ (not a typo, nickname, initial or swapped order): "
+        "a family member, twin or namesake",
+        "household_birth_date": "they share an address, phone or email but their birth dates differ",
+        "household_unnamed": "they share an address, phone or email, one has no first name and no birth date "
+        "tells them apart (any household member)",
+    }
+
+
+def _shared_unlinkable_identifiers(con: duckdb.DuckDBPyConnection, left_profile: str, right_profile: str) -> list[str]:
+    """Blocked values and hubs that sit on records of both profiles: what would have joined them had
+    it been allowed to link (e.g. a household phone on two people's CRM contacts)."""
+    rows = con.execute(
+        """
+        with profile_records as (
+            select record_id, profile_id from identity.record_profiles where profile_id in (?, ?)
+        ),
+        carried as (
+            select identities.namespace || ':' || identities.identity_value as identity_key,
+                   profile_records.profile_id, min(identities.record_id) as example_record_id
+            from xdm.xdm_identities as identities
+            inner join profile_records on profile_records.record_id = identities.record_id
+            group by 1, 2
+        )
+        select identifiers.identity_key, identifiers.block_reason, identifiers.suspect_evidence,
+               min(carried.example_record_id) as first_record, max(carried.example_record_id) as second_record
+        from carried
+        inner join identity.identity_identifiers as identifiers on identifiers.identity_key = carried.identity_key
+        where not identifiers.is_linkable
+        group by 1, 2, 3
+        having count(distinct carried.profile_id) = 2
+        order by 1
+        limit 10
+        """,
+        [left_profile, right_profile],
+    ).fetchall()
+    return [
+        f"{key} on {first_record} and {second_record}: "
+        + (f"blocked value ({block_reason})" if block_reason else f"a hub shared by several people ({evidence})")
+        for key, block_reason, evidence, first_record, second_record in rows
+    ]

@@ -222,6 +222,50 @@ def normalize_identifier(namespace: str, value: str) -> str:
         raise HTTPException(422, str(error)) from None
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the assets the fastapi-offline package ships, so the pages
+    render on an air-gapped laptop; no key needed, as for /openapi.json."""
+    from pathlib import Path as FilePath
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = FilePath(fastapi_offline.__file__).parent / "static"
+    # ReDoc's bundle draws its footer logo from its CDN: served with the local favicon instead.
+    redoc_js = (assets / "redoc.standalone.js").read_text(encoding="utf-8")
+    redoc_js = redoc_js.replace("https://cdn.redoc.ly/redoc/logo-mini.svg", f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get(f"{DOCS_ASSETS}/redoc.standalone.js", include_in_schema=False)
+    def redoc_bundle() -> Response:
+        return Response(redoc_js, media_type="application/javascript")
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc():
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(
     store_path: Path,
     keys: ApiKeys | None = None,
@@ -242,7 +286,10 @@ def create_app(
         version="1",
         description="Read-only lookups of unified profiles, traits, consents, segments and events from "
         "the last published pipeline run. Send an API key in the X-API-Key header.",
+        docs_url=None,  # served below from local assets: the default pages load Swagger UI / ReDoc from a CDN
+        redoc_url=None,
     )
+    _offline_docs(app)
     api_key_header = APIKeyHeader(
         name=API_KEY_HEADER,
         auto_error=False,

@@ -51,6 +51,9 @@ class PublishedTable:
     indexes: tuple[str, ...] = ()
     # column name -> masking in the BI-safe view (columns whose meta says pii: direct)
     masked_columns: dict[str, str] = field(default_factory=dict)
+    # dbt descriptions, carried into the store as COMMENT ON (what BI tools show next to a column)
+    description: str = ""
+    column_descriptions: dict[str, str] = field(default_factory=dict)
 
     @property
     def relation(self) -> str:
@@ -98,6 +101,12 @@ def published_tables(manifest_path: Path | None = None) -> list[PublishedTable]:
                 order_by=tuple(serving.get("order_by", ())),
                 indexes=tuple(serving.get("indexes", ())),
                 masked_columns=masked,
+                description=" ".join((node.get("description") or "").split()),
+                column_descriptions={
+                    column: " ".join((props.get("description") or "").split())
+                    for column, props in node.get("columns", {}).items()
+                    if (props.get("description") or "").strip()
+                },
             )
         )
     return sorted(tables, key=lambda t: t.relation)
@@ -112,6 +121,30 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[st
             [schema, table],
         ).fetchall()
     ]
+
+
+def _comment(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    relation: str,
+    table: PublishedTable,
+    columns: list[str],
+    masked: bool = False,
+) -> None:
+    """The dbt descriptions as COMMENT ON the table (or BI-safe view) and its columns."""
+
+    def literal(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    if table.description:
+        con.execute(f"comment on {kind} {relation} is {literal(table.description)}")
+    for column in columns:
+        text = table.column_descriptions.get(column)
+        if not text:
+            continue
+        if masked and column in table.masked_columns:
+            text += f" (masked here: {table.masked_columns[column]})"
+        con.execute(f"comment on column {relation}.{quote_identifier(column)} is {literal(text)}")
 
 
 def _previous_publications(store: Path) -> list[tuple]:
@@ -165,6 +198,7 @@ def publish(
                     f"create index {quote_identifier(f'{table.name}__{column}')} on {table.relation} ({quote_identifier(column)})"
                 )
             row_counts[table.relation] = con.execute(f"select count(*) from {table.relation}").fetchone()[0]
+            _comment(con, "table", table.relation, table, columns[table.relation])
         con.execute("detach build")
         con.execute("create schema bi")
         # Keyed pseudonyms need the key, which must not be in the store: relations with one are tables
@@ -178,7 +212,9 @@ def publish(
                 for column in columns[table.relation]
             )
             kind = "table" if "hash" in table.masked_columns.values() else "view"
-            con.execute(f"create {kind} bi.{quote_identifier(table.name)} as select {selected} from {table.relation}")
+            relation = f"bi.{quote_identifier(table.name)}"
+            con.execute(f"create {kind} {relation} as select {selected} from {table.relation}")
+            _comment(con, kind, relation, table, columns[table.relation], masked=True)
         con.execute(f"reset variable {MASKING_KEY_VARIABLE}")
         con.execute("create schema serving")
         step_started = time.perf_counter()

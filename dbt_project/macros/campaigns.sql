@@ -1,10 +1,10 @@
 {#- Campaign analytics (models/analytics): the campaigns of dbt_project/campaigns/*.yml come from the
     generated macro campaign_catalogue() (cdp/campaigns/definition.py); these macros turn it into SQL. -#}
 
-{#- The revenue of a purchase in the reporting currency: the one place that names the column (var
-    campaign_revenue_column in dbt_project.yml). Revenue per member and goals with `of: revenue` use it. -#}
+{#- The revenue of a purchase in the reporting currency (var reporting_currency): the converted amount of
+    profile_events, never the mixed original amounts. Revenue per member and goals with `of: revenue` use it. -#}
 {% macro campaign_revenue(relation) -%}
-    {{ relation }}.{{ var('campaign_revenue_column') }}
+    {{ relation }}.commerce_order_price_total_reporting
 {%- endmacro %}
 
 

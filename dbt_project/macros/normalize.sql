@@ -99,3 +99,18 @@
 {% macro duckdb__latest_non_null(column, order_by) -%}
     arg_max({{ column }}, {{ order_by }}) filter (where {{ column }} is not null)
 {%- endmacro %}
+
+
+{#- Similarity of two names, 0..1 (1: equal). DuckDB: Jaro-Winkler; elsewhere one minus the edit
+    distance over the longer length. -#}
+{% macro name_similarity(left, right) -%}
+    {{ return(adapter.dispatch('name_similarity', 'cdp')(left, right)) }}
+{%- endmacro %}
+
+{% macro default__name_similarity(left, right) -%}
+    1.0 - levenshtein({{ left }}, {{ right }}) / greatest(length({{ left }}), length({{ right }}), 1)
+{%- endmacro %}
+
+{% macro duckdb__name_similarity(left, right) -%}
+    jaro_winkler_similarity({{ left }}, {{ right }})
+{%- endmacro %}

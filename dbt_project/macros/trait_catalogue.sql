@@ -14,7 +14,7 @@
 - name: lifetime_revenue
   data_type: decimal(18, 2)
   aggregate: sum
-  of: commerce_order_price_total
+  of: commerce_order_price_total_reporting
   where:
     event_type: commerce.purchases
     commerce_order_status: completed
@@ -30,7 +30,7 @@
 - name: revenue_90d
   data_type: decimal(18, 2)
   aggregate: sum
-  of: commerce_order_price_total
+  of: commerce_order_price_total_reporting
   where:
     event_type: commerce.purchases
     commerce_order_status: completed

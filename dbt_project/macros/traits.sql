@@ -8,9 +8,9 @@
                (events | purchase_items) that match `where` ({column: value or [values]}) within
                `window_days` of the as-of instant; `default` replaces "no matching row" (0 for counts).
     derived    `expression` (SQL) over profile columns and the aggregates above.
-    score      1..`buckets` quantile score of trait `of` among profiles where `among` holds: 1 + floor(buckets x
-               the share ranked strictly below), so ties share a score; `higher_is_better: false` for
-               recency-like traits.
+    score      1..`buckets` quantile score of trait `of` among profiles where `among` holds (trait_score_cte):
+               equal values share a score, and a large group of equal values never leaves a band empty;
+               `higher_is_better: false` for recency-like traits.
 
     A definition the macros do not understand fails compilation with the trait's name, what was found
     and what is allowed. -#}
@@ -259,19 +259,7 @@
     {%- elif kind == 'derived' -%}
         {%- set value = trait.expression -%}
     {%- else -%}
-        {%- set score = trait.score -%}
-        {%- set buckets = score.get('buckets', 5) -%}
-        {%- set measure = trait_identifier(trait, score.get('of'), 'score.of') -%}
-        {%- set direction = 'asc' if score.get('higher_is_better', true) else 'desc' -%}
-        {%- set among = score.get('among', measure ~ ' is not null') -%}
-        {#- percent_rank is the share of profiles ranked strictly below, the same for tied values: equal
-            behaviour gets an equal score, and the many one-time buyers all score 1 on frequency. -#}
-        {%- set value -%}
-            case when {{ among }} then
-                least({{ buckets }}, 1 + cast(floor({{ buckets }} * percent_rank() over (
-                    partition by case when {{ among }} then 1 else 0 end order by {{ measure }} {{ direction }})) as integer))
-            end
-        {%- endset -%}
+        {%- set value = 'case when ' ~ trait_score_among(trait) ~ ' then score__' ~ name ~ '.score end' -%}
     {%- endif -%}
     {%- set value = 'cast(' ~ value ~ ' as ' ~ trait.data_type ~ ')' -%}
     {{- value }} as {{ name -}}
@@ -283,5 +271,73 @@
 {% macro trait_columns(traits, kind) -%}
     {%- for trait in traits if trait_kind(trait) == kind %}
             , {{ trait_column(trait) }}
+    {%- endfor -%}
+{%- endmacro %}
+
+
+{% macro trait_score_among(trait) -%}
+    {%- set score = trait.score -%}
+    {%- set measure = trait_identifier(trait, score.get('of'), 'score.of') -%}
+    {{- '(' ~ score.get('among', 'true') ~ ') and ' ~ measure ~ ' is not null' -}}
+{%- endmacro %}
+
+
+{#- The score of each distinct value of a score trait's `of`, among the profiles where `among` holds.
+    The quantile score of a value is 1 + floor(buckets x the share of profiles ranked strictly below it)
+    (capped at buckets), the same for tied values. On skewed data a big tie (most buyers bought once)
+    makes that jump bands: one-time buyers score 1 and two-time buyers 3, so band 2 is always empty.
+    With at least `buckets` distinct values every band is used instead: a value scores at most one band
+    above the next lower value, and at least high enough to leave a band for each higher value
+    (buckets - the number of distinct values above it); with fewer distinct values, the plain quantile
+    score. Ends with a comma: place it in a WITH list. -#}
+{% macro trait_score_cte(trait) -%}
+    {%- set score = trait.score -%}
+    {%- set buckets = score.get('buckets', 5) -%}
+    {%- if buckets is not number or buckets < 2 -%}
+        {{ trait_fail(trait, "score.buckets must be a whole number of at least 2, found " ~ buckets) }}
+    {%- endif -%}
+    {%- set measure = trait_identifier(trait, score.get('of'), 'score.of') -%}
+    {%- set direction = 'asc' if score.get('higher_is_better', true) else 'desc' %}
+    score__{{ trait.name }} as (
+        select
+            score_value,
+            case
+                when distinct_values >= {{ buckets }} then greatest(
+                    value_rank + min(quantile_score - value_rank) over (
+                        order by value_rank rows between unbounded preceding and current row),
+                    {{ buckets }} - (distinct_values - value_rank))
+                else quantile_score
+            end as score
+        from (
+            select
+                score_value,
+                row_number() over (order by score_value {{ direction }}) as value_rank,
+                count(*) over () as distinct_values,
+                least({{ buckets }}, 1 + cast(floor({{ buckets }} * 1.0 * coalesce(sum(value_rows) over (
+                    order by score_value {{ direction }} rows between unbounded preceding and 1 preceding), 0)
+                    / greatest(sum(value_rows) over () - 1, 1)) as integer)) as quantile_score
+            from (
+                select {{ measure }} as score_value, count(*) as value_rows
+                from derived
+                where {{ trait_score_among(trait) }}
+                group by {{ measure }}
+            ) as value_counts
+        ) as value_scores
+    ),
+{%- endmacro %}
+
+
+{% macro trait_score_ctes(traits) -%}
+    {%- for trait in traits if trait_kind(trait) == 'score' %}
+    {{ trait_score_cte(trait) }}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{#- Joins of the score CTEs to `derived`, by value. -#}
+{% macro trait_score_joins(traits) -%}
+    {%- for trait in traits if trait_kind(trait) == 'score' %}
+    left join score__{{ trait.name }}
+        on score__{{ trait.name }}.score_value = derived.{{ trait_identifier(trait, trait.score.get('of'), 'score.of') }}
     {%- endfor -%}
 {%- endmacro %}

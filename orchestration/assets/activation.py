@@ -1,11 +1,35 @@
 """One asset per sync spec: send the audience's changes to its destination."""
 
 import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string
 
 import activation
+from cdp import progress
+from cdp.definitions import BrokenDefinition, load_sync_specs
 from cdp.governance.labels import refresh_column_labels
 from cdp.settings import current_paths
 from orchestration.resources import WarehouseResource
+
+
+def _specs_and_broken() -> tuple[dict[str, activation.SyncSpec], list[BrokenDefinition]]:
+    """Valid sync specs, and the broken ones (a schedule that is no cron expression included)."""
+    specs, broken = load_sync_specs()
+    for name, spec in list(specs.items()):
+        if spec.schedule and not is_valid_cron_string(spec.schedule):
+            broken.append(
+                BrokenDefinition(
+                    "sync",
+                    spec.path.stem if spec.path else name,
+                    spec.path,
+                    f"{spec.path}: schedule is {spec.schedule!r}; expected a cron expression of five fields "
+                    "such as '0 6 * * *' (every day at 06:00 UTC). Fix it, or remove the key to sync with the pipeline.",
+                )
+            )
+            del specs[name]
+    return specs, broken
+
+
+SYNC_SPECS, BROKEN_SYNCS = _specs_and_broken()
 
 
 def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
@@ -25,6 +49,7 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
         },
     )
     def sync_audience(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        progress.report("sync", spec.name)
         with warehouse.connect() as con:
             refresh_column_labels(con)  # the policy gate in run_sync reads the labels of this build
             result = activation.run_sync(con, spec, run_id=context.run_id, base_dir=current_paths().destinations_dir)
@@ -83,7 +108,7 @@ def build_sync_records_asset(sync_assets: list[dg.AssetsDefinition]) -> dg.Asset
     return sync_records
 
 
-_SYNCS = [build_sync_asset(spec) for spec in activation.load_sync_specs().values()]
+_SYNCS = [build_sync_asset(spec) for spec in SYNC_SPECS.values()]
 SYNC_ASSETS = [*_SYNCS, build_sync_records_asset(_SYNCS)]
 
 
@@ -118,7 +143,7 @@ def build_policy_check(audience: str, specs: list[activation.SyncSpec]) -> dg.As
 
 def _syncs_by_audience() -> dict[str, list[activation.SyncSpec]]:
     grouped: dict[str, list[activation.SyncSpec]] = {}
-    for spec in activation.load_sync_specs().values():
+    for spec in SYNC_SPECS.values():
         grouped.setdefault(spec.audience, []).append(spec)
     return grouped
 

@@ -45,8 +45,8 @@ def trained_models(context: dg.AssetExecutionContext, config: TrainingConfig, wa
             metadata[f"{name}_auc"] = round(report["auc"], 4)
             metadata[f"{name}_lift_top_decile"] = round(report["lift_top_decile"], 2)
             metadata[f"{name}_holdout_rows"] = report["holdout_rows"]
-        if report["status"] == "refused":
-            context.log.warning(report["message"])
+        if report["status"] == "skipped":
+            context.log.warning(f"model {name} skipped: {report['message']}")
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -68,14 +68,18 @@ def profile_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     group_name="predictions",
     deps=[dg.AssetKey(["segments", "seg_high_value"]), *PROFILE_INPUTS],
     kinds={"scikitlearn"},
-    description="Non-members of seg_high_value scored by similarity to its members; reach curve in "
-    "predictions.lookalike_high_value_reach.",
+    description="Non-members of seg_high_value scored by similarity to its members (seed-defining features "
+    "left out; similarity = share of held-out members scored at most as high); reach curve in "
+    "predictions.lookalike_high_value_reach. A seed too small to learn from leaves it empty, with a warning.",
 )
 def lookalike_high_value(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connect() as con:
-        scores, reach = run.lookalikes_and_store(con, as_of_instant())
+        scores, reach, report = run.lookalikes_and_store(con, as_of_instant(), run_id=context.run_id)
+    if report["status"] == "skipped":
+        context.log.warning(f"model {report['model_name']} skipped: {report['message']}")
     return dg.MaterializeResult(
         metadata={
+            "status": report["status"],
             "scored": scores.height,
             "reach_curve": dg.MetadataValue.md(
                 "| threshold | profiles |\n|---|---|\n" + "\n".join(f"| {t} | {n} |" for t, n in reach.rows())

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from cdp import progress
 from cdp.serving.publish import latest_publication, publish
 from cdp.settings import current_paths
 from cdp.warehouse import connect
@@ -100,8 +101,12 @@ def store_freshness(now: dt.datetime | None = None) -> dg.AssetCheckEvaluation:
     )
 
 
-def build_publication_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.AssetsDefinition:
-    """The publication depends on every other asset, so it runs last and only when all succeeded."""
+def build_publication_asset(
+    upstream: Sequence[dg.AssetsDefinition], skipped: Sequence[str] = ()
+) -> dg.AssetsDefinition:
+    """The publication depends on every other asset, so it runs last and only when all succeeded.
+    `skipped`: the invalid audience and sync definitions left out of the graph it waits for (and the
+    syncs of those audiences), recorded with the publication so readers know what it lacks."""
     upstream_keys = sorted({key for assets in upstream for key in assets.keys}, key=lambda k: k.path)
 
     @dg.asset(
@@ -129,7 +134,11 @@ def build_publication_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.Asset
                 f"{', '.join(failed[:10])}. Readers keep the previous publication.",
             )
         paths = current_paths()
+        progress.report("publish", str(paths.serving_store))
         checks.update(_load_summary(str(paths.warehouse), context.run_id))
+        checks["skipped_definitions"] = list(skipped)
+        for line in skipped:
+            context.log.warning(f"published without it: {line}")
         run = context.instance.get_run_by_id(context.run_id)
         run_stats = context.instance.get_run_stats(context.run_id) if run else None
         started_at = (
@@ -145,6 +154,7 @@ def build_publication_asset(upstream: Sequence[dg.AssetsDefinition]) -> dg.Asset
                 "store": str(published.store),
                 "publish_seconds": round(published.seconds, 2),
                 "store_mib": round(published.store_bytes / 2**20, 1),
+                "skipped_definitions": dg.MetadataValue.md("\n".join(f"- {line}" for line in skipped) or "none"),
                 **{f"rows {name}": count for name, count in published.row_counts.items()},
             },
             check_results=[_verify_store(context.run_id)],
@@ -175,4 +185,19 @@ def _verify_store(run_id: str) -> dg.AssetCheckResult:
     f"{STORE_FRESH} check of serving/publication.",
 )
 def serving_store_freshness_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    return dg.SensorResult(asset_events=[store_freshness()])
+    evaluation = store_freshness()
+    cursor = context.cursor
+    if not evaluation.passed:
+        # Alert once per stale publication (the cursor remembers which one was reported).
+        run_id = evaluation.metadata.get("run_id")
+        stale = str(run_id.value if run_id is not None else "nothing published")
+        if stale != context.cursor:
+            from cdp.alerts import Alert, load_alert_config, send
+
+            config = load_alert_config()
+            if config is not None:
+                send(Alert("freshness", "cdp serving store is stale", (evaluation.description or "",)), config)
+            cursor = stale
+    else:
+        cursor = None
+    return dg.SensorResult(asset_events=[evaluation], cursor=cursor)

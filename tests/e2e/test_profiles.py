@@ -34,10 +34,26 @@ def most_frequent(frame: pl.DataFrame, value: str, at: str) -> pl.DataFrame:
 
 
 def quantile_score(frame: pl.DataFrame, column: str, higher_is_better: bool = True, buckets: int = 5) -> pl.Series:
-    """1 + floor(buckets x share of profiles ranked strictly below); ties share a score."""
+    """1 + floor(buckets x share of profiles ranked strictly below); ties share a score. With at least
+    `buckets` distinct values no band stays empty: walking up the distinct values, a value scores at
+    most one more than the value below it and at least buckets - (distinct values above it)."""
     below = frame[column].rank("min", descending=not higher_is_better) - 1
     share = below / max(frame.height - 1, 1)
-    return (1 + (share * buckets).floor()).clip(upper_bound=buckets).cast(pl.Int32)
+    plain = (1 + (share * buckets).floor()).clip(upper_bound=buckets).cast(pl.Int32)
+    values = (
+        pl.DataFrame({"value": frame[column], "plain": plain})
+        .unique("value")
+        .sort("value", descending=not higher_is_better)
+    )
+    distinct = values.height
+    if distinct < buckets:
+        return plain
+    scores, previous = [], 0
+    for rank, quantile in enumerate(values["plain"].to_list(), start=1):
+        previous = max(min(quantile, previous + 1), buckets - (distinct - rank))
+        scores.append(previous)
+    lookup = dict(zip(values["value"].to_list(), scores, strict=True))
+    return frame[column].replace_strict(lookup, return_dtype=pl.Int32)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +183,19 @@ def test_traits_equal_an_independent_computation_from_raw_data(runs, expected_tr
     assert buyers.height > 500 and buyers["rfm_group"].null_count() == 0
     assert set(buyers["rfm_group"]) >= {"champions", "at_risk", "lost", "loyal_customers"}
     assert not math.isnan(buyers["email_open_rate"].drop_nulls().mean())
+
+
+def test_every_rfm_band_holds_buyers_on_skewed_frequencies(runs, expected_traits):
+    """Most demo buyers bought once or twice: plain quantiles (1 + floor(5 x share ranked below)) give the
+    one-time buyers 1 and the two-time buyers 3, so band 2 is empty (issue 21 item 9). Every band of
+    every RFM score now holds buyers."""
+    buyers = query(runs, "select * from profiles.profile_traits where lifetime_orders > 0")
+    shares_below = (buyers["lifetime_orders"].rank("min") - 1) / (buyers.height - 1)
+    plain = set((1 + (shares_below * 5).floor()).clip(upper_bound=5).cast(pl.Int32).to_list())
+    assert 2 not in plain, "the demo's frequencies are skewed: plain quantiles leave band 2 empty"
+    for score in ("rfm_recency_score", "rfm_frequency_score", "rfm_monetary_score"):
+        counts = buyers[score].value_counts().sort(score)
+        assert counts[score].to_list() == [1, 2, 3, 4, 5], (score, counts.to_dicts())
 
 
 def test_preferred_channel_is_the_most_engaged_one_in_180_days(runs):

@@ -9,16 +9,15 @@ import datetime as dt
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 from cdp.audiences import list_audiences
 from cdp.settings import DBT_PROJECT_DIR
+from support.browser import chromium
 from support.pipeline_runs import AS_OF_END, PipelineRuns, query
 
 CONTRACT_COLUMNS = ["profile_id", "email", "phone", "first_name", "last_name"]
@@ -214,25 +213,6 @@ def test_segments_commands(runs):
     assert f"{shared:,} (100%)" in overlap.splitlines()[2], overlap
     preview = runs.workspace.cdp("segments", "preview", "red_dress_buyers", "--no-sql", "--sample", "3").stdout
     assert f"{len(members(runs, 'red_dress_buyers')):,} members" in preview, preview
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    # Debian's chromium (Playwright's own browser download is unreachable); apt lists may need a refresh first.
-    installed = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=600)
-    if installed.returncode != 0:
-        subprocess.run(["apt-get", "update"], capture_output=True, text=True, timeout=600)
-        installed = subprocess.run(
-            ["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=600
-        )
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip(
-            f"SKIPPED LOUDLY: no chromium and `apt-get install -y chromium` failed:\n{installed.stderr[-1500:]}"
-        )
-    return found
 
 
 def test_audience_report_renders_its_plots_in_a_browser(runs, tmp_path):

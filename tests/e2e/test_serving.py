@@ -190,7 +190,14 @@ def test_run_failing_a_blocking_check_publishes_nothing(scratch):
         timeout=900,
     )
     assert result.returncode != 0, result.stdout
-    assert "reject_rate_within_contract" in result.stderr
+    # The reason first: the failed check with its message, then where the log is (issue 21.2).
+    first = result.stderr.splitlines()[:4]
+    assert first[0].startswith("error: pipeline run ") and first[0].endswith(" failed:"), result.stderr
+    assert any(
+        line.strip().startswith("check raw/crm__contacts:reject_rate_within_contract: ") and "quarantined" in line
+        for line in first[1:]
+    ), result.stderr
+    assert "Traceback" not in result.stderr
     assert "this run published nothing" in result.stdout
     assert latest(scratch.store) == before
 

@@ -3,7 +3,9 @@
 The first builds everything; the second, with no new data, must change no table (but the append-only
 history of audience memberships) and sync nothing; before the third, one late order turns a lapsed
 buyer into a high-value customer, a small red-dress order brings a woman into the audience
-red_dress_buyers, and 40 new CRM contacts arrive, and a BI-style reader process (tests/support/published_reader.py) queries the serving store
+red_dress_buyers (its order line was delivered before run 1, two runs ahead of its order: a late
+parent, waiting in xdm.xdm_product_list_items_pending until the order comes), and 40 new CRM contacts
+arrive, and a BI-style reader process (tests/support/published_reader.py) queries the serving store
 throughout the third run. Any test module can use the session fixture `runs` (conftest) and read the
 warehouse with `query`; tests that must change the workspace work on a copy (`copy_workspace`).
 """
@@ -15,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +91,18 @@ def add_late_order_for_a_lapsed_buyer(workspace: Workspace) -> str:
 
 
 def write_late_order(
-    workspace: Workspace, file_name: str, order_id: str, shop_customer_id: str, time_of_day: str, total_amount: str
+    workspace: Workspace,
+    file_name: str,
+    order_id: str,
+    shop_customer_id: str,
+    time_of_day: str,
+    total_amount: str,
+    currency: str | None = None,
 ) -> None:
-    """One completed web-shop order of a known shop account, dated the as-of day, as a new landing file."""
+    """One completed web-shop order of a known shop account, dated the as-of day, as a new landing file
+    (in `currency`, default the first currency of the demo's orders)."""
     with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
-        currency = con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
+        currency = currency or con.execute("select min(currency) from raw.webshop__orders").fetchone()[0]
     order = {
         "order_id": order_id,
         "customer_id": shop_customer_id,
@@ -111,9 +121,9 @@ def write_late_order(
 
 
 def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
-    """Write one small completed order with a red dress, dated the as-of day, for a woman who is not in
-    red_dress_buyers and whom it moves in no synced audience (a recent buyer, not high value even
-    after it); return her profile id."""
+    """Write one small completed order (its red-dress line came before run 1), dated the as-of day and
+    paid in CHF (a currency the demo does not make), for a woman who is not in red_dress_buyers and whom it
+    moves in no synced audience (a recent buyer, not high value even after it); return her profile id."""
     with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
         profile_id, shop_customer_id = con.execute(
             f"""
@@ -129,12 +139,24 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
             group by 1 order by 1 limit 1
             """
         ).fetchone()
-    write_late_order(workspace, "orders_late_red_dress.jsonl", "E2E-LATE-2", shop_customer_id, "13:00:00", "49.00")
+    # In Swiss francs, which the demo never uses: the woman's purchases are then in two currencies.
+    write_late_order(
+        workspace, "orders_late_red_dress.jsonl", RED_DRESS_ORDER, shop_customer_id, "13:00:00", "49.00", currency="CHF"
+    )
+    return profile_id
+
+
+RED_DRESS_ORDER = "E2E-LATE-2"
+
+
+def deliver_the_red_dress_line_early(workspace: Workspace) -> None:
+    """The red-dress order's line, delivered before run 1 while its order comes before run 3 (exports
+    cut at different moments): the line must wait, not fail runs 1 and 2."""
     landing = workspace.data_dir / "landing" / "webshop"
     pl.DataFrame(
         {
-            "order_line_id": ["E2E-LATE-2-0"],
-            "order_id": ["E2E-LATE-2"],
+            "order_line_id": [f"{RED_DRESS_ORDER}-0"],
+            "order_id": [RED_DRESS_ORDER],
             "product_id": ["SKU-E2E-RED"],
             "product_name": ["Red Dress E2E"],
             "category": ["dresses"],
@@ -143,10 +165,17 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
             "unit_price": ["49.00"],
         },
     ).write_parquet(landing / "order_lines" / "order_lines_late_red_dress.parquet")
-    return profile_id
 
 
 NEW_CONTACTS = 40
+
+
+def late_name(number: int, part: str) -> str:
+    """A made-up name, different for every number (letters from a hash)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{part}{number}".encode()).digest()
+    return "".join("bcdfghjklmnprstvwz"[b % 18] + "aeiou"[b % 5] for b in digest[:3]).title()
 
 
 def add_contacts(workspace: Workspace, name: str, rows: list[str]) -> None:
@@ -173,6 +202,7 @@ def wait_for_reads_of_the_latest_publication(workspace: Workspace, progress: Pat
 
 def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
     workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
+    deliver_the_red_dress_line_early(workspace)
     outputs, fingerprints, syncs, finished_at, profile_ids = [], [], [], [], []
     promoted, reader_report, red_dress, memberships = "", {}, "", []
     for run_number in (1, 2, 3):
@@ -181,11 +211,14 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
             promoted = add_late_order_for_a_lapsed_buyer(workspace)
             red_dress = add_red_dress_order_for_a_woman(workspace)
             # New people who buy nothing: the profile count grows, no audience changes.
+            # Forty different people (distinct names and birth dates: identical ones would be duplicates
+            # of one person to the matcher).
             add_contacts(
                 workspace,
                 "contacts_late_addition.csv",
                 [
-                    f"CLATE{i:04d},Test,Reader{i},late.reader{i}@example.org,,1990-01-01,F,,Berlin,10115,DE,"
+                    f"CLATE{i:04d},{late_name(i, 'first')},{late_name(i, 'last')},late.reader{i}@example.org,,"
+                    f"{1950 + i}-{1 + i % 12:02d}-{1 + i % 28:02d},F,,Berlin,10115,DE,"
                     "2026-06-01T10:00:00Z,2026-06-01T10:00:00Z"
                     for i in range(NEW_CONTACTS)
                 ],
@@ -248,17 +281,50 @@ def latest_versions(frame: pl.DataFrame, key: str) -> pl.DataFrame:
     return frame.sort(["_loaded_at", "_source_file", "_row_number"], descending=True).unique(key, keep="first")
 
 
+REPORTING_CURRENCY = "USD"
+
+
+def to_reporting_currency(frame: pl.DataFrame, reporting: str = REPORTING_CURRENCY) -> pl.DataFrame:
+    """Adds `amount` (original_amount in the reporting currency, rounded to cents) to a frame with
+    original_amount, currency and at: the cross rate of seed exchange_rates (units per euro) on the
+    latest rate day on or before the purchase day; an amount in the reporting currency stays as it is."""
+    from cdp.settings import DBT_PROJECT_DIR
+
+    per_eur = pl.read_csv(DBT_PROJECT_DIR / "seeds" / "exchange_rates.csv", try_parse_dates=True)
+    per_eur = pl.concat(
+        [
+            per_eur,
+            per_eur.select("rate_date").unique().with_columns(currency_code=pl.lit("EUR"), units_per_eur=pl.lit(1.0)),
+        ]
+    )
+    target = per_eur.filter(pl.col("currency_code") == reporting).select("rate_date", target="units_per_eur")
+    cross = (
+        per_eur.join(target, on="rate_date")
+        .select("currency_code", "rate_date", rate=pl.col("target") / pl.col("units_per_eur"))
+        .sort("rate_date")
+    )
+    frame = frame.with_columns(pl.col("currency").str.to_uppercase(), day=pl.col("at").dt.date()).sort("day")
+    with warnings.catch_warnings():  # polars cannot check sortedness within `by` groups; both sides are sorted
+        warnings.simplefilter("ignore", UserWarning)
+        converted = frame.join_asof(
+            cross, left_on="day", right_on="rate_date", by_left="currency", by_right="currency_code"
+        )
+    rate = pl.when(pl.col("currency") == reporting).then(1.0).otherwise(pl.col("rate"))
+    return converted.with_columns(amount=(pl.col("original_amount") * rate).round(2)).drop("day", "rate_date", "rate")
+
+
 def completed_purchases(runs: PipelineRuns) -> pl.DataFrame:
-    """Completed purchases (profile_id, record_id, order_id, amount, at), computed in polars from the raw
-    tables (latest version of each web-shop order; store transactions), attributed to profiles by the
-    identity stage's record_profiles."""
+    """Completed purchases (profile_id, record_id, order_id, amount in the reporting currency,
+    original_amount, currency, at), computed in polars from the raw tables (latest version of each web-shop
+    order; store transactions), attributed to profiles by the identity stage's record_profiles."""
     orders = (
         latest_versions(query(runs, "select * from raw.webshop__orders"), "order_id")
         .filter(pl.col("status") == "completed")
         .select(
             record_id=pl.lit("webshop__orders:") + pl.col("order_id"),
             order_id="order_id",
-            amount=pl.col("total_amount").cast(pl.Float64),
+            original_amount=pl.col("total_amount").cast(pl.Float64),
+            currency="currency",
             at=pl.col("ordered_at"),
         )
     )
@@ -268,12 +334,13 @@ def completed_purchases(runs: PipelineRuns) -> pl.DataFrame:
         .select(
             record_id=pl.lit("pos__transactions:") + pl.col("transaction_id"),
             order_id=pl.lit(None, pl.String),
-            amount=pl.col("total_amount").cast(pl.Float64),
+            original_amount=pl.col("total_amount").cast(pl.Float64),
+            currency="currency",
             at=pl.col("transacted_at"),
         )
     )
     record_profiles = query(runs, "select record_id, profile_id from identity.record_profiles")
-    return pl.concat([orders, store]).join(record_profiles, on="record_id", how="inner")
+    return to_reporting_currency(pl.concat([orders, store])).join(record_profiles, on="record_id", how="inner")
 
 
 def run_dbt(env: dict[str, str], target_path, *args: str) -> subprocess.CompletedProcess[str]:

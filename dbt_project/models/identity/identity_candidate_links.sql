@@ -1,6 +1,8 @@
 -- Every link the linking rules consider: identity_edges (identifiers that share a source record)
--- and, when probabilistic matching is on, one link per pair of anchor identifiers that scored
--- records join (the best-scoring match is its example).
+-- and, when probabilistic matching is on, one link per pair of identifiers that matched records join
+-- (the records' anchors, or their primary identifiers for a duplicate record; the best-scoring match
+-- is its example). Pairs the household rules rejected are not links (identity_probabilistic_links
+-- keeps them, with the rule, for `cdp profile explain`).
 {{ config(materialized='view') }}
 
 with
@@ -25,9 +27,11 @@ oriented_matches as (
         left_record_id,
         right_record_id,
         match_probability,
+        link_type,
         first_seen_at,
         last_seen_at
     from matches
+    where decision = 'match'
 ),
 
 ranked_matches as (
@@ -38,7 +42,7 @@ ranked_matches as (
         max(last_seen_at) over anchor_pair as pair_last_seen_at,
         row_number() over (anchor_pair order by match_probability desc, left_record_id, right_record_id) as match_rank
     from oriented_matches
-    window anchor_pair as (partition by left_identity_key, right_identity_key)
+    window anchor_pair as (partition by left_identity_key, right_identity_key, link_type)
 ),
 
 probabilistic as (
@@ -51,7 +55,7 @@ probabilistic as (
         ranked_matches.left_record_id as example_record_id,
         ranked_matches.pair_first_seen_at as first_seen_at,
         ranked_matches.pair_last_seen_at as last_seen_at,
-        'probabilistic' as link_type,
+        ranked_matches.link_type,
         ranked_matches.right_record_id as matched_record_id,
         ranked_matches.match_probability
     from ranked_matches

@@ -1,21 +1,44 @@
-"""Probabilistic matching (Splink on DuckDB) for person records that share no identifier.
+"""Probabilistic matching (Splink on DuckDB) of person records that share no identifier.
 
-Records that carry a name (xdm_profile_records with a first or last name) are compared on name,
-birth date, postcode, city, country, email and phone under a Fellegi-Sunter model:
-- u probabilities from random record pairs;
-- m probabilities from the deterministic graph's own clusters (pairs of records already joined by a
-  shared identifier are matches), so no hand-labelled data is needed and the model adapts to each
-  dataset's typo and missing-value rates;
-- the prior (two random records match) from the same clusters.
-Pairs scoring at least `match_threshold` whose records sit in different deterministic components
-become links between the records' anchor identifiers; identity_links replays them after the
-deterministic links, under the same linking rules (a match can never give a person two CRM ids).
+Records that carry a name (xdm_profile_records with a first or last name) are compared on every person
+attribute XDM holds, each only where the data fills it: first and last name (exact with term
+frequencies, nickname, Jaro-Winkler, phonetic, initial, swapped order), birth date (exact, day and
+month transposed, one or two digits, same year), the address as one comparison (street, postcode with
+near matches, city, region: a move counts once), country, email (exact, same username), phone and a
+national id (a character or two off). The Fellegi-Sunter model trains itself on every run, needing no
+labels and no deterministic links:
+- u from random record pairs;
+- m by expectation maximisation on pairs blocked on the names, then on a non-name attribute;
+- the prior from those EM sessions, then settled to the model's own expected match count.
+Candidate pairs come from several blocking rules (BLOCKING_RULES) so that a typo in any one attribute
+does not hide a pair. The trained model is written as Splink JSON (match weights per level) to
+<CDP_DATA_DIR>/identity/match_models/ on every run.
 
-Off unless the var identity_probabilistic_matching is true (dbt_project.yml): then the table is
-empty and Splink is not imported.
+Scores alone merge household members: they share address, phone, email and surname. So a scored pair
+is then judged by the household rules (HOUSEHOLD_RULES): records whose first names clearly differ, or
+that share an address, phone or email but not a birth date (or one of which has no first name), are
+two people unless their national ids agree. Every pair scoring at least `match_threshold` whose
+records sit in different deterministic components is listed with its decision (match or rejected, and
+the rule); identity_link_decisions keeps rejected pairs apart through any chain of matches.
+
+A match between two records of one source whose primary identifiers belong to a namespace that merges
+duplicate records (seed identity_namespaces.merges_duplicate_records) is a duplicate record
+(link_type duplicate_record) and links the two primary identifiers: the linking rules let it join two
+values of a unique namespace. Any other match links the records' anchors (link_type probabilistic),
+replayed after every deterministic link under the same rules.
+
+Off when the var identity_probabilistic_matching is false: then the table is empty and Splink is not
+imported. docs/identity.md has the measurements.
 """
 
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
 import logging
+import os
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -33,25 +56,349 @@ LINK_SCHEMA = pa.schema(
         ("match_probability", pa.float64()),
         ("match_weight", pa.float64()),
         ("agreeing_fields", pa.string()),
+        ("link_type", pa.string()),
+        ("decision", pa.string()),
+        ("decision_rule", pa.string()),
         ("first_seen_at", pa.timestamp("us")),
         ("last_seen_at", pa.timestamp("us")),
     ]
 )
 
-# Candidate pairs are only scored within these blocks; each rule names fields that must agree exactly.
-PREDICTION_BLOCKS = [
-    ("first_name", "last_name"),
-    ("last_name", "birth_date"),
-    ("first_name", "birth_date"),
-    ("last_name", "postcode"),
-    ("email",),
-    ("phone",),
+COMPARED_FIELDS = [
+    "first_name",
+    "last_name",
+    "birth_date",
+    "street",
+    "postcode",
+    "city",
+    "region",
+    "country",
+    "email",
+    "phone",
+    "national_id",
 ]
-COMPARED_FIELDS = ["first_name", "last_name", "birth_date", "postcode", "city", "country", "email", "phone"]
+# A field takes part in the model only where at least this share of records fills it (EM cannot
+# estimate levels it never sees).
+MIN_FILLED_SHARE = 0.01
+
+# Candidate pairs: each rule is a SQL condition on l/r and the fields it needs. Their union must hold
+# nearly every true pair (measured as blocking recall by `cdp bench-identity --matching`): one typo,
+# missing value or move hides a pair from some rules, never from all.
+BLOCKING_RULES: list[tuple[str, tuple[str, ...]]] = [
+    ("l.first_name = r.first_name and l.last_name = r.last_name", ("first_name", "last_name")),
+    (
+        "l.first_name_phonetic = r.first_name_phonetic and l.last_name_phonetic = r.last_name_phonetic",
+        ("first_name", "last_name"),
+    ),
+    (
+        "l.first_name_canonical = r.first_name_canonical and l.last_name_phonetic = r.last_name_phonetic",
+        ("first_name", "last_name"),
+    ),
+    (
+        "l.first_name_phonetic = r.last_name_phonetic and l.last_name_phonetic = r.first_name_phonetic",
+        ("first_name", "last_name"),
+    ),
+    ("l.last_name = r.last_name and left(l.first_name, 2) = left(r.first_name, 2)", ("first_name", "last_name")),
+    ("l.first_name = r.first_name and left(l.last_name, 2) = left(r.last_name, 2)", ("first_name", "last_name")),
+    ("l.birth_date = r.birth_date and l.last_name_phonetic = r.last_name_phonetic", ("last_name", "birth_date")),
+    ("l.birth_date = r.birth_date and l.first_name_phonetic = r.first_name_phonetic", ("first_name", "birth_date")),
+    (
+        "l.birth_date_swapped = r.birth_date and l.last_name_phonetic = r.last_name_phonetic",
+        ("birth_date", "last_name"),
+    ),
+    (
+        "substr(l.birth_date, 6) = substr(r.birth_date, 6) and l.last_name_phonetic = r.last_name_phonetic",
+        ("birth_date", "last_name"),
+    ),
+    ("l.birth_date = r.birth_date and l.postcode = r.postcode", ("birth_date", "postcode")),
+    ("l.birth_date = r.birth_date and l.street = r.street", ("birth_date", "street")),
+    ("l.birth_date = r.birth_date and l.city = r.city", ("birth_date", "city")),
+    ("l.last_name = r.last_name and l.postcode = r.postcode", ("last_name", "postcode")),
+    ("l.first_name = r.first_name and l.postcode = r.postcode", ("first_name", "postcode")),
+    ("l.street = r.street and l.last_name_phonetic = r.last_name_phonetic", ("street", "last_name")),
+    ("l.street = r.street and l.first_name_phonetic = r.first_name_phonetic", ("street", "first_name")),
+    ("l.email = r.email", ("email",)),
+    ("l.phone = r.phone", ("phone",)),
+    ("l.national_id = r.national_id", ("national_id",)),
+]
+
+# EM sessions: the first blocks on names (estimating every other field), the second on the first
+# non-name field the data fills (estimating the names).
+EM_NAME_BLOCK = ("l.first_name = r.first_name and l.last_name = r.last_name", ("first_name", "last_name"))
+EM_OTHER_BLOCKS = [
+    ("l.birth_date = r.birth_date", ("birth_date",)),
+    ("l.postcode = r.postcode and l.street = r.street", ("postcode", "street")),
+    ("l.national_id = r.national_id", ("national_id",)),
+    ("l.email = r.email", ("email",)),
+    ("l.phone = r.phone", ("phone",)),
+]
+
+# In the model, swapped names are compared phonetically (cheap equalities on every pair); the household
+# rules, on scored pairs only, allow a typo besides.
+SWAPPED_NAMES_PHONETIC = "first_name_phonetic_l = last_name_phonetic_r and last_name_phonetic_l = first_name_phonetic_r"
+SWAPPED_NAMES = "jaro_winkler_similarity(first_name_l, last_name_r) >= 0.88 and jaro_winkler_similarity(last_name_l, first_name_r) >= 0.88"
+# SQL over a scored pair (columns <field>_l, <field>_r): when two person attributes clearly disagree
+# (not a typo, nickname, initial or swapped order of one name).
+FIRST_NAMES_DIFFER = f"""(
+    first_name_l is not null and first_name_r is not null
+    and first_name_l <> first_name_r
+    and coalesce(first_name_canonical_l <> first_name_canonical_r, true)
+    and coalesce(first_name_phonetic_l <> first_name_phonetic_r, true)
+    and jaro_winkler_similarity(first_name_l, first_name_r) < 0.8
+    and coalesce((case when length(first_name_l) = length(first_name_r) then hamming(first_name_l, first_name_r) end) > 1, true)
+    and not ((length(first_name_l) = 1 or length(first_name_r) = 1) and left(first_name_l, 1) = left(first_name_r, 1))
+    and not coalesce({SWAPPED_NAMES}, false)
+)"""
+BIRTH_DATES_DIFFER = """(
+    birth_date_l is not null and birth_date_r is not null
+    and birth_date_l <> birth_date_r
+    and coalesce(birth_date_swapped_l <> birth_date_r, true)
+    and coalesce((case when length(birth_date_l) = length(birth_date_r) then hamming(birth_date_l, birth_date_r) end) > 1, true)
+)"""
+BIRTH_DATES_AGREE = """(
+    birth_date_l = birth_date_r or birth_date_swapped_l = birth_date_r
+    or (case when length(birth_date_l) = length(birth_date_r) then hamming(birth_date_l, birth_date_r) end) <= 1
+)"""
+NATIONAL_IDS_AGREE = """(
+    national_id_l = national_id_r
+    or (case when length(national_id_l) = length(national_id_r) then hamming(national_id_l, national_id_r) end) <= 2
+)"""
+SHARED_CONTACT = """(
+    coalesce(street_l = street_r, false) or coalesce(phone_l = phone_r, false) or coalesce(email_l = email_r, false)
+)"""
+# (rule name, SQL condition on a scored pair): a pair meeting one is two people, whatever it scored.
+# Family members share surname, address, phone and email, twins a birth date too: what Fellegi-Sunter
+# weighs as overwhelming evidence. What tells them apart is the first name, and for records that share
+# a contact, the birth date.
+HOUSEHOLD_RULES = [
+    ("different_first_name", FIRST_NAMES_DIFFER),
+    ("household_birth_date", f"{SHARED_CONTACT} and {BIRTH_DATES_DIFFER}"),
+    # Without a first name (and a birth date to go by), a record that shares a contact could be any
+    # member of the household: it would bridge them all.
+    (
+        "household_unnamed",
+        f"{SHARED_CONTACT} and (first_name_l is null or first_name_r is null) and not coalesce({BIRTH_DATES_AGREE}, false)",
+    ),
+]
+DECISION_RULE_TEXT = {
+    "different_first_name": "their first names differ (not a typo, nickname, initial or swapped order): "
+    "a family member, twin or namesake",
+    "household_birth_date": "they share an address, phone or email but their birth dates differ",
+    "household_unnamed": "they share an address, phone or email, one has no first name and no birth date tells "
+    "them apart (any household member)",
+}
 
 
 def _flag(value) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
+_SOUNDEX = {
+    c: d
+    for letters, d in (("bfpv", "1"), ("cgjkqsxz", "2"), ("dt", "3"), ("l", "4"), ("mn", "5"), ("r", "6"))
+    for c in letters
+}
+
+
+@functools.lru_cache(maxsize=200_000)
+def soundex(name: str | None) -> str | None:
+    """American Soundex of a (normalized) name: letter + three digits; None for no letters."""
+    letters = [c for c in (name or "") if c.isalpha() and c.isascii()]
+    if not letters:
+        return None
+    code, previous = letters[0].upper(), _SOUNDEX.get(letters[0], "")
+    for c in letters[1:]:
+        digit = _SOUNDEX.get(c, "")
+        if digit and digit != previous:
+            code += digit
+        if c not in "hw":  # h and w do not separate equal codes; vowels do
+            previous = digit
+    return (code + "000")[:4]
+
+
+def prepare_records(records: pl.DataFrame, name_variants: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The derived columns the comparisons and blocking rules use: phonetic codes of the names, the
+    canonical first name (nicknames), the birth date with day and month swapped."""
+    for field in COMPARED_FIELDS:
+        if field not in records.columns:
+            records = records.with_columns(pl.lit(None, pl.String).alias(field))
+    records = records.with_columns(pl.col(field).cast(pl.String) for field in COMPARED_FIELDS)
+    variants = (
+        name_variants.select(pl.col("variant").str.to_lowercase(), pl.col("canonical").str.to_lowercase())
+        if name_variants is not None and name_variants.height
+        else pl.DataFrame(schema={"variant": pl.String, "canonical": pl.String})
+    )
+    records = records.join(
+        variants.unique("variant").rename({"variant": "first_name", "canonical": "first_name_canonical"}),
+        on="first_name",
+        how="left",
+        maintain_order="left",
+    ).with_columns(pl.coalesce("first_name_canonical", "first_name").alias("first_name_canonical"))
+    swapped = pl.col("birth_date").str.extract(r"^(\d{4})-(\d{2})-(\d{2})$", 1) + pl.lit("-")
+    day = pl.col("birth_date").str.extract(r"^\d{4}-\d{2}-(\d{2})$", 1)
+    month = pl.col("birth_date").str.extract(r"^\d{4}-(\d{2})-\d{2}$", 1)
+    return records.with_columns(
+        pl.col("first_name").map_elements(soundex, return_dtype=pl.String).alias("first_name_phonetic"),
+        pl.col("last_name").map_elements(soundex, return_dtype=pl.String).alias("last_name_phonetic"),
+        pl.when(day.cast(pl.Int32, strict=False) <= 12).then(swapped + day + "-" + month).alias("birth_date_swapped"),
+    )
+
+
+def present_fields(records: pl.DataFrame) -> list[str]:
+    """Compared fields the data fills often enough to train on."""
+    if records.is_empty():
+        return []
+    filled = records.select(pl.col(f).is_not_null().mean() for f in COMPARED_FIELDS).row(0, named=True)
+    return [f for f in COMPARED_FIELDS if (filled[f] or 0) >= MIN_FILLED_SHARE]
+
+
+def comparisons(fields: list[str]) -> list:
+    """One Splink comparison per present field, levels from most to least specific."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    def custom(name: str, levels: list) -> cl.CustomComparison:
+        return cl.CustomComparison(comparison_levels=levels, output_column_name=name)
+
+    def lvl(condition: str, label: str):
+        return cll.CustomLevel(condition, label_for_charts=label)
+
+    built = {
+        "first_name": lambda: custom(
+            "first_name",
+            [
+                cll.NullLevel("first_name"),
+                cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
+                lvl("first_name_canonical_l = first_name_canonical_r", "same name or nickname"),
+                cll.JaroWinklerLevel("first_name", 0.92),
+                lvl(SWAPPED_NAMES_PHONETIC, "first and last name swapped"),
+                cll.JaroWinklerLevel("first_name", 0.85),
+                lvl("first_name_phonetic_l = first_name_phonetic_r", "phonetic match"),
+                lvl(
+                    "(length(first_name_l) = 1 or length(first_name_r) = 1) and left(first_name_l, 1) = left(first_name_r, 1)",
+                    "initial",
+                ),
+                cll.ElseLevel(),
+            ],
+        ),
+        "last_name": lambda: custom(
+            "last_name",
+            [
+                cll.NullLevel("last_name"),
+                cll.ExactMatchLevel("last_name").configure(tf_adjustment_column="last_name"),
+                cll.JaroWinklerLevel("last_name", 0.92),
+                # Swapped names are evidence once, in first_name: here the level carries no weight.
+                lvl(SWAPPED_NAMES_PHONETIC, "first and last name swapped (weighed in first_name)").configure(
+                    is_null_level=True
+                ),
+                cll.JaroWinklerLevel("last_name", 0.85),
+                lvl("last_name_phonetic_l = last_name_phonetic_r", "phonetic match"),
+                cll.ElseLevel(),
+            ],
+        ),
+        "birth_date": lambda: custom(
+            "birth_date",
+            [
+                cll.NullLevel("birth_date"),
+                cll.ExactMatchLevel("birth_date"),
+                lvl("birth_date_swapped_l = birth_date_r", "day and month transposed"),
+                lvl(_hamming("birth_date", 1), "one digit differs"),
+                lvl(_hamming("birth_date", 2), "two digits differ"),
+                lvl("left(birth_date_l, 4) = left(birth_date_r, 4)", "same year"),
+                cll.ElseLevel(),
+            ],
+        ),
+        "country": lambda: custom(
+            "country", [cll.NullLevel("country"), cll.ExactMatchLevel("country"), cll.ElseLevel()]
+        ),
+        # Usernames often contain the person's name (and a number): a fuzzy level would score namesakes
+        # (anna.meyer12@ ~ anna.meyer17@), so only the same username at another domain counts.
+        "email": lambda: custom(
+            "email",
+            [
+                cll.NullLevel("email"),
+                cll.ExactMatchLevel("email"),
+                lvl("split_part(email_l, '@', 1) = split_part(email_r, '@', 1)", "same username, other domain"),
+                cll.ElseLevel(),
+            ],
+        ),
+        "phone": lambda: custom(
+            "phone",
+            [
+                cll.NullLevel("phone"),
+                cll.ExactMatchLevel("phone"),
+                lvl(_hamming("phone", 1), "one digit differs"),
+                lvl("right(phone_l, 7) = right(phone_r, 7)", "same last seven digits"),
+                cll.ElseLevel(),
+            ],
+        ),
+        "national_id": lambda: custom(
+            "national_id",
+            [
+                cll.NullLevel("national_id"),
+                cll.ExactMatchLevel("national_id"),
+                lvl(_hamming("national_id", 1), "one character differs"),
+                lvl(_hamming("national_id", 2), "two characters differ"),
+                cll.ElseLevel(),
+            ],
+        ),
+    }
+    chosen = [built[field]() for field in fields if field in built]
+    address = [field for field in ADDRESS_FIELDS if field in fields]
+    if address:
+        chosen.append(_address_comparison(address))
+    return chosen
+
+
+# A move changes street, postcode and city at once: compared as one address, a move is counted once
+# (three independent comparisons would count it three times and bury true duplicates who moved).
+ADDRESS_FIELDS = ("street", "postcode", "city", "region")
+
+
+def _address_comparison(fields: list[str]):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    def lvl(condition: str, label: str):
+        return cll.CustomLevel(condition, label_for_charts=label)
+
+    def missing(side: str) -> str:
+        return "(" + " and ".join(f"{field}_{side} is null" for field in fields) + ")"
+
+    has = set(fields)
+    levels = [lvl(f"{missing('l')} or {missing('r')}", "no address on one side").configure(is_null_level=True)]
+    if {"street", "postcode"} <= has:
+        levels.append(lvl("street_l = street_r and postcode_l = postcode_r", "same street and postcode"))
+    if "street" in has:
+        levels.append(cll.ExactMatchLevel("street").configure(tf_adjustment_column="street"))
+        near = [f"{f}_l = {f}_r" for f in ("postcode", "city") if f in has]
+        if near:
+            levels.append(
+                lvl(
+                    f"jaro_winkler_similarity(street_l, street_r) >= 0.88 and ({' or '.join(near)})",
+                    "similar street in the same postcode or city",
+                )
+            )
+    if "postcode" in has:
+        levels.append(cll.ExactMatchLevel("postcode").configure(tf_adjustment_column="postcode"))
+        levels.append(lvl(_hamming("postcode", 1), "postcode one character off"))
+    if "city" in has:
+        levels.append(cll.ExactMatchLevel("city").configure(tf_adjustment_column="city"))
+    if "region" in has:
+        levels.append(cll.ExactMatchLevel("region"))
+    levels.append(cll.ElseLevel())
+    return cl.CustomComparison(comparison_levels=levels, output_column_name="address")
+
+
+def _hamming(field: str, at_most: int) -> str:
+    """Equal-length values differing in at most `at_most` positions (a mistyped digit). Much cheaper than
+    an edit distance, which DuckDB computes about 40x slower than Jaro-Winkler."""
+    return f"(case when length({field}_l) = length({field}_r) then hamming({field}_l, {field}_r) end) <= {at_most}"
+
+
+def blocking_rules(fields: list[str]) -> list[str]:
+    """The blocking rules whose fields the data fills."""
+    return [rule for rule, needs in BLOCKING_RULES if set(needs) <= set(fields)]
 
 
 def _deterministic_components(records: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
@@ -77,75 +424,192 @@ def _deterministic_components(records: pl.DataFrame, edges: pl.DataFrame) -> pl.
     return records.with_columns(pl.Series("component", labels[records["anchor_id"].to_numpy()], dtype=pl.Int64))
 
 
-def match_records(records: pl.DataFrame, edges: pl.DataFrame, threshold: float, seed: int = 42) -> pl.DataFrame:
-    """records: unique_id, anchor_key, anchor_id, seen_at and the COMPARED_FIELDS (normalized). edges:
-    the deterministic left_identity_id, right_identity_id. Returns LINK_SCHEMA rows for matches across
-    deterministic components."""
-    import splink.comparison_library as cl
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+def _clamp_em_probabilities() -> None:
+    """Splink 5.0's EM can drive the m of a level only non-matches reach (e.g. "same year, other day")
+    to exactly 0, and then refuses its own value (ValueError below 1e-300). Clamp what EM hands back to
+    that floor: the level keeps a very negative weight, as EM meant."""
+    import splink.internals.expectation_maximisation as em
 
-    records = _deterministic_components(records, edges)
-    sizes = records.group_by("component").len()
-    true_pairs = float((sizes["len"] * (sizes["len"] - 1) / 2).sum())
-    all_pairs = records.height * (records.height - 1) / 2
-    prior = min(max(true_pairs / all_pairs, 1e-9), 0.5) if all_pairs else 1e-6
+    if getattr(em.m_u_records_to_lookup_dict, "_cdp_clamped", False):
+        return
+    original = em.m_u_records_to_lookup_dict
 
-    names = [
-        cl.NameComparison(field).configure(term_frequency_adjustments=True) for field in ("first_name", "last_name")
+    def clamped(records):
+        for record in records:
+            for key in ("m_probability", "u_probability"):
+                value = record.get(key)
+                if isinstance(value, float) and value < 1e-300:
+                    record[key] = 1e-300
+        return original(records)
+
+    clamped._cdp_clamped = True
+    em.m_u_records_to_lookup_dict = clamped
+
+
+def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int = 42):
+    """A trained Splink linker over `records` (prepared), or None when the data has too little to
+    compare (fewer than two records or no name)."""
+    from splink import DuckDBAPI, Linker, SettingsCreator
+
+    _clamp_em_probabilities()
+    fields = present_fields(records)
+    if records.height < 2 or not {"first_name", "last_name"} & set(fields):
+        return None
+    retained = [
+        c
+        for c in (
+            "anchor_key",
+            "primary_key",
+            "primary_namespace",
+            "source_table",
+            "component",
+            "seen_at",
+            "first_name_canonical",
+            "first_name_phonetic",
+            "last_name_phonetic",
+            "birth_date_swapped",
+            *COMPARED_FIELDS,
+        )
+        if c in records.columns
     ]
     settings = SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        probability_two_random_records_match=prior,
-        comparisons=[
-            *names,
-            cl.DateOfBirthComparison("birth_date", input_is_string=True),
-            cl.ExactMatch("postcode"),
-            cl.ExactMatch("city"),
-            cl.ExactMatch("country"),
-            cl.EmailComparison("email"),
-            cl.ExactMatch("phone"),
-        ],
-        blocking_rules_to_generate_predictions=[block_on(*fields) for fields in PREDICTION_BLOCKS],
-        additional_columns_to_retain=["anchor_key", "component", "seen_at"],
+        probability_two_random_records_match=1e-4,  # replaced by the EM sessions' estimate
+        comparisons=comparisons(fields),
+        blocking_rules_to_generate_predictions=blocking_rules(fields),
+        additional_columns_to_retain=retained,
+        retain_intermediate_calculation_columns=False,
     )
+    db = DuckDBAPI(connection=con)
+    table = db.register(records.to_arrow(), dataset_display_name="person_records")
+    linker = Linker(table, settings, log_level=logging.ERROR)
+    linker.training.estimate_u_using_random_sampling(max_pairs=3e5, seed=seed)
+    sessions = []
+    if {"first_name", "last_name"} <= set(fields):
+        sessions.append(EM_NAME_BLOCK[0])
+    other = next((rule for rule, needs in EM_OTHER_BLOCKS if set(needs) <= set(fields)), None)
+    if other:
+        sessions.append(other)
+    for rule in sessions:
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            rule, populate_probability_two_random_records_match_from_trained_values=True
+        )
+    _settle_prior(con, linker, records.height)
+    return linker
+
+
+def _settle_prior(con: duckdb.DuckDBPyConnection, linker, record_count: int, rounds: int = 3) -> None:
+    """The prior as the model itself predicts it: the expected number of matches (the sum of the match
+    probabilities of every candidate pair; pairs outside the blocks are almost surely not matches)
+    over all record pairs, iterated to a fixed point. The EM sessions' own estimate is biased by their
+    blocking (several times too high on the data measured), which turns namesakes into matches."""
+    settings = linker._settings_obj
+    total_pairs = record_count * (record_count - 1) / 2
+    for _ in range(rounds):
+        predictions = linker.inference.predict()
+        expected = con.execute(
+            f"select coalesce(sum(match_probability), 0) from {predictions.physical_name}"
+        ).fetchone()[0]
+        predictions.drop_table_from_database_and_remove_from_cache()
+        prior = min(max(expected / total_pairs, 1e-12), 0.5)
+        if abs(prior - settings._probability_two_random_records_match) <= 0.01 * prior:
+            settings._probability_two_random_records_match = prior
+            return
+        settings._probability_two_random_records_match = prior
+
+
+def decide_pairs(
+    con: duckdb.DuckDBPyConnection, scored_table: str, merging_namespaces: set[str], kept_apart: set[str]
+) -> pl.DataFrame:
+    """The household rules and the duplicate-record test over a table of scored pairs. A pair whose
+    national ids agree is one person whatever else differs: no family member shares one."""
+    rule_case = (
+        f"case when coalesce({NATIONAL_IDS_AGREE}, false) then null "
+        + " ".join(f"when {sql} then '{name}'" for name, sql in HOUSEHOLD_RULES)
+        + " end"
+    )
+    agreeing = ", ".join(f"case when {field}_l = {field}_r then '{field}' end" for field in COMPARED_FIELDS)
+    frame = con.execute(
+        f"""
+        select *, {rule_case} as decision_rule, concat_ws(',', {agreeing}) as agreeing_fields
+        from {scored_table}
+        """
+    ).pl()
+    is_duplicate = (
+        (pl.col("source_table_l") == pl.col("source_table_r"))
+        & (pl.col("primary_namespace_l") == pl.col("primary_namespace_r"))
+        & pl.col("primary_namespace_l").is_in(sorted(merging_namespaces))
+        & ~pl.col("source_table_l").is_in(sorted(kept_apart))
+        & (pl.col("primary_key_l") != pl.col("primary_key_r"))
+    ).fill_null(False)
+    return frame.with_columns(
+        pl.when(is_duplicate).then(pl.lit("duplicate_record")).otherwise(pl.lit("probabilistic")).alias("link_type"),
+        pl.when(pl.col("decision_rule").is_null())
+        .then(pl.lit("match"))
+        .otherwise(pl.lit("rejected"))
+        .alias("decision"),
+    )
+
+
+def match_records(
+    records: pl.DataFrame,
+    edges: pl.DataFrame,
+    threshold: float,
+    seed: int = 42,
+    name_variants: pl.DataFrame | None = None,
+    merging_namespaces: set[str] | frozenset[str] = frozenset({"crm_id", "shop_customer_id", "loyalty_id"}),
+    kept_apart: set[str] | frozenset[str] = frozenset(),
+    model_path: Path | None = None,
+) -> pl.DataFrame:
+    """records: unique_id, anchor_key, anchor_id, seen_at, (primary_key, primary_namespace, source_table)
+    and the COMPARED_FIELDS present (normalized). edges: the deterministic left_identity_id,
+    right_identity_id. Returns LINK_SCHEMA rows: every pair across deterministic components scoring at
+    least `threshold`, with its decision. Writes the trained model as Splink JSON to model_path."""
+    for column in ("primary_key", "primary_namespace", "source_table"):
+        if column not in records.columns:
+            records = records.with_columns(pl.lit(None, pl.String).alias(column))
+    records = prepare_records(_deterministic_components(records, edges), name_variants).drop("anchor_id")
     # A private in-memory database: Splink's work tables never reach the warehouse.
     with duckdb.connect() as con:
         con.execute("set threads to 2")
-        db = DuckDBAPI(connection=con)
-        table = db.register(records.drop("anchor_id").to_arrow(), dataset_display_name="person_records")
-        linker = Linker(table, settings, log_level=logging.ERROR)
-        linker.table_management.compute_tf_table("first_name")
-        linker.table_management.compute_tf_table("last_name")
-        linker.training.estimate_u_using_random_sampling(max_pairs=1_000_000, seed=seed)
-        if true_pairs:
-            linker.training.estimate_m_from_label_column("component")
-        scored = pl.from_arrow(
-            linker.inference.predict(threshold_match_probability=threshold).as_duckdbpyrelation().arrow().read_all()
+        linker = train_model(con, records, seed)
+        if linker is None:
+            return pl.from_arrow(LINK_SCHEMA.empty_table())
+        if model_path is not None:
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+            linker.misc.save_model_to_json(str(model_path), overwrite=True)
+        scored = linker.inference.predict(threshold_match_probability=threshold)
+        con.execute(
+            f"create temp table scored_pairs as select * from {scored.physical_name} where component_l <> component_r"
         )
-    if scored.is_empty():
+        decided = decide_pairs(con, "scored_pairs", set(merging_namespaces), set(kept_apart))
+    if decided.is_empty():
         return pl.from_arrow(LINK_SCHEMA.empty_table())
-    # Which compared fields agree exactly: the evidence shown by `cdp profile explain`.
-    agreeing = pl.concat_str(
-        [pl.when(pl.col(f"{field}_l") == pl.col(f"{field}_r")).then(pl.lit(field)) for field in COMPARED_FIELDS],
-        separator=",",
-        ignore_nulls=True,
-    )
-    return (
-        scored.filter(pl.col("component_l") != pl.col("component_r"))
-        .select(
-            pl.col("anchor_key_l").alias("left_identity_key"),
-            pl.col("anchor_key_r").alias("right_identity_key"),
-            pl.col("unique_id_l").alias("left_record_id"),
-            pl.col("unique_id_r").alias("right_record_id"),
-            "match_probability",
-            "match_weight",
-            agreeing.alias("agreeing_fields"),
-            pl.min_horizontal("seen_at_l", "seen_at_r").alias("first_seen_at"),
-            pl.max_horizontal("seen_at_l", "seen_at_r").alias("last_seen_at"),
-        )
-        .sort("left_record_id", "right_record_id")
-    )
+    duplicate = pl.col("link_type") == "duplicate_record"
+    return decided.select(
+        pl.when(duplicate).then(pl.col("primary_key_l")).otherwise(pl.col("anchor_key_l")).alias("left_identity_key"),
+        pl.when(duplicate).then(pl.col("primary_key_r")).otherwise(pl.col("anchor_key_r")).alias("right_identity_key"),
+        pl.col("unique_id_l").alias("left_record_id"),
+        pl.col("unique_id_r").alias("right_record_id"),
+        "match_probability",
+        "match_weight",
+        "agreeing_fields",
+        "link_type",
+        "decision",
+        "decision_rule",
+        pl.min_horizontal("seen_at_l", "seen_at_r").alias("first_seen_at"),
+        pl.max_horizontal("seen_at_l", "seen_at_r").alias("last_seen_at"),
+    ).sort("left_record_id", "right_record_id")
+
+
+def model_path_for_run() -> Path | None:
+    """Where this run's trained model goes: <CDP_DATA_DIR>/identity/match_models/<UTC time>.json."""
+    data_dir = os.environ.get("CDP_DATA_DIR")
+    if not data_dir:
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return Path(data_dir) / "identity" / "match_models" / f"match_model_{stamp}.json"
 
 
 def model(dbt, session):
@@ -153,6 +617,24 @@ def model(dbt, session):
     if not _flag(dbt.config.get("probabilistic_matching")):
         return LINK_SCHEMA.empty_table()
     threshold = float(dbt.config.get("match_threshold"))
+    kept_apart = json.loads(str(dbt.config.get("duplicate_records_kept_apart") or "[]"))
     records = pl.from_arrow(dbt.ref("identity_person_records").arrow().read_all()).rename({"record_id": "unique_id"})
     edges = pl.from_arrow(dbt.ref("identity_edges").project("left_identity_id, right_identity_id").arrow().read_all())
-    return match_records(records, edges, threshold).to_arrow().cast(LINK_SCHEMA)
+    variants = pl.from_arrow(dbt.ref("identity_name_variants").arrow().read_all())
+    merging = {
+        row[0]
+        for row in dbt.ref("identity_namespaces").filter("merges_duplicate_records").project("namespace").fetchall()
+    }
+    path = model_path_for_run()
+    links = match_records(
+        records,
+        edges,
+        threshold,
+        name_variants=variants,
+        merging_namespaces=merging,
+        kept_apart=set(kept_apart),
+        model_path=path,
+    )
+    if path is not None and path.exists():
+        (path.parent / "latest.json").write_text(path.read_text())
+    return links.to_arrow().cast(LINK_SCHEMA)

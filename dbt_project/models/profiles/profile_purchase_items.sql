@@ -23,7 +23,8 @@ final as (
         items.product_category,
         items.product_colour,
         items.quantity,
-        items.price_total
+        items.price_total,
+        cast(items.price_total * events.exchange_rate_to_reporting as decimal(18, 2)) as price_total_reporting
     from items
     inner join events
         on events.event_id = items.record_id

@@ -17,7 +17,7 @@ events as (
         occurred_at,
         extract(hour from occurred_at) as occurred_hour,
         commerce_order_status,
-        commerce_order_price_total,
+        commerce_order_price_total_reporting,
         marketing_campaign_id
         {%- for measure in trait_measures(traits) %},
         {{ json_number('event_measures', measure) }} as measure__{{ measure }}
@@ -52,11 +52,14 @@ derived as (
         on profiles.profile_id = aggregated.profile_id
 ),
 
+{{ trait_score_ctes(traits) }}
+
 scored as (
     select
         derived.*
         {{- trait_columns(traits, 'score') }}
     from derived
+    {{- trait_score_joins(traits) }}
 ),
 
 final as (

@@ -1,10 +1,7 @@
--- Look-alikes of seg_high_value: the non-members most similar to its members, as many as the seed
--- audience has (or var lookalike_size).
+-- Look-alikes of seg_high_value: the non-members at least as seed-like as var lookalike_min_similarity of
+-- the held-out seed members (cdp/predictive/lookalike.py; the reach curve gives the size per threshold).
+-- Empty while the seed is too small to learn from.
 with
-
-seed as (
-    select count(*) as seed_size from {{ ref('seg_high_value') }}
-),
 
 lookalikes as (
     select * from {{ source('predictions', 'lookalike_high_value') }}
@@ -22,8 +19,7 @@ final as (
     from lookalikes
     inner join profiles
         on profiles.profile_id = lookalikes.profile_id
-    cross join seed
-    where lookalikes.similarity_rank <= {{ var('lookalike_size', 'seed.seed_size') }}
+    where lookalikes.similarity >= {{ var('lookalike_min_similarity') }}
 )
 
 select * from final

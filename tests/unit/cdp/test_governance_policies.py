@@ -151,7 +151,10 @@ def test_labels_reach_profile_and_audience_columns_with_their_sources(labelled_c
     # A trait computed from events inherits their usage label, not their identity labels.
     trait_labels, trait_sources = column_labels("profile_traits", "emails_opened", lineage)
     assert trait_labels == ["C9"] and trait_sources["C9"] == ["esp__email_events.campaign_id"]
-    assert column_labels("profiles", "birth_date", lineage)[0] == ["I2"]
+    # The birth date comes from the CRM and from the (here third-party) loyalty export.
+    birth_date_labels, birth_date_sources = column_labels("profiles", "birth_date", lineage)
+    assert birth_date_labels == ["I2", "custom:third_party"]
+    assert birth_date_sources["custom:third_party"] == ["loyalty__members.birth_date"]
     assert column_labels("profiles", "profile_id", lineage)[0] == []
 
 

@@ -1,5 +1,5 @@
 -- generated from audiences/high_value.yml by `cdp segments compile`; do not edit.
--- Known profiles with lifetime revenue of at least var high_value_min_revenue.
+-- Known profiles with lifetime revenue of at least var high_value_min_revenue (in the reporting currency, var reporting_currency).
 {{ audience_require_columns('audiences/high_value.yml', [
     ['profile_traits', 'last_purchase_at', 'columns[2].field'],
     ['profile_traits', 'lifetime_orders', 'columns[0].field'],
