@@ -52,9 +52,25 @@ def destination_server():
 E2E_FIXTURES = {"runs", "make_workspace"}
 
 
+def pytest_configure(config):
+    """Before any worker starts (pytest-xdist), compile the audiences and parse the dbt project once:
+    workers that found the manifest stale at once would all write it."""
+    if not hasattr(config, "workerinput"):
+        from cdp.dbt import prepare_manifest
+
+        prepare_manifest()
+
+
 def pytest_collection_modifyitems(config, items):
     """Everything under tests/e2e/, and any test that builds a workspace or uses the shared pipeline
-    runs, is marked e2e: `make test-fast` (-m "not e2e") skips them."""
+    runs, is marked e2e: `make test-fast` (-m "not e2e") skips them.
+
+    For `--dist loadgroup`: every user of the shared runs is one group, run first (it is the longest);
+    every other module is its own group, so a module fixture is built on one worker only."""
     for item in items:
-        if "/e2e/" in str(item.path) or E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "/e2e/" in str(item.path) or E2E_FIXTURES & fixtures:
             item.add_marker(pytest.mark.e2e)
+        group = "pipeline_runs" if "runs" in fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "runs" not in getattr(item, "fixturenames", ()))
