@@ -171,10 +171,10 @@ def _goal(path: Path, value: Any, columns: dict[str, str]) -> Goal:
 
 
 def load_campaign(
-    path: Path, audiences: dict[str, tuple[Split, ...] | None], syncs: dict, columns: dict[str, str]
+    path: Path, audiences: dict[str, tuple[Split, ...] | None], syncs: dict | None, columns: dict[str, str]
 ) -> Campaign:
     """One definition, checked against the audiences (name -> splits, None for SQL audiences) and the
-    sync specs (name -> SyncSpec) of the project."""
+    sync specs (name -> SyncSpec; None: the syncs are not checked)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
@@ -215,7 +215,9 @@ def load_campaign(
         sync_names = [sync_names]
     if not isinstance(sync_names, list) or not sync_names:
         raise _fail(path, "syncs", _show(data["syncs"]), "a list of the sync names that send the audience")
-    for sync_name in sync_names:
+    if not all(isinstance(sync_name, str) and sync_name for sync_name in sync_names):
+        raise _fail(path, "syncs", _show(data["syncs"]), "a list of the sync names that send the audience")
+    for sync_name in sync_names if syncs is not None else []:
         spec = syncs.get(sync_name)
         if spec is None:
             raise _fail(
@@ -269,20 +271,36 @@ def _project_audiences() -> dict[str, tuple[Split, ...] | None]:
     return audiences
 
 
-def load_campaigns(directory: Path | None = None) -> list[Campaign]:
-    """Every campaign of the project, checked, in name order."""
-    import activation
-
+def load_campaigns(
+    directory: Path | None = None, broken: dict[str, CampaignError] | None = None, check_syncs: bool = True
+) -> list[Campaign]:
+    """Every campaign of the project, checked, in name order. A wrong one raises CampaignError, unless
+    `broken` is given: then it is recorded there (file stem -> error) and left out, and every other one
+    loads. Without `check_syncs` the sync specs are not read (the generated catalogue must not depend on
+    CDP_SYNCS_DIR: the analytics models only need the sync names)."""
     directory = directory or campaigns_dir()
     paths = sorted(directory.glob("*.yml")) if directory.exists() else []
     if not paths:
         return []
-    try:
-        syncs = activation.load_sync_specs()
-    except activation.ActivationError as error:
-        raise CampaignError(f"campaigns need the sync specs, which do not load: {error}") from None
+    syncs = _valid_sync_specs() if check_syncs else None
     audiences, columns = _project_audiences(), profile_event_columns()
-    return [load_campaign(path, audiences, syncs, columns) for path in paths]
+    campaigns = []
+    for path in paths:
+        try:
+            campaigns.append(load_campaign(path, audiences, syncs, columns))
+        except CampaignError as error:
+            if broken is None:
+                raise
+            broken[path.stem] = error
+    return campaigns
+
+
+def _valid_sync_specs() -> dict:
+    """The sync specs that load; a broken spec is reported by itself, and a campaign naming it is unknown."""
+    from cdp.definitions import load_sync_specs
+
+    specs, _broken = load_sync_specs()
+    return specs
 
 
 def catalogue_entries(campaigns: list[Campaign]) -> list[dict]:
@@ -330,7 +348,8 @@ def render_campaign_catalogue(campaigns: list[Campaign]) -> str:
 def write_campaign_catalogue(dbt_dir: Path = DBT_PROJECT_DIR) -> bool:
     """Rewrite macros/campaign_catalogue.sql when the campaigns changed it; True if written."""
     path = dbt_dir / CATALOGUE_MACRO
-    text = render_campaign_catalogue(load_campaigns())
+    # A wrong campaign fails only itself: left out here, named by `cdp run` and `cdp campaigns list`.
+    text = render_campaign_catalogue(load_campaigns(broken={}, check_syncs=False))
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     path.write_text(text, encoding="utf-8")

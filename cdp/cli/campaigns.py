@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from cdp.cli.app import main
@@ -20,8 +22,9 @@ def campaigns_list() -> None:
     from cdp.campaigns import load_campaigns
     from cdp.campaigns.report import campaign_summary_lines
 
-    definitions = load_campaigns()
-    if not definitions:
+    broken: dict = {}
+    definitions = load_campaigns(broken=broken)
+    if not definitions and not broken:
         click.echo("no campaigns: declare one in dbt_project/campaigns/<name>.yml (README, Campaigns)")
         return
     for campaign in definitions:
@@ -34,8 +37,12 @@ def campaigns_list() -> None:
     lines = campaign_summary_lines(current_paths().warehouse)
     for line in lines:
         click.echo(line)
-    if not lines:
+    if not lines and definitions:
         click.echo("no results yet: run the pipeline (`cdp run`) to build analytics.campaign_lift")
+    if broken:  # each wrong one in one line; the pipeline leaves them out and measures the others
+        for _name, error in sorted(broken.items()):
+            click.echo(f"error: {error}", err=True)
+        sys.exit(2)
 
 
 @campaigns.command("report")

@@ -130,3 +130,28 @@ def test_the_cli_reports_a_broken_definition_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: campaign {tmp_path / 'broken.yml'}: goal.window_days: found 'x'")
     assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_campaign_fails_only_itself(tmp_path):
+    """One broken file is left out and named; the other campaigns still load (and are measured)."""
+    (tmp_path / "good.yml").write_text(VALID.format(name="good"))
+    (tmp_path / "broken.yml").write_text(
+        VALID.format(name="broken").replace("syncs: [email_offer_to_esp]", "syncs: [nope]")
+    )
+    broken: dict = {}
+    assert [c.name for c in load_campaigns(tmp_path, broken=broken)] == ["good"]
+    assert list(broken) == ["broken"] and "syncs: found unknown sync 'nope'" in str(broken["broken"])
+    with pytest.raises(CampaignError, match="unknown sync 'nope'"):
+        load_campaigns(tmp_path)
+
+
+def test_the_catalogue_does_not_depend_on_which_syncs_are_configured(tmp_path, monkeypatch):
+    """`cdp sync` with another CDP_SYNCS_DIR (as tests and operators use) prepares the dbt manifest,
+    which rewrites the catalogue: it must not drop the campaigns whose syncs that directory lacks (nor
+    fail the command). The campaigns check names the missing sync."""
+    monkeypatch.setenv("CDP_SYNCS_DIR", str(tmp_path))
+    committed = (DBT_PROJECT_DIR / CATALOGUE_MACRO).read_text()
+    assert render_campaign_catalogue(load_campaigns(broken={}, check_syncs=False)) == committed
+    broken: dict = {}
+    assert load_campaigns(broken=broken) == []
+    assert "unknown sync 'email_offer_to_esp'; expected one of (no syncs)" in str(broken["summer_email_offer"])
