@@ -264,8 +264,10 @@ def _project_audiences() -> dict[str, tuple[Split, ...] | None]:
     from cdp.audiences.project import AudienceProject, load_definitions
 
     project = AudienceProject()
+    # A broken audience is reported by itself (it fails its own asset); a campaign of it names an unknown audience.
     audiences: dict[str, tuple[Split, ...] | None] = {
-        d.name: tuple(Split(s.name, s.percent, s.is_holdout) for s in d.splits) for d in load_definitions(project)
+        d.name: tuple(Split(s.name, s.percent, s.is_holdout) for s in d.splits)
+        for d in load_definitions(project, broken={})
     }
     audiences.update({name: None for name in project.sql_audiences()})
     return audiences

@@ -61,8 +61,14 @@ def test_every_stage_produces_rows(runs):
     assert not empty, f"tables without rows after the first run: {empty}"
     quarantined = sum(rows for name, (rows, _) in runs.fingerprints[0].items() if name.startswith("quarantine."))
     assert quarantined > 0, "the demo data plants bad rows: some must be quarantined"
-    destination_files = list((runs.workspace.data_dir / "destinations").rglob("*__current.*"))
-    assert len(destination_files) == 2, destination_files
+    # Every file sync writes its current file (the two audiences' and the two demo campaigns').
+    destination_files = {path.name for path in (runs.workspace.data_dir / "destinations").rglob("*__current.*")}
+    assert destination_files == {
+        "high_value_to_csv__current.csv",
+        "lapsed_buyers_to_jsonl__current.jsonl",
+        "email_offer_to_esp__current.jsonl",
+        "sms_reminder_to_sms_tool__current.csv",
+    }, destination_files
 
 
 def test_rows_in_equal_accepted_plus_quarantined(runs):
