@@ -108,8 +108,9 @@ def build_sync_records_asset(sync_assets: list[dg.AssetsDefinition]) -> dg.Asset
     return sync_records
 
 
-_SYNCS = [build_sync_asset(spec) for spec in SYNC_SPECS.values()]
-SYNC_ASSETS = [*_SYNCS, build_sync_records_asset(_SYNCS)]
+# The sync-records asset is built in orchestration/definitions.py, over the syncs that can run (not those of
+# an invalid audience: waiting on a sync that never runs would hold back campaign analytics and publication).
+SYNC_ASSETS = [build_sync_asset(spec) for spec in SYNC_SPECS.values()]
 
 
 def build_policy_check(audience: str, specs: list[activation.SyncSpec]) -> dg.AssetChecksDefinition:
