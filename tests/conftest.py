@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -76,6 +77,13 @@ def pytest_configure(config):
     prepare_manifest()
     if getattr(config.option, "numprocesses", None):
         os.environ[WORK_UNITS_ENV] = str(Path(tempfile.mkdtemp(prefix="cdp-test-units-")) / "units.json")
+
+
+def pytest_unconfigure(config):
+    """The controller removes the work units' directory it made."""
+    units_file = os.environ.get(WORK_UNITS_ENV)
+    if units_file and not hasattr(config, "workerinput"):
+        shutil.rmtree(Path(units_file).parent, ignore_errors=True)
 
 
 def work_unit(item: pytest.Item) -> str:
