@@ -22,8 +22,11 @@ demo: setup
 	$(BIN)/cdp demo
 
 # Everything, slowest first in the report: unit tests, the end-to-end pipeline runs, dbt unit tests.
+# Two workers (TEST_WORKERS): a module's tests stay on one worker, and so do all users of the shared
+# pipeline runs (tests/conftest.py's scheduler), so no module fixture and no pipeline run is built twice.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadscope
 
 # The development loop: everything but the end-to-end pipeline runs (marker e2e), in under 2 minutes.
 test-fast: setup

@@ -28,6 +28,7 @@ class SyncPlan:
     excluded_consent: int = 0
     held: int = 0  # rows the destination held before this run (the guard's denominator)
     suppressed: int = 0  # audience rows left out by the global suppression list (activation/suppression.py)
+    held_out: int = 0  # members of a holdout split the sync would otherwise send (spec send_holdout: false)
 
     @property
     def to_send(self) -> int:
@@ -92,8 +93,10 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     """Diff the audience against the committed state. Leaves temp tables sync_plan_changes
     (record_key, change_kind added|changed|removed, old_hash, row_hash, row_struct: the mapped row
     to send, row_json: for removals the version last sent; the engine adds the idempotency key,
-    IDEMPOTENCY_KEY_SQL), sync_plan_invalid and
-    sync_plan_excluded (record_key, reason). Rows stay structs: the engine renders JSON (and COPY text)
+    IDEMPOTENCY_KEY_SQL; split_name: the audience's split of the row, if it has splits), sync_plan_invalid,
+    sync_plan_excluded (record_key, reason) and sync_plan_held_out (record_key, split_name, reason): members
+    of a holdout split that would otherwise be sent (valid, consented, not suppressed), so the held-out
+    and the sent are alike but for the split. Rows stay structs: the engine renders JSON (and COPY text)
     per chunk as it sends (activation/engine.py). Rows come in no particular order and are not numbered
     (sorting 1M keys, or even row_number(), costs a good share of the diff); removals come after adds
     and changes."""
@@ -148,6 +151,11 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     suppressed = (
         con.execute(f"select count(*) from {spec.audience} where {suppression}").fetchone()[0] if suppression else 0
     )
+    # Holdouts are honoured by default: members of a holdout split (column is_holdout, audiences with
+    # splits) are not sent, and a destination that holds one (sent before) has it removed in mirror mode.
+    holds_out = "is_holdout" in columns and not spec.send_holdout
+    is_held_out = 'coalesce(cast(audience."is_holdout" as boolean), false)' if holds_out else "false"
+    split_name = 'cast(audience."split_name" as varchar)' if "split_name" in columns else "null::varchar"
     identifier_columns = ", ".join(
         f'{identifier_sql(item)} as "__identifier_{target}"' for target, item in spec.identifiers.items()
     )
@@ -157,12 +165,15 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         f"""
         create or replace temp table sync_plan_audience as
         with mapped as (
-            select audience.*, {identifier_columns + "," if identifier_columns else ""} {consent_ok} as is_consented
+            select audience.*, {identifier_columns + "," if identifier_columns else ""} {consent_ok} as is_consented,
+                   {split_name} as __split_name, {is_held_out} as __is_held_out
             from {source} as audience {consent_join}
         )
-        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash, has_identifier, is_consented
+        select record_key, row_struct, cast(hash(row_struct) as varchar) as row_hash, has_identifier, is_consented,
+               split_name, is_held_out
         from (select cast("{spec.primary_key}" as varchar) as record_key, struct_pack({mapped}) as row_struct,
-                     {has_identifier} as has_identifier, is_consented
+                     {has_identifier} as has_identifier, is_consented, __split_name as split_name,
+                     __is_held_out as is_held_out
               from mapped)
         """
     )
@@ -194,11 +205,22 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         """
     )
     con.execute(
+        f"""
+        create or replace temp table sync_plan_held_out as
+        select record_key, split_name,
+               'held out: split ' || coalesce(split_name, '?') || ' of {spec.audience} is a holdout '
+               || '(is_holdout); set send_holdout: true in the spec to send it' as reason
+        from sync_plan_audience
+        where record_key is not null and has_identifier and is_consented and is_held_out
+          and record_key not in (select record_key from sync_plan_duplicates)
+        """
+    )
+    con.execute(
         """
         create or replace temp view sync_plan_audience_valid as
-        select record_key, row_struct, row_hash
+        select record_key, row_struct, row_hash, split_name
         from sync_plan_audience
-        where record_key is not null and has_identifier and is_consented
+        where record_key is not null and has_identifier and is_consented and not is_held_out
           and record_key not in (select record_key from sync_plan_duplicates)
         """
     )
@@ -207,7 +229,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     remove_clause = (
         """
         union all
-        select held.record_key, 'removed', held.row_hash, null, null, held.row_json
+        select held.record_key, 'removed', held.row_hash, null, null, held.row_json, null
         from held
         anti join sync_plan_audience_valid as audience on audience.record_key = held.record_key
         where held.record_key not in (select record_key from sync_plan_invalid where record_key is not null)
@@ -223,7 +245,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         changes as (
             select audience.record_key,
                    case when held.record_key is null then 'added' else 'changed' end as change_kind,
-                   held.row_hash as old_hash, audience.row_hash, audience.row_struct, null::varchar as row_json
+                   held.row_hash as old_hash, audience.row_hash, audience.row_struct, null::varchar as row_json,
+                   audience.split_name
             from sync_plan_audience_valid as audience
             left join held on held.record_key = audience.record_key
             where held.record_key is null or held.row_hash <> audience.row_hash
@@ -234,10 +257,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         [spec.name],
     )
     counts = dict(con.execute("select change_kind, count(*) from sync_plan_changes group by 1").fetchall())
-    valid = con.execute(
-        "select count(*) from sync_plan_audience where record_key is not null and has_identifier "
-        "and is_consented and record_key not in (select record_key from sync_plan_duplicates)"
-    ).fetchone()[0]
+    valid = con.execute("select count(*) from sync_plan_audience_valid").fetchone()[0]
+    held_out = con.execute("select count(*) from sync_plan_held_out").fetchone()[0]
     invalid = con.execute("select count(*) from sync_plan_invalid").fetchone()[0]
     excluded = con.execute("select count(*) from sync_plan_excluded").fetchone()[0]
     held = con.execute("select count(*) from activation.sync_state where sync_name = ?", [spec.name]).fetchone()[0]
@@ -252,4 +273,5 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         excluded_consent=excluded,
         held=held,
         suppressed=suppressed,
+        held_out=held_out,
     )

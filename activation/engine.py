@@ -62,10 +62,21 @@ class SyncResult:
     suppressed: int = 0  # audience rows left out by the global suppression list
     not_sent: int = 0  # rows of the change set never tried: the run stopped early (kept for the next run)
     http_retries: int = 0  # requests repeated within the run (429, 5xx, timeouts, rows a receiver failed)
+    held_out: int = 0  # members of a holdout split not sent (recorded in the ledger as held_out)
+    as_of: dt.datetime | None = None  # the as-of instant the audience was evaluated at (CDP_AS_OF), if set
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def evaluated_as_of() -> dt.datetime | None:
+    """The instant the audience was evaluated at when the pipeline runs as of a given day (CDP_AS_OF,
+    YYYY-MM-DD: a replay, the demo, the tests): the end of that day, the rule of cdp.settings.as_of_instant
+    and dbt's as_of_timestamp. None when the run uses the present. Campaign analytics time a member's
+    exposure by the run's as-of instant when there is one, else by when the run started."""
+    day = os.environ.get("CDP_AS_OF")
+    return dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time()) if day else None
 
 
 def _batch_size(spec: SyncSpec, destination: Destination | None, override: int | None) -> int:
@@ -106,6 +117,7 @@ def run_sync(
     (the destination looks down, or its deadline passed) says why in `message` and leaves the unsent
     rows (`not_sent`) to the next run."""
     started_at, started = _now(), time.perf_counter()
+    as_of = evaluated_as_of()
     ensure_state_tables(con)
     if not dry_run:
         _record_killed_runs(con, spec, run_id)
@@ -156,6 +168,8 @@ def run_sync(
             suppressed=plan.suppressed,
             not_sent=counts["not_sent"],
             http_retries=counts["http_retries"],
+            held_out=plan.held_out,
+            as_of=as_of,
         )
 
     stop = _guard_message(spec, plan) if not force else None
@@ -203,7 +217,7 @@ def run_sync(
         changes = con.execute(
             """
             select changes.record_key, changes.change_kind, changes.row_hash, changes.row_struct,
-                   changes.row_json as held_json, changes.old_hash,
+                   changes.row_json as held_json, changes.old_hash, changes.split_name,
                    coalesce(attempts.attempts, 0) + 1 as attempt,
                    coalesce(attempts.operations_sent, 0) as operation_sequence
             from sync_plan_changes as changes left join sync_plan_attempts as attempts using (record_key)
@@ -445,7 +459,7 @@ def _render(
         return con.execute(
             f"""
             select record_key, change_kind, row_hash, {json_sql} as row_json,
-                   {IDEMPOTENCY_KEY_SQL} as idempotency_key, attempt{f", {text_sql} as row_text" if text_sql else ""}
+                   {IDEMPOTENCY_KEY_SQL} as idempotency_key, attempt, split_name{f", {text_sql} as row_text" if text_sql else ""}
             from sync_chunk
             """,
             ([key_field] if sends_json else []) + [sync_name],
@@ -538,7 +552,7 @@ class _Window:
         rows = pa.concat_tables(self.frames)
         numbers = np.arange(rows.num_rows) // self.size + self.first_number
         rows = rows.select(
-            ["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt"]
+            ["record_key", "change_kind", "row_hash", "row_json", "idempotency_key", "attempt", "split_name"]
         ).append_column("batch_number", pa.array(numbers, pa.int32()))
         bad = pa.table(
             {
@@ -581,7 +595,7 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
             """
             create or replace temp table sync_window as
             select w.record_key, w.change_kind, w.row_hash, w.row_json, w.idempotency_key, w.attempt,
-                   w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
+                   w.split_name, w.batch_number, coalesce(bad.status, 'sent') as status, bad.error,
                    coalesce(bad.http_status, codes.code, defaults.code) as http_status, defaults.requests
             from window_rows as w
             left join window_bad as bad using (record_key)
@@ -627,7 +641,7 @@ def _write_window(con: duckdb.DuckDBPyConnection, sync_name: str, run_id: str, t
                 select ? as run_id, ? as sync_name, record_key,
                        case when change_kind = 'removed' then 'delete' else 'upsert' end as operation,
                        change_kind, batch_number, attempt, status, error, now()::timestamp as recorded_at,
-                       idempotency_key, http_status, requests
+                       idempotency_key, http_status, requests, split_name
                 from sync_window
                 """,
                 [run_id, sync_name],
@@ -651,16 +665,18 @@ def _record_run(
     event: bool = True,
 ) -> None:
     """The run's row in activation.sync_runs (replacing its `running` row), and (for a real run) the
-    ledger rows of the rows it did not send: invalid ones and those excluded for consent."""
+    ledger rows of the rows it did not send: invalid ones, those excluded for consent and the held out."""
     con.execute("begin transaction")
     try:
         if ledger:
             con.execute(
                 """
                 insert into activation.sync_ledger by name
-                select ? as run_id, ? as sync_name, record_key, status, reason as error, now()::timestamp as recorded_at
-                from (select record_key, 'invalid' as status, reason from sync_plan_invalid
-                      union all select record_key, 'excluded_consent', reason from sync_plan_excluded)
+                select ? as run_id, ? as sync_name, record_key, status, reason as error, now()::timestamp as recorded_at,
+                       split_name
+                from (select record_key, 'invalid' as status, reason, null::varchar as split_name from sync_plan_invalid
+                      union all select record_key, 'excluded_consent', reason, null from sync_plan_excluded
+                      union all select record_key, 'held_out', reason, split_name from sync_plan_held_out)
                 """,
                 [result.run_id, spec.name],
             )
@@ -671,7 +687,7 @@ def _record_run(
             select ? as run_id, ? as sync_name, ? as started_at, ? as finished_at, ? as status, ? as dry_run,
                    ? as added, ? as changed, ? as removed, ? as invalid, ? as unchanged, ? as sent, ? as failed,
                    ? as duration_s, ? as excluded_consent, ? as rejected, ? as retried, ? as message,
-                   ? as not_sent, ? as http_retries
+                   ? as not_sent, ? as http_retries, ? as held_out, ? as as_of
             """,
             [
                 result.run_id,
@@ -694,6 +710,8 @@ def _record_run(
                 result.message,
                 result.not_sent,
                 result.http_retries,
+                result.held_out,
+                result.as_of,
             ],
         )
         con.execute("commit")
@@ -720,6 +738,7 @@ def _record_run(
             "rejected": result.rejected,
             "excluded_consent": result.excluded_consent,
             "suppressed": result.suppressed,
+            "held_out": result.held_out,
             "not_sent": result.not_sent,
             "http_retries": result.http_retries,
             "marketing_actions": list(spec.marketing_actions),

@@ -30,6 +30,7 @@ SPEC_KEYS = (
     "marketing_actions",
     "schedule",
     "guard",
+    "send_holdout",
 )
 HTTP_KEYS = ("batch_size", "timeout_s", "max_attempts", "backoff_s", "max_backoff_s", "rate_limit_per_s")
 # When a run stops early (activation/engine.py): after this many consecutive batches that failed whole
@@ -88,6 +89,9 @@ class SyncSpec:
     marketing_actions: tuple[str, ...] = ()
     schedule: str | None = None  # cron; None: with the pipeline
     max_remove_share: float = GUARD_DEFAULT_MAX_REMOVE_SHARE
+    # Audiences with splits: members of a holdout split (is_holdout) are not sent unless this is true;
+    # they are recorded in the ledger as held_out (campaign analytics compare them with those sent).
+    send_holdout: bool = False
 
     @property
     def key_field(self) -> str:
@@ -328,6 +332,13 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
             f"guard must be {{max_remove_share: <0..1>}}; found {data.get('guard')!r}",
             "Give the largest share of the destination one run may remove, e.g. 0.2.",
         )
+    send_holdout = data.get("send_holdout", False)
+    if not isinstance(send_holdout, bool):
+        raise _fail(
+            path,
+            f"send_holdout must be true or false; found {send_holdout!r}",
+            "Leave it out (holdout members are not sent), or write `send_holdout: true` to send them too.",
+        )
     return SyncSpec(
         name=str(data["name"]),
         audience=audience,
@@ -345,6 +356,7 @@ def load_sync_spec(path: str | Path) -> SyncSpec:
         marketing_actions=_marketing_actions(path, data),
         schedule=str(data["schedule"]) if data.get("schedule") else None,
         max_remove_share=float(share),
+        send_holdout=send_holdout,
     )
 
 

@@ -48,12 +48,14 @@ def prepare_manifest() -> Path:
     parse the dbt project when its manifest is missing or older than a model, macro or seed, so
     `cdp`, tests and `dagster dev` always see the current project."""
     from cdp.audiences import write_audiences
+    from cdp.campaigns import write_campaign_catalogue
     from cdp.sources import write_source_refs
     from cdp.traits import write_trait_catalogue
 
     write_audiences(broken={})  # an invalid audience gets no model; Dagster shows it as a failing asset
     write_source_refs()  # the staging models each XDM model refs, from their cdp meta (checked)
     write_trait_catalogue()  # the trait columns of profile_traits, for the trait macros and unit tests
+    write_campaign_catalogue()  # dbt_project/campaigns/*.yml, checked, for the analytics models
     if manifest_is_stale():
         result = subprocess.run(dbt_command("parse", "--quiet"), cwd=DBT_PROJECT_DIR, capture_output=True, text=True)
         if result.returncode != 0:

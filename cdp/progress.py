@@ -78,9 +78,11 @@ class _Live:
 
     def update(self, **changes) -> None:
         with self.lock:
+            # A new stage is drawn at once: at 4 refreshes a second, short stages would never show.
+            new_stage = any(getattr(self.state, key) != changes[key] for key in ("stage", "step") if key in changes)
             for key, value in changes.items():
                 setattr(self.state, key, value)
-            self.live.update(self._render())
+            self.live.update(self._render(), refresh=new_stage)
 
 
 _ACTIVE: _Live | None = None

@@ -43,6 +43,19 @@ def pipeline_summary(warehouse: Path, run_id: str | None) -> str:
                 lines.append(f"{name:<28}{files:>7,}{accepted:>12,}{quarantined:>13,}")
             if not rows:
                 lines.append("  (no new landing files in this run)")
+            for file_path, moved_to in con.execute(
+                f"select file_path, moved_to from audit.loads {run_filter} {'and' if run_id else 'where'} "
+                "status = 'failed' order by 1",
+                [run_id] if run_id else [],
+            ).fetchall():
+                lines.append(f"rejected whole: {file_path} -> {moved_to} (reason in audit.loads.error)")
+        if _table_exists(con, "xdm", "xdm_product_list_items_pending"):
+            waiting = con.execute("select count(*) from xdm.xdm_product_list_items_pending").fetchone()[0]
+            if waiting:
+                lines.append(
+                    f"order lines waiting for their order: {waiting:,} (xdm.xdm_product_list_items_pending; "
+                    "they join when the order is loaded)"
+                )
         if _table_exists(con, "profiles", "profiles"):
             profiles, known = con.execute(
                 "select count(*), count(*) filter (where is_known) from profiles.profiles"
@@ -65,7 +78,8 @@ def _sync_lines(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[str]
     if run_id:
         rows = con.execute(
             """
-            select sync_name, run_id, max(started_at), sum(added), sum(changed), sum(removed), sum(sent), sum(failed)
+            select sync_name, run_id, max(started_at), sum(added), sum(changed), sum(removed), sum(sent), sum(failed),
+                   sum(coalesce(held_out, 0))
             from activation.sync_runs where run_id = ? and not coalesce(dry_run, false) group by 1, 2 order by 1
             """,
             [run_id],
@@ -74,7 +88,7 @@ def _sync_lines(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[str]
     else:
         rows = con.execute(
             """
-            select sync_name, run_id, started_at, added, changed, removed, sent, failed
+            select sync_name, run_id, started_at, added, changed, removed, sent, failed, coalesce(held_out, 0)
             from activation.sync_runs where not coalesce(dry_run, false)
             qualify row_number() over (partition by sync_name order by started_at desc) = 1
             order by 1
@@ -84,10 +98,10 @@ def _sync_lines(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[str]
     if not rows:
         return []
     lines = [header]
-    for name, sync_run, started_at, added, changed, removed, sent, failed in rows:
+    for name, sync_run, started_at, added, changed, removed, sent, failed, held_out in rows:
         label = "" if run_id else f"  (run {sync_run}, {started_at:%Y-%m-%d %H:%M} UTC)"
         lines.append(
             f"sync {name:<24} sent {sent:>7,} rows (added {added:,}, changed {changed:,}, "
-            f"removed {removed:,}, failed {failed:,}){label}"
+            f"removed {removed:,}, failed {failed:,}" + (f", held out {held_out:,}" if held_out else "") + f"){label}"
         )
     return lines

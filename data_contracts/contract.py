@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 from data_contracts.errors import ContractError
@@ -34,6 +35,7 @@ TABLE_KEYS = (
     "freshness",
     "records",
     "max_reject_rate",
+    "defaults",
     "columns",
 )
 COLUMN_KEYS = (
@@ -49,6 +51,8 @@ COLUMN_KEYS = (
     "pattern",
     "pii",
     "labels",
+    "on_invalid",
+    "allow_line_breaks",
 )
 # Named formats of string columns (a custom regular expression goes in `pattern`).
 STRING_FORMATS = ("email", "phone", "url", "country_code", "currency_code", "iso8601")
@@ -56,6 +60,13 @@ STRING_FORMATS = ("email", "phone", "url", "country_code", "currency_code", "iso
 # before (events) is a duplicate, quarantined.
 RECORD_KINDS = ("versioned", "immutable")
 FRESHNESS_KEYS = ("max_age_hours",)
+# What happens to a row with an invalid value in the column: the whole row goes to quarantine (default),
+# or the row is kept with that value nulled and the value recorded in quarantine with its reason.
+ON_INVALID = ("quarantine_row", "null_value")
+# Limits every string column gets unless the contract's `defaults` or the column say otherwise: no value
+# longer than this many characters, and no control characters (line breaks and tabs only where allowed).
+DEFAULT_MAX_LENGTH = 4096
+DEFAULTS_KEYS = ("max_length", "allow_line_breaks")
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class Column:
     min: float | None = None
     max: float | None = None
     max_length: int | None = None
+    on_invalid: str = "quarantine_row"
+    allow_line_breaks: bool = False  # string columns: tabs and line breaks inside a value are allowed
 
 
 @dataclass(frozen=True)
@@ -120,6 +133,32 @@ def _check_choice(path: Path, where: str, value: Any, allowed: tuple[str, ...], 
         )
 
 
+def _defaults(path: Path, spec: Any, node: yaml.Node | None) -> dict[str, Any]:
+    """The contract's `defaults` (limits of every string column), over the built-in ones."""
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise ContractError(
+            f"{path}{_line_of(node)}: defaults must be a mapping like {{max_length: 1000}}; found {spec!r}."
+        )
+    for key in spec:
+        if key not in DEFAULTS_KEYS:
+            raise ContractError(
+                f"{path}{_line_of(node)}: defaults has unknown key {key!r}; allowed keys are {', '.join(DEFAULTS_KEYS)}."
+            )
+    max_length = spec.get("max_length", DEFAULT_MAX_LENGTH)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise ContractError(
+            f"{path}{_line_of(node)}: defaults max_length must be a positive integer; found {max_length!r}."
+        )
+    allow_line_breaks = spec.get("allow_line_breaks", False)
+    if not isinstance(allow_line_breaks, bool):
+        raise ContractError(
+            f"{path}{_line_of(node)}: defaults allow_line_breaks must be true or false; found {allow_line_breaks!r}."
+        )
+    return {"max_length": max_length, "allow_line_breaks": allow_line_breaks}
+
+
 def load_contract(path: str | Path) -> Contract:
     """Read and validate one contract file."""
     path = Path(path)
@@ -147,6 +186,8 @@ def load_contract(path: str | Path) -> Contract:
         _check_choice(path, "format", data["format"], FILE_FORMATS, table_nodes.get("format"))
     _check_choice(path, "party", data.get("party", "first"), PARTIES, table_nodes.get("party"))
 
+    defaults = _defaults(path, data.get("defaults"), table_nodes.get("defaults"))
+    primary_key = tuple(data["primary_key"]) if isinstance(data["primary_key"], list) else (data["primary_key"],)
     columns_node = next((v for k, v in root.value if k.value == "columns"), None)
     column_nodes = _key_nodes(columns_node) if columns_node is not None else {}
     columns: dict[str, Column] = {}
@@ -183,10 +224,13 @@ def load_contract(path: str | Path) -> Contract:
         if "pattern" in spec:
             try:
                 re.compile(spec["pattern"])
-            except re.error as error:
+                # The row rules run it in polars (Rust's regex syntax), the suite in Python: both must take it.
+                pl.Series([""]).str.contains(f"^(?:{spec['pattern']})$")
+            except (re.error, pl.exceptions.PolarsError) as error:
                 raise ContractError(
-                    f"{path}{_line_of(node)}: {where} pattern {spec['pattern']!r} is not a valid "
-                    f"regular expression ({error})."
+                    f"{path}{_line_of(node)}: {where} pattern {spec['pattern']!r} is not a regular expression "
+                    f"both Python and polars accept ({str(error).strip().splitlines()[0]}). Avoid look-around and "
+                    "back-references."
                 ) from error
         for bound in ("min", "max"):
             if bound in spec and (
@@ -200,6 +244,24 @@ def load_contract(path: str | Path) -> Contract:
             raise ContractError(
                 f"{path}{_line_of(node)}: {where} max_length must be a positive integer; found {spec['max_length']!r}."
             )
+        on_invalid = spec.get("on_invalid", "quarantine_row")
+        _check_choice(path, f"{where} on_invalid", on_invalid, ON_INVALID, node)
+        if on_invalid == "null_value" and (spec.get("required") or name in primary_key):
+            raise ContractError(
+                f"{path}{_line_of(node)}: {where} has on_invalid: null_value but is required or part of the "
+                "primary key, so a nulled value would make the row invalid anyway. Use quarantine_row (the "
+                "default) or make the column optional."
+            )
+        if "allow_line_breaks" in spec and (
+            spec["type"] != "string" or not isinstance(spec["allow_line_breaks"], bool)
+        ):
+            raise ContractError(
+                f"{path}{_line_of(node)}: {where} allow_line_breaks must be true or false on a string column; "
+                f"found {spec['allow_line_breaks']!r} on type {spec['type']!r}."
+            )
+        max_length = spec.get("max_length")
+        if max_length is None and spec["type"] == "string":
+            max_length = defaults["max_length"]
         allowed = spec.get("allowed_values")
         columns[name] = Column(
             name=name,
@@ -214,10 +276,12 @@ def load_contract(path: str | Path) -> Contract:
             unique=bool(spec.get("unique", False)),
             min=spec.get("min"),
             max=spec.get("max"),
-            max_length=spec.get("max_length"),
+            max_length=max_length,
+            on_invalid=on_invalid,
+            allow_line_breaks=bool(spec.get("allow_line_breaks", defaults["allow_line_breaks"]))
+            and spec["type"] == "string",
         )
 
-    primary_key = tuple(data["primary_key"]) if isinstance(data["primary_key"], list) else (data["primary_key"],)
     for key_column in primary_key:
         if key_column not in columns:
             raise ContractError(

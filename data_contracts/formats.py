@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import polars as pl
 
 # ISO 3166-1 alpha-2 and ISO 4217 codes (current ones).
@@ -417,26 +419,38 @@ CURRENCY_CODES = frozenset(
     ]
 )
 
-EMAIL = r"(?i)^[a-z0-9._%+'-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
-# A phone that can be brought to E.164: digits with the usual separators, 7 to 15 digits.
-PHONE_CHARACTERS = r"^\+?[0-9 ()./-]+$"
-URL = r"(?i)^https?://[^\s/$.?#][^\s]*$"
-ISO8601 = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
+# Each named format is ONE definition that both validators apply (the polars row rules and the Great
+# Expectations suite, see rules.py), to the same normalized value: trimmed, empty -> null, then
+# `upper_case` for codes; the value must then match `regex` or be one of `values`. The expressions use
+# only syntax that Python's re and polars' (Rust) regex read alike: explicit ASCII classes, no \d, \s
+# or case-insensitive flag (their Unicode tables differ), anchored with ^...$ on trimmed values.
+EMAIL = r"^[a-zA-Z0-9._%+'-]+@[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*\.[a-zA-Z]{2,}$"
+# A phone that can be brought to E.164: an optional +, then 7 to 15 digits among the usual separators.
+PHONE = r"^\+?(?:[ ()./-]*[0-9]){7,15}[ ()./-]*$"
+URL = r"^[hH][tT][tT][pP][sS]?://[^ \t\n\r\f\v/$.?#][^ \t\n\r\f\v]*$"
+ISO8601 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?$"
+)
 
 
-def matches_format(text: pl.Expr, name: str) -> pl.Expr:
-    """True where the (trimmed, non-null) value has the named format."""
-    if name == "email":
-        return text.str.contains(EMAIL)
-    if name == "phone":
-        digits = text.str.replace_all(r"[^0-9]", "").str.len_chars()
-        return text.str.contains(PHONE_CHARACTERS) & digits.is_between(7, 15)
-    if name == "url":
-        return text.str.contains(URL)
-    if name == "country_code":
-        return text.str.to_uppercase().is_in(list(COUNTRY_CODES))
-    if name == "currency_code":
-        return text.str.to_uppercase().is_in(list(CURRENCY_CODES))
-    if name == "iso8601":
-        return text.str.contains(ISO8601)
-    raise ValueError(f"unknown format {name!r}")
+@dataclass(frozen=True)
+class Format:
+    name: str
+    regex: str | None = None  # the normalized value must match it
+    values: frozenset[str] | None = None  # ... or be one of these
+    upper_case: bool = False  # normalization before the check
+
+
+FORMATS = {
+    "email": Format("email", regex=EMAIL),
+    "phone": Format("phone", regex=PHONE),
+    "url": Format("url", regex=URL),
+    "country_code": Format("country_code", values=COUNTRY_CODES, upper_case=True),
+    "currency_code": Format("currency_code", values=CURRENCY_CODES, upper_case=True),
+    "iso8601": Format("iso8601", regex=ISO8601),
+}
+
+
+def normalize(text: pl.Expr, name: str | None) -> pl.Expr:
+    """The trimmed value as the format checks and stores it (codes upper-cased)."""
+    return text.str.to_uppercase() if name in FORMATS and FORMATS[name].upper_case else text

@@ -1,8 +1,15 @@
 """Load landing files into the warehouse under a contract, never losing a row.
 
-Per file, in one transaction: accepted rows -> raw.<name>, rejected rows -> quarantine.<name>,
-and a ledger row -> audit.loads. Invariant: rows read = accepted + quarantined. A file whose
-content hash was loaded before is skipped, so loads are idempotent.
+Per file, in one transaction: accepted rows -> raw.<name>, rejected rows -> quarantine.<name>
+(_action 'quarantine_row'), values nulled in accepted rows -> quarantine.<name> as well (_action
+'null_value', the row itself is in raw), and a ledger row -> audit.loads. Invariant: rows read =
+accepted + quarantined (+ suppressed). A file whose content hash was loaded before is skipped, so
+loads are idempotent. A file that cannot be read at all is moved to landing/_rejected/ with its reason.
+
+A file beyond its contract's max_reject_rate keeps failing the table's blocking check, run after run,
+until the data is fixed (the file delivered again under its name, or its rows replayed after a
+contract fix) or the failure is accepted (`accept_file`, `cdp quarantine accept`): see
+`outstanding_failures`.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import duckdb
 import polars as pl
 
 from data_contracts.contract import Contract
-from data_contracts.errors import ContractError
+from data_contracts.errors import ContractError, UnreadableFile
 from data_contracts.readers import ROW_NUMBER, file_format, read_landing_file
 from data_contracts.validate import validate
 
@@ -50,7 +57,10 @@ QUARANTINE_METADATA = {
     "_row_number": "BIGINT",
     "_load_id": "VARCHAR",
     "_quarantined_at": "TIMESTAMP",
+    # quarantine_row: the row is not in raw; null_value: the row is in raw with this value nulled.
+    "_action": "VARCHAR",
 }
+QUARANTINE_ROW, NULL_VALUE = "quarantine_row", "null_value"
 EXPECTATION_RESULTS = {
     "load_id": "VARCHAR",
     "source": "VARCHAR",
@@ -62,8 +72,24 @@ EXPECTATION_RESULTS = {
     "element_count": "BIGINT",
     "unexpected_count": "BIGINT",
     "checked_at": "TIMESTAMP",
+    "rule": "VARCHAR",  # the row rule the expectation recounts
+    "row_rule_count": "BIGINT",  # rows that rule flagged in the same file
+    "agrees": "BOOLEAN",
+}
+# Failures a person accepted (`cdp quarantine accept`): the file, in the version accepted, stops failing.
+LOAD_ACCEPTANCES = {
+    "source": "VARCHAR",
+    "table_name": "VARCHAR",
+    "file_path": "VARCHAR",
+    "file_hash": "VARCHAR",
+    "load_id": "VARCHAR",
+    "failure": "VARCHAR",
+    "reason": "VARCHAR",
+    "accepted_by": "VARCHAR",
+    "accepted_at": "TIMESTAMP",
 }
 REJECTED_DIR = "_rejected"
+EXTRA_COLUMN = "_extra"
 LOADS_LEDGER = {
     "load_id": "VARCHAR",
     "source": "VARCHAR",
@@ -81,11 +107,37 @@ LOADS_LEDGER = {
     "started_at": "TIMESTAMP",
     "finished_at": "TIMESTAMP",
     "rows_suppressed": "BIGINT",
+    "values_nulled": "BIGINT",  # values nulled in accepted rows (on_invalid: null_value)
 }
 # Erased people (privacy erasure) stay out: rows carrying one of their identifiers or record keys are
 # not loaded again, and are counted as suppressed (rows read = accepted + quarantined + suppressed).
 SUPPRESSION_TABLE = "governance.suppressed_identifiers"
 _TOKEN_SEPARATORS = re.compile(r"[,;|\t\s\"']+")
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    """A file of a table that still fails: beyond the reject rate (blocking) or rejected whole (warning)."""
+
+    file_path: str
+    load_id: str
+    kind: str  # "reject_rate" | "rejected"
+    rows_read: int
+    rows_quarantined: int
+    max_reject_rate: float
+    error: str | None = None
+
+    @property
+    def reject_rate(self) -> float:
+        return self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+
+    def describe(self) -> str:
+        if self.kind == "rejected":
+            return f"{self.file_path} (rejected whole in load {self.load_id}: {self.error})"
+        return (
+            f"{self.file_path} ({self.rows_quarantined:,} of {self.rows_read:,} rows quarantined, "
+            f"{self.reject_rate:.2%} > {self.max_reject_rate:.2%}, load {self.load_id})"
+        )
 
 
 @dataclass
@@ -102,8 +154,13 @@ class TableLoadReport:
     quarantine_reasons: Counter = field(default_factory=Counter)
     extra_columns: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
-    expectation_failures: list[str] = field(default_factory=list)  # GX: "<file>: <what failed>"
+    # GX: "<file>: <which expectation counted otherwise than its row rule>"
+    expectation_failures: list[str] = field(default_factory=list)
     expectations_checked: int = 0  # files validated with the GX suite
+    values_nulled: int = 0  # values nulled in accepted rows (on_invalid: null_value), kept in quarantine
+    # After this load, every file of the table that still fails (not only this run's): see outstanding_failures.
+    blocking_files: list[FileFailure] = field(default_factory=list)
+    rejected_files: list[FileFailure] = field(default_factory=list)
 
     @property
     def reject_rate(self) -> float:
@@ -130,11 +187,13 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     con.execute(f"create table if not exists quarantine.{contract.name} ({_columns_ddl(quarantine_columns(contract))})")
     con.execute(f"create table if not exists audit.loads ({_columns_ddl(LOADS_LEDGER)})")
     con.execute(f"create table if not exists audit.expectation_results ({_columns_ddl(EXPECTATION_RESULTS)})")
+    con.execute(f"create table if not exists audit.load_acceptances ({_columns_ddl(LOAD_ACCEPTANCES)})")
     # Tables created by an older version gain the columns added since (schema evolution of our own tables).
     for table, columns in (
         (f"raw.{contract.name}", RAW_METADATA),
         (f"quarantine.{contract.name}", QUARANTINE_METADATA),
         ("audit.loads", LOADS_LEDGER),
+        ("audit.expectation_results", EXPECTATION_RESULTS),
     ):
         schema, name = table.split(".")
         existing = {
@@ -283,6 +342,43 @@ def _suppressed_lines(con: duckdb.DuckDBPyConnection, lines: list[str]) -> list[
     return [bool(tokens & listed) for tokens in token_sets]
 
 
+def _extra_json(names: list[str], nested: dict[str, str]) -> pl.Expr:
+    """The extra columns as one JSON object per row; nested (parquet list/struct) columns are JSON already."""
+    if not nested:
+        return pl.struct(names).struct.json_encode()
+    members = []
+    for name in names:
+        value = pl.col(name)
+        if name not in nested:
+            value = pl.struct(value.alias("v")).struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}")
+        members.append(pl.lit(json.dumps(name) + ":") + value.fill_null("null"))
+    return pl.concat_str([pl.lit("{"), pl.concat_str(members, separator=","), pl.lit("}")])
+
+
+def _reject_file(
+    con: duckdb.DuckDBPyConnection, path: Path, landing_dir: Path, ledger: dict, report: TableLoadReport, error: str
+) -> None:
+    """A file that cannot be loaded at all: moved aside, recorded as failed with its reason."""
+    moved_to = _move_aside(path, landing_dir)
+    error += f" It was moved to {moved_to}."
+    _record_load(
+        con,
+        {
+            **ledger,
+            "status": "failed",
+            "error": error,
+            "rows_read": 0,
+            "rows_accepted": 0,
+            "rows_quarantined": 0,
+            "moved_to": str(moved_to),
+            "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        },
+    )
+    report.files_failed += 1
+    report.files_moved_aside.append(str(moved_to))
+    report.errors.append(error)
+
+
 def load_file(
     con: duckdb.DuckDBPyConnection,
     contract: Contract,
@@ -308,7 +404,13 @@ def load_file(
         report.files_skipped += 1
         return
 
-    file_rows = read_landing_file(path)
+    try:
+        file_rows = read_landing_file(path)
+    except UnreadableFile as error:
+        _reject_file(
+            con, path, landing_dir, ledger, report, f"{relative_path}: {error.reason} This file was not loaded."
+        )
+        return
     missing_required = [name for name in contract.required_columns if name not in file_rows.columns]
     if file_rows.columns and missing_required:  # a file with no header at all is empty, not wrong
         error = (
@@ -316,31 +418,25 @@ def load_file(
             f"are missing; the file has {', '.join(file_rows.columns) or 'no columns'}. Fix the export (or the "
             "contract) and drop the corrected file into the landing folder; this file was not loaded."
         )
-        moved_to = _move_aside(path, landing_dir)
-        error += f" It was moved to {moved_to}."
-        _record_load(
-            con,
-            {
-                **ledger,
-                "status": "failed",
-                "error": error,
-                "rows_read": 0,
-                "rows_accepted": 0,
-                "rows_quarantined": 0,
-                "moved_to": str(moved_to),
-                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            },
+        _reject_file(con, path, landing_dir, ledger, report, error)
+        return
+    nested = {name: kind for name, kind in file_rows.nested.items() if name in contract.columns}
+    if nested:
+        name, kind = next(iter(nested.items()))
+        error = (
+            f"{relative_path}: column {name!r} holds {kind.split('(')[0].lower()} values ({kind}); contract "
+            f"{contract.path.name} declares it a {contract.columns[name].type}, one value per row. Flatten the "
+            "column in the export (or drop it from the contract: columns outside the contract are kept as JSON "
+            "in _extra) and drop the file into the landing folder again; this file was not loaded."
         )
-        report.files_failed += 1
-        report.files_moved_aside.append(str(moved_to))
-        report.errors.append(error)
+        _reject_file(con, path, landing_dir, ledger, report, error)
         return
 
     extra = sorted(set(file_rows.columns) - set(contract.columns))
     rows = file_rows.rows
     if extra:  # schema drift: the extra columns are kept (as JSON) and reported, not dropped
-        rows = rows.with_columns(pl.struct(extra).struct.json_encode().alias("_extra"))
-    result = validate(rows, contract)
+        rows = rows.with_columns(_extra_json(extra, file_rows.nested).alias(EXTRA_COLUMN))
+    result = validate(rows, contract, count_rules=run_expectations)
     accepted_rows, rejected_rows = result.accepted, result.rejected
     malformed_rows = file_rows.malformed
     suppressed = 0
@@ -413,18 +509,27 @@ def load_file(
         },
     )
     quarantined = pl.concat([rejected_rows, malformed], how="diagonal_relaxed").with_columns(
+        pl.lit(QUARANTINE_ROW).alias("_action")
+    )
+    # Values nulled in rows that made it to raw (not suppressed, not re-sent events): recorded beside.
+    nulled = result.nulled.filter(pl.col(ROW_NUMBER).is_in(accepted[ROW_NUMBER].implode()))
+    values_nulled = sum(len(json.loads(errors)) for errors in nulled["_errors"])
+    rows_quarantined = quarantined.height
+    quarantine_entries = pl.concat(
+        [quarantined, nulled.with_columns(pl.lit(NULL_VALUE).alias("_action"))], how="diagonal_relaxed"
+    ).with_columns(
         pl.lit(load_id).alias("_load_id"),
         pl.lit(relative_path).alias("_source_file"),
         pl.lit(now).alias("_quarantined_at"),
     )
     for name in quarantine_columns(contract):
-        if name not in quarantined.columns:
-            quarantined = quarantined.with_columns(pl.lit(None, pl.String).alias(name))
+        if name not in quarantine_entries.columns:
+            quarantine_entries = quarantine_entries.with_columns(pl.lit(None, pl.String).alias(name))
 
     rows_read = file_rows.rows.height + file_rows.malformed.height
-    if rows_read != accepted.height + quarantined.height + suppressed:
+    if rows_read != accepted.height + rows_quarantined + suppressed:
         raise ContractError(
-            f"{relative_path}: {rows_read} rows read but {accepted.height} accepted + {quarantined.height} "
+            f"{relative_path}: {rows_read} rows read but {accepted.height} accepted + {rows_quarantined} "
             f"quarantined + {suppressed} suppressed; the loader lost track of rows. Nothing was written. This is a "
             "bug: report it with the file."
         )
@@ -435,14 +540,14 @@ def load_file(
     if run_expectations and file_rows.rows.height:
         from data_contracts.expectations import describe, run_suite
 
-        suite = run_suite(contract, file_rows.rows)
+        suite = run_suite(contract, file_rows.rows, result.rule_counts)
         report.expectations_checked += 1
-        if not suite.success:
+        if not suite.agrees:
             report.expectation_failures.append(f"{relative_path}: {describe(suite)}")
     con.execute("begin transaction")
     try:
         _insert(con, f"raw.{contract.name}", accepted, raw_columns(contract))
-        _insert(con, f"quarantine.{contract.name}", quarantined, quarantine_columns(contract))
+        _insert(con, f"quarantine.{contract.name}", quarantine_entries, quarantine_columns(contract))
         _record_load(
             con,
             {
@@ -450,15 +555,17 @@ def load_file(
                 "status": "loaded",
                 "rows_read": rows_read,
                 "rows_accepted": accepted.height,
-                "rows_quarantined": quarantined.height,
+                "rows_quarantined": rows_quarantined,
                 "rows_suppressed": suppressed,
+                "values_nulled": values_nulled,
                 "extra_columns": ",".join(extra) or None,
                 "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
             },
         )
         if suite is not None:
+            results = list(EXPECTATION_RESULTS)
             con.executemany(
-                f"insert into audit.expectation_results values ({', '.join('?' * len(EXPECTATION_RESULTS))})",
+                f"insert into audit.expectation_results ({', '.join(results)}) values ({', '.join('?' * len(results))})",
                 [
                     [
                         load_id,
@@ -471,6 +578,9 @@ def load_file(
                         o.element_count,
                         o.unexpected_count,
                         now,
+                        o.rule,
+                        o.row_rule_count,
+                        o.agrees,
                     ]
                     for o in suite.outcomes
                 ],
@@ -482,8 +592,9 @@ def load_file(
     report.files_loaded += 1
     report.rows_read += rows_read
     report.rows_accepted += accepted.height
-    report.rows_quarantined += quarantined.height
+    report.rows_quarantined += rows_quarantined
     report.rows_suppressed += suppressed
+    report.values_nulled += values_nulled
     report.quarantine_reasons.update(quarantined["_rule"].to_list())
     report.extra_columns.update(extra)
 
@@ -498,7 +609,96 @@ def load_table(
     landing_dir = Path(landing_dir)
     for path in _landing_files(contract, landing_dir):
         load_file(con, contract, path, landing_dir, load_id, report, run_expectations)
+    failures = outstanding_failures(con, contract)
+    report.blocking_files = [f for f in failures if f.kind == "reject_rate"]
+    report.rejected_files = [f for f in failures if f.kind == "rejected"]
     return report
+
+
+def outstanding_failures(con: duckdb.DuckDBPyConnection, contract: Contract) -> list[FileFailure]:
+    """Every file of the table whose latest load still fails, whenever it was loaded: quarantined rows
+    (still in quarantine: a replay that moved them to raw counts) beyond max_reject_rate, or rejected
+    whole. A file stops failing when a later version of it (same path) loads within the rate, or when
+    its failing version was accepted (accept_file)."""
+    ensure_tables(con, contract)
+    rows = con.execute(
+        f"""
+        with attempts as (
+            select *, row_number() over (partition by file_path order by finished_at desc, started_at desc) as n
+            from audit.loads
+            where source = ? and table_name = ? and status in ('loaded', 'failed')
+        ),
+        still_quarantined as (
+            select _source_file, _load_id, count(*) as rows_quarantined
+            from quarantine.{contract.name}
+            where coalesce(_action, '{QUARANTINE_ROW}') = '{QUARANTINE_ROW}'
+            group by all
+        )
+        select latest.file_path, latest.load_id, latest.status, latest.error, latest.rows_read,
+               coalesce(still_quarantined.rows_quarantined, 0)
+        from attempts as latest
+        left join still_quarantined
+            on still_quarantined._source_file = latest.file_path and still_quarantined._load_id = latest.load_id
+        where latest.n = 1
+            and not exists (
+                select 1 from audit.load_acceptances as accepted
+                where accepted.source = latest.source and accepted.table_name = latest.table_name
+                    and accepted.file_path = latest.file_path and accepted.load_id = latest.load_id
+            )
+        order by latest.file_path
+        """,
+        [contract.source, contract.table],
+    ).fetchall()
+    failures = []
+    for file_path, load_id, status, error, rows_read, rows_quarantined in rows:
+        failure = FileFailure(
+            file_path=file_path,
+            load_id=load_id,
+            kind="rejected" if status == "failed" else "reject_rate",
+            rows_read=rows_read or 0,
+            rows_quarantined=rows_quarantined,
+            max_reject_rate=contract.max_reject_rate,
+            error=error,
+        )
+        if failure.kind == "rejected" or failure.reject_rate > contract.max_reject_rate:
+            failures.append(failure)
+    return failures
+
+
+def accept_file(
+    con: duckdb.DuckDBPyConnection, contract: Contract, file_path: str, reason: str, accepted_by: str
+) -> FileFailure:
+    """Accept the failure of one file (its latest load) so it stops failing the table's checks: the
+    override for data that will not be fixed. Recorded in audit.load_acceptances with who and why."""
+    if not reason.strip():
+        raise ContractError(f"accepting {file_path} needs a reason (who asked, which ticket); none was given.")
+    failures = outstanding_failures(con, contract)
+    failure = next((f for f in failures if f.file_path == file_path), None)
+    if failure is None:
+        raise ContractError(
+            f"{file_path}: no failing load of {contract.name} has this path, so there is nothing to accept. "
+            f"Failing now: {', '.join(f.file_path for f in failures) or 'none'}."
+        )
+    file_hash = con.execute(
+        "select file_hash from audit.loads where source = ? and table_name = ? and file_path = ? and load_id = ?",
+        [contract.source, contract.table, file_path, failure.load_id],
+    ).fetchone()[0]
+    con.execute(
+        f"insert into audit.load_acceptances ({', '.join(LOAD_ACCEPTANCES)}) values "
+        f"({', '.join('?' * len(LOAD_ACCEPTANCES))})",
+        [
+            contract.source,
+            contract.table,
+            file_path,
+            file_hash,
+            failure.load_id,
+            failure.describe(),
+            reason,
+            accepted_by,
+            dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        ],
+    )
+    return failure
 
 
 def replay_quarantine(con: duckdb.DuckDBPyConnection, contract: Contract, load_id: str) -> TableLoadReport:
@@ -510,7 +710,8 @@ def replay_quarantine(con: duckdb.DuckDBPyConnection, contract: Contract, load_i
     held = con.execute(
         f"""select {", ".join(f'"{n}"' for n in names)}, _row_number, _source_file, _extra, _load_id as _original_load
                    , _rule as _original_rule
-            from quarantine.{contract.name} where _rule <> 'malformed_line'"""
+            from quarantine.{contract.name}
+            where _rule <> 'malformed_line' and coalesce(_action, '{QUARANTINE_ROW}') = '{QUARANTINE_ROW}'"""
     ).pl()
     report = TableLoadReport(name=contract.name, rows_read=held.height)
     if held.height == 0:
@@ -544,14 +745,39 @@ def replay_quarantine(con: duckdb.DuckDBPyConnection, contract: Contract, load_i
             pl.lit(load_id).alias("_load_id"), pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).alias("_loaded_at")
         )
     )
-    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    # Rows that pass now only because a value of theirs is nulled keep that value in quarantine.
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    nulled = (
+        result.nulled.filter(pl.col(ROW_NUMBER).is_in(passed_positions.implode()))
+        .drop(EXTRA_COLUMN)
+        .join(
+            moved.select(
+                pl.col("_position").alias(ROW_NUMBER),
+                "_source_file",
+                pl.col("_row_number").alias("_file_row"),
+                EXTRA_COLUMN,
+            ),
+            on=ROW_NUMBER,
+        )
+        .drop(ROW_NUMBER)
+        .rename({"_file_row": ROW_NUMBER})
+        .with_columns(
+            pl.lit(NULL_VALUE).alias("_action"), pl.lit(load_id).alias("_load_id"), pl.lit(now).alias("_quarantined_at")
+        )
+    )
+    for name in quarantine_columns(contract):
+        if name not in nulled.columns:
+            nulled = nulled.with_columns(pl.lit(None, pl.String).alias(name))
+    started = now
     con.execute("begin transaction")
     try:
         _insert(con, f"raw.{contract.name}", accepted, raw_columns(contract))
         con.register("replayed_rows", moved.select("_source_file", "_row_number").to_arrow())
         con.execute(f"""delete from quarantine.{contract.name} as q using replayed_rows as r
-                        where q._source_file = r._source_file and q._row_number = r._row_number""")
+                        where q._source_file = r._source_file and q._row_number = r._row_number
+                            and coalesce(q._action, '{QUARANTINE_ROW}') = '{QUARANTINE_ROW}'""")
         con.unregister("replayed_rows")
+        _insert(con, f"quarantine.{contract.name}", nulled, quarantine_columns(contract))
         _record_load(
             con,
             {

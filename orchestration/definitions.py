@@ -9,7 +9,13 @@ import dagster as dg
 
 from cdp.definitions import broken_audiences, syncs_of_broken_audiences
 from cdp.settings import current_paths, export_paths
-from orchestration.assets.activation import BROKEN_SYNCS, POLICY_CHECKS, SYNC_ASSETS, SYNC_SPECS
+from orchestration.assets.activation import (
+    BROKEN_SYNCS,
+    POLICY_CHECKS,
+    SYNC_ASSETS,
+    SYNC_SPECS,
+    build_sync_records_asset,
+)
 from orchestration.assets.broken import build_broken_definition_asset
 from orchestration.assets.predictions import PREDICTION_ASSETS, TRAINED_MODELS
 from orchestration.assets.serving import build_publication_asset, serving_store_freshness_sensor
@@ -32,7 +38,9 @@ BROKEN_ASSETS = [build_broken_definition_asset(broken) for broken in BROKEN]
 # Valid syncs of an invalid audience cannot run either: they stay in the graph (and are skipped).
 BLOCKED_SYNCS = syncs_of_broken_audiences(SYNC_SPECS, BROKEN)
 
-BUILD_ASSETS = [*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *SYNC_ASSETS]
+RUNNABLE_SYNCS = [assets for assets in SYNC_ASSETS if not any(key.path[-1] in BLOCKED_SYNCS for key in assets.keys)]
+SYNC_RECORDS = build_sync_records_asset(RUNNABLE_SYNCS)
+BUILD_ASSETS = [*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *SYNC_ASSETS, SYNC_RECORDS]
 publication = build_publication_asset(
     [assets for assets in BUILD_ASSETS if not any(key.path[-1] in BLOCKED_SYNCS for key in assets.keys)],
     skipped=[broken.describe() for broken in BROKEN]

@@ -13,6 +13,7 @@ import duckdb
 from pydantic import PrivateAttr
 
 from cdp import runlock
+from cdp.serving.batch_priority import PRIORITY_ENV, lower_run_priority
 from cdp.warehouse import WarehouseError, connect
 
 # How long a step waits for another process (a BI tool or a notebook opened on the build warehouse
@@ -42,6 +43,9 @@ class WarehouseResource(dg.ConfigurableResource):
         command = f"Dagster run {run.run_id} (job {run.job_name})" if run else "a Dagster run"
         runlock.acquire(self.path, command)
         self._locked = True
+        # The run yields CPU and disk to the profile API on the same machine (CDP_RUN_PRIORITY).
+        priority = lower_run_priority()
+        context.log.info(f"run priority: {priority.describe()} ({PRIORITY_ENV})")
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._locked:

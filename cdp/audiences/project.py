@@ -338,11 +338,9 @@ def compile_audiences(
     files: dict[Path, str] = {}
     for definition in definitions:
         files[project.generated_dir / f"{definition.model_name}.sql"] = render_model(definition)
+    descriptions = documented_column_descriptions(project)  # once: it parses every profile model's YAML
     files[project.generated_dir / PROPERTIES_FILE] = render_properties_file(
-        [
-            render_properties(definition, column_types, documented_column_descriptions(project))
-            for definition in definitions
-        ]
+        [render_properties(definition, column_types, descriptions) for definition in definitions]
     )
     files[project.audience_list_macro] = _audience_list_macro(definitions, sql_audiences)
     return files

@@ -3,6 +3,7 @@
 from cdp.cli import (  # noqa: F401
     activation,
     bench,
+    campaigns,
     contracts,
     governance,
     operations,

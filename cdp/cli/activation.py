@@ -94,7 +94,8 @@ def _sync_line(result) -> str:
     return (
         f"{result.sync_name:<28} added {result.added:>7,}  changed {result.changed:>7,}  removed {result.removed:>7,}"
         f"  excluded (consent) {result.excluded_consent:>6,}  invalid {result.invalid:>5,}  rejected {result.rejected:>5,}"
-        f"  suppressed {result.suppressed:>5,}  sent {result.sent:>7,}  failed {result.failed:>5,}"
+        f"  suppressed {result.suppressed:>5,}{f'  held out {result.held_out:,}' if result.held_out else ''}"
+        f"  sent {result.sent:>7,}  failed {result.failed:>5,}"
         f"  retried {result.retried:>5,}{f'  not sent {result.not_sent:,}' if result.not_sent else ''}"
         f"  {result.duration_s:.2f} s"
         f"{'  (dry run: nothing sent)' if result.dry_run else ''}"

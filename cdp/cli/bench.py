@@ -106,10 +106,51 @@ def bench_sync(rows: int, change_share: float, repeats: int, http: bool, http_re
     help="Run the pipeline on the data dir during the API load (killed with SIGKILL afterwards).",
 )
 @click.option("--workers", default=1, show_default=True, help="`cdp serve` processes.")
+@click.option(
+    "--run-priority",
+    "run_priorities",
+    multiple=True,
+    type=click.Choice(["low", "idle", "normal"]),
+    help="CDP_RUN_PRIORITY of the run during the load (repeat to compare; default: low, the product's default).",
+)
+@click.option("--warmup", default=15.0, show_default=True, help="Seconds of unmeasured load before the idle phase.")
+@click.option("--unknown-share", default=0.05, show_default=True, help="Share of lookups no profile answers (404).")
+@click.option(
+    "--alternatives/--no-alternatives",
+    default=True,
+    show_default=True,
+    help="Also time DuckLake and an encrypted file (with --repeats > 0 and the bench extra).",
+)
+@click.option(
+    "--scale",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 9),
+    help="Serve a warehouse N times larger, made from the data dir's published tables (tools/bench/scale.py; "
+    "kept in <data dir>/scaled-N and reused); --during-run runs the pipeline on the data dir (or --run-data-dir).",
+)
+@click.option(
+    "--run-data-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Data dir the --during-run pipeline runs on (default: the data dir; one generated with the current "
+    "code when the data dir's landing files are older than its contracts).",
+)
 def bench_serve(
-    data_dir: Path | None, repeats: int, rate: float, duration: float, during_run: bool, workers: int
+    data_dir: Path | None,
+    repeats: int,
+    rate: float,
+    duration: float,
+    during_run: bool,
+    workers: int,
+    run_priorities: tuple[str, ...],
+    warmup: float,
+    unknown_share: float,
+    alternatives: bool,
+    scale: int,
+    run_data_dir: Path | None,
 ) -> None:
-    """Benchmark publishing (and its alternatives) and the profile API under load."""
+    """Benchmark publishing (and its alternatives) and the profile API under load, idle and during a run."""
     _bench_tools()
     from tools.bench.serving import run_serving_benchmark
 
@@ -122,6 +163,12 @@ def bench_serve(
             during_run,
             echo=_echo_with_progress("cdp bench-serve"),
             workers=workers,
+            run_priorities=run_priorities or ("low",),
+            warmup=warmup,
+            unknown_share=unknown_share,
+            alternatives=alternatives,
+            scale=scale,
+            run_data_dir=run_data_dir.resolve() if run_data_dir else None,
         )
 
 

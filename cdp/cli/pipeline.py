@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ import click
 
 from cdp import progress
 from cdp.cli.app import main, writes_warehouse
-from cdp.settings import current_paths
+from cdp.settings import as_of_instant, current_paths
 from cdp.warehouse import open_warehouse
 
 
@@ -72,11 +74,75 @@ def run() -> None:
 @click.pass_context
 @writes_warehouse("cdp demo")
 def demo(ctx: click.Context, people: int, seed: int) -> None:
-    """Generate the demo data (unless it exists already) and run the whole pipeline on it."""
+    """Generate the demo data (unless it exists already) and run the whole pipeline on it. A new demo
+    also plays its campaigns: the pipeline runs as of four weeks earlier, when the demo campaigns are
+    sent, the simulated people who received them respond, then it runs as of the demo's day."""
     paths = current_paths()
     if not any(paths.landing_dir.glob("*/*/*")):
-        ctx.invoke(generate, people=people, seed=seed, as_of=None)
+        as_of = as_of_instant().date() - dt.timedelta(days=1)  # CDP_AS_OF, else today
+        ctx.invoke(generate, people=people, seed=seed, as_of=dt.datetime.combine(as_of, dt.time()))
+        _play_demo_campaigns(as_of, seed)
     _run_pipeline_and_report()
+    _campaign_lines()
+
+
+def _play_demo_campaigns(as_of: dt.date, seed: int) -> None:
+    """The pipeline as of the launch day (the demo campaigns are sent), the people's responses to what
+    reached them, then the caller runs it as of the demo's day: the steps `cdp run` and
+    `cdp generate-responses` under CDP_AS_OF, as the README lists them."""
+    from cdp.demo.campaigns import launch_day
+
+    launch = launch_day(as_of)
+    click.echo(f"\nCampaign launch: the pipeline as of {launch}, when the demo campaigns are sent.")
+    with _as_of(launch):
+        _run_pipeline_and_report()
+        _write_campaign_responses(seed)
+    click.echo(f"\nFour weeks later: the pipeline as of {as_of}.")
+
+
+@main.command("generate-responses")
+@click.option("--seed", default=42, show_default=True, help="Random seed (same seed, same files).")
+def generate_responses(seed: int) -> None:
+    """Let the demo's simulated people respond to the demo campaigns that reached them (read from the
+    campaign syncs' destination files): extra web-shop orders as new landing files, from the end of the
+    CDP_AS_OF day on (else from now), and their ground truth in truth/. `cdp demo` runs it after sending."""
+    _write_campaign_responses(seed)
+
+
+def _write_campaign_responses(seed: int) -> None:
+    from cdp.demo.campaigns import read_deliveries, write_campaign_responses
+
+    paths = current_paths()
+    exposed_at = (
+        as_of_instant() if os.environ.get("CDP_AS_OF") else dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    )
+    responses = write_campaign_responses(paths.data_dir, exposed_at, read_deliveries(paths.destinations_dir), seed=seed)
+    for campaign, reached in responses.receivers.items():
+        click.echo(
+            f"campaign {campaign:<22} reached {reached:,} people; {responses.responders[campaign]:,} bought once "
+            "more because of it (ground truth: truth/campaign_responses.csv)"
+        )
+
+
+@contextlib.contextmanager
+def _as_of(day: dt.date):
+    """Run as of `day` (CDP_AS_OF), then restore what was set."""
+    previous = os.environ.get("CDP_AS_OF")
+    os.environ["CDP_AS_OF"] = day.isoformat()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CDP_AS_OF", None)
+        else:
+            os.environ["CDP_AS_OF"] = previous
+
+
+def _campaign_lines() -> None:
+    from cdp.campaigns.report import campaign_summary_lines
+
+    for line in campaign_summary_lines(current_paths().warehouse):
+        click.echo(line)
 
 
 def _run_pipeline_and_report() -> None:
@@ -121,10 +187,15 @@ def _model_warnings(warehouse: Path, run_id: str) -> None:
 
 def _compile_audiences() -> list[str]:
     from cdp.audiences import write_audiences
+    from cdp.campaigns import load_campaigns
 
     broken: dict = {}
     write_audiences(broken=broken)
-    return [f"audience {name} is skipped: {error}" for name, error in sorted(broken.items())]
+    campaigns: dict = {}
+    load_campaigns(broken=campaigns)  # a wrong campaign is left out of the analytics; the others are measured
+    return [f"audience {name} is skipped: {error}" for name, error in sorted(broken.items())] + [
+        f"campaign {name} is skipped: {error}" for name, error in sorted(campaigns.items())
+    ]
 
 
 def _publication_line(store: Path, run_id: str) -> str:
@@ -175,6 +246,8 @@ def load(expectations: bool) -> None:
             )
             for problem in report.errors + report.expectation_failures:
                 click.echo(f"  {problem}", err=True)
+            for failing in report.blocking_files:
+                click.echo(f"  blocks until fixed or accepted (cdp quarantine status): {failing.describe()}", err=True)
 
 
 @main.command()

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 import duckdb
+import polars as pl
 
 import data_contracts
 from cdp.dbt import load_manifest
@@ -229,6 +230,18 @@ def refresh_column_labels(con: duckdb.DuckDBPyConnection, lineage: LabelLineage 
     con.execute("""create or replace table governance.column_labels (
         model_schema varchar, model varchar, column_name varchar, usage varchar, labels varchar[], sources json,
         pii varchar)""")
-    if rows:
-        con.executemany("insert into governance.column_labels values (?, ?, ?, ?, ?, ?, ?)", rows)
+    if rows:  # one insert of a frame: executemany inserts row by row (1.5 s for 700 rows, every sync)
+        labelled = pl.DataFrame(rows, schema=COLUMN_LABELS_FRAME, orient="row")  # noqa: F841 (read by DuckDB)
+        con.execute("insert into governance.column_labels select * from labelled")
     return len(rows)
+
+
+COLUMN_LABELS_FRAME = {
+    "model_schema": pl.String,
+    "model": pl.String,
+    "column_name": pl.String,
+    "usage": pl.String,
+    "labels": pl.List(pl.String),
+    "sources": pl.String,
+    "pii": pl.String,
+}

@@ -1,11 +1,11 @@
-"""Profile documents: the API's answer for each profile, built once per publication.
+"""Profile documents: the API's answer for each profile, rendered once per publication.
 
-A lookup by identifier then costs two index hits (identifier -> profile id -> document) instead of
-seven queries and a serialization per request (0.8 ms against about 11 ms measured on the demo
-store). One document per profile, with direct identifiers in clear; the masked scope applies
-`mask_value` to it with the masking rules the publication records in serving.masking_rules, the
-same rules the BI-safe views apply in SQL (`mask_sql`; a test checks both agree). The documents'
-shape is the API's `Profile`.
+Each profile gets two JSON documents in the shape of the API's `Profile`: the full one (direct
+identifiers in clear) and the masked one, masked in SQL by the same rules (`mask_sql`) and keyed
+pseudonyms as the BI-safe relations (a test checks the API's masked answers agree with the bi views).
+They are stored in the profile read model (cdp/serving/readmodel.py), so a lookup serves stored bytes:
+no query planning, no serialization, no masking per request. `mask_value` masks the same way in
+Python, for what the API reads outside the documents (events past DOCUMENT_EVENTS).
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ import duckdb
 
 from cdp.errors import CdpError
 
-DOCUMENTS_TABLE = "serving.profile_documents"
 DOCUMENT_EVENTS = 10  # recent events kept in a document (most of its size); requests for more read profile_events
 MASKING_RULES_TABLE = "serving.masking_rules"
-BATCH_PROFILES = 100_000  # documents are built in profile id ranges of this size: memory stays bounded
 
 
 # The secret of the keyed pseudonyms (masking `hash`): CDP_MASKING_KEY, else a random key kept beside the
@@ -65,27 +63,6 @@ def normalize_identifier(namespace: str, value: str) -> str:
             raise InvalidIdentifier(f"phone must have 8 to 15 digits in E.164 form; found {len(digits)}")
         value = "+" + digits
     return value
-
-
-def lookup_profile_document(
-    con: duckdb.DuckDBPyConnection, namespace: str, normalized_value: str
-) -> tuple[str | None, str | None, set[str]]:
-    """(profile id, its published document, known namespaces) for a normalized identifier; (None,
-    None, namespaces) when no profile holds it. Two index lookups: identifier -> profile id ->
-    document. The filter is on the indexed column alone: DuckDB scans instead when another predicate
-    is added. The namespaces are read only when nothing is found."""
-    matches = con.execute(
-        f"select namespace, profile_id from profiles.profile_identities "
-        f"where identity_value = {sql_literal(normalized_value)}"
-    ).fetchall()
-    profile_id = next((found for ns, found in matches if ns == namespace), None)
-    if profile_id is None:
-        namespaces = {row[0] for row in con.execute("select namespace from identity.identity_namespaces").fetchall()}
-        return None, None, namespaces
-    document = con.execute(
-        f"select document from {DOCUMENTS_TABLE} where profile_id = {sql_literal(profile_id)}"
-    ).fetchone()[0]
-    return profile_id, document, set()
 
 
 def recent_events(con: duckdb.DuckDBPyConnection, profile_id: str, limit: int) -> list[dict]:
@@ -202,23 +179,16 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tu
     ).fetchall()
 
 
-def build_profile_documents(con: duckdb.DuckDBPyConnection, run_id: str, masked: dict[str, dict[str, str]]) -> int:
-    """Create serving.profile_documents in the publication being written; `masked` maps a table name
-    to its masked columns. Returns the number of documents."""
-    profiles = _columns(con, "profiles", "profiles")
-    traits = _columns(con, "profiles", "profile_traits")
-    predictions = _columns(con, "profiles", "profile_predictions")
+def to_json_text(value: str) -> str:
+    """A string as a JSON string literal (as DuckDB's to_json writes it)."""
+    import json
 
-    document = f"""to_json({{
-            'profile_id': p.profile_id, 'published_run_id': {sql_literal(run_id)}, 'scope': 'full',
-            'attributes': {_struct(profiles, {})},
-            'attribute_sources': coalesce(a.items, MAP {{}}),
-            'traits': t.document, 'predictions': pr.document,
-            'segments': coalesce(s.names, []),
-            'consents': coalesce(c.items, []),
-            'identities': coalesce(i.items, []),
-            'recent_events': coalesce(e.items, [])
-        }})::varchar"""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_masking_rules(con: duckdb.DuckDBPyConnection, masked: dict[str, dict[str, str]]) -> None:
+    """serving.masking_rules in the publication being written: table -> column -> masking (what the
+    API applies to data it reads outside the pre-rendered documents, e.g. events past DOCUMENT_EVENTS)."""
     con.execute(f"create table {MASKING_RULES_TABLE} (table_name varchar, column_name varchar, masking varchar)")
     rules = [
         (table, column, masking)
@@ -228,75 +198,134 @@ def build_profile_documents(con: duckdb.DuckDBPyConnection, run_id: str, masked:
     if rules:
         con.executemany(f"insert into {MASKING_RULES_TABLE} values (?, ?, ?)", rules)
 
-    # Lower bounds of profile id ranges; each range's documents are one insert. The published tables
-    # are sorted by profile id, so each range reads only its own row groups.
-    bounds = [
-        row[0]
-        for row in con.execute(f"""
-        select profile_id from (select profile_id, row_number() over (order by profile_id) - 1 as position
-                                from profiles.profiles)
-        where position % {BATCH_PROFILES} = 0 order by 1""").fetchall()
-    ]
-    con.execute(f"create table {DOCUMENTS_TABLE} (profile_id varchar, document varchar)")
-    for number, lower in enumerate(bounds):
-        upper = bounds[number + 1] if number + 1 < len(bounds) else None
-        in_range = f"profile_id >= {sql_literal(lower)}" + (f" and profile_id < {sql_literal(upper)}" if upper else "")
-        con.execute(_documents_sql(document, traits, predictions, in_range))
-    con.execute(f"create index profile_documents__profile_id on {DOCUMENTS_TABLE} (profile_id)")
-    return con.execute(f"select count(*) from {DOCUMENTS_TABLE}").fetchone()[0]
+
+def masking_of(masked: dict[str, dict[str, str]], table: str, column: str) -> str:
+    """The masking of an identifier the masked scope never shows in clear (keyed pseudonym by default)."""
+    return masked.get(table, {}).get(column, "hash")
 
 
-def _documents_sql(document: str, traits, predictions, in_range: str) -> str:
+def profile_documents_sql(
+    con: duckdb.DuckDBPyConnection, run_id: str, masked: dict[str, dict[str, str]], in_range: str
+) -> str:
+    """A query of (profile_id, full_document, masked_document) for the profiles matching `in_range` (a
+    predicate on profile_id), over the published tables `con` holds: the API's Profile JSON for each
+    scope. The masked one masks as the bi relations do (mask_sql; keyed pseudonyms read the key from
+    MASKING_KEY_VARIABLE, which must be set)."""
+    profiles = _columns(con, "profiles", "profiles")
+    traits = _columns(con, "profiles", "profile_traits")
+    predictions = _columns(con, "profiles", "profile_predictions")
+
+    def document(scope: str) -> str:
+        """The Profile JSON of a scope, assembled from JSON parts: the parts both scopes share (traits,
+        predictions, segments, consents) are serialized once per profile, in `parts`."""
+        hidden = scope == "masked"
+        prefix = "masked_" if hidden else ""
+
+        def field(name: str, json_text: str) -> str:
+            return f"'\"{name}\":' || {json_text}"
+
+        fields = [
+            field("profile_id", "to_json(profile_id)::varchar"),
+            field("published_run_id", sql_literal(to_json_text(run_id))),
+            field("scope", sql_literal(to_json_text(scope))),
+            field("attributes", f"{prefix}attributes_json"),
+            field("attribute_sources", f"{prefix}sources_json"),
+            "shared_json",
+            field("identities", f"{prefix}identities_json"),
+            field("recent_events", f"{prefix}events_json"),
+        ]
+        return "'{' || " + " || ',' || ".join(fields) + " || '}'"
+
+    def json_of(expression: str) -> str:
+        return f"coalesce(to_json({expression})::varchar, 'null')"
+
+    parts = f"""
+            p.profile_id,
+            {json_of(_struct(profiles, {}))} as attributes_json,
+            {json_of(_struct(profiles, masked.get("profiles", {})))} as masked_attributes_json,
+            {json_of("coalesce(a.items, MAP {})")} as sources_json,
+            {json_of("coalesce(a.masked_items, MAP {})")} as masked_sources_json,
+            '"traits":' || {json_of("t.document")} || ',"predictions":' || {json_of("pr.document")}
+                || ',"segments":' || {json_of("coalesce(s.names, [])")}
+                || ',"consents":' || {json_of("coalesce(c.items, [])")} as shared_json,
+            {json_of("coalesce(i.items, [])")} as identities_json,
+            {json_of("coalesce(i.masked_items, [])")} as masked_identities_json,
+            {json_of("coalesce(e.items, [])")} as events_json,
+            {json_of("coalesce(e.masked_items, [])")} as masked_events_json"""
+
+    identity_value = mask_sql("identity_value", masking_of(masked, "profile_identities", "identity_value"))
+    record_id = mask_sql("record_id", masking_of(masked, "profile_attribute_lineage", "record_id"))
+    event_id = mask_sql("event_id", masking_of(masked, "profile_events", "event_id"))
+
+    def identity(value: str) -> str:
+        return f"""{{'namespace': namespace, 'value': {value},
+                       'first_seen_at': strftime(first_seen_at, '%Y-%m-%dT%H:%M:%SZ'),
+                       'last_seen_at': strftime(last_seen_at, '%Y-%m-%dT%H:%M:%SZ'),
+                       'record_count': record_count, 'source_tables': source_tables}}"""
+
+    def source(record: str) -> str:
+        return f"""(attribute, {{'source_table': source_table, 'record_id': {record},
+                    'merge_rule': merge_rule, 'updated_at': strftime(record_updated_at, '%Y-%m-%dT%H:%M:%SZ')}})"""
+
+    def event(event: str) -> str:
+        return f"""{{'event_id': {event}, 'event_type': event_type,
+                       'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ'), 'channel': channel,
+                       'source_table': source_table, 'order_total': commerce_order_price_total::double,
+                       'currency_code': commerce_order_currency_code}}"""
+
+    # Lists in a document are in a fixed order. DuckDB's ordered aggregates (list(x order by y)) sort per
+    # group and measured 3 to 7 times slower than list_sort of an unordered list of structs whose first
+    # fields are the sort key (a struct sorts by its fields in order); list_transform drops the key.
+    def sorted_items(key: str, item: str) -> str:
+        return f"list_transform(list_sort(list({{'key': {key}, 'item': {item}}})), x -> x.item)"
+
+    identity_key = "{'namespace': namespace, 'value': identity_value}"
+    # occurred_at descending (nulls last, as the API's events query), then event id.
+    event_key = "{'newest_first': -epoch_us(occurred_at), 'event_id': event_id}"
     return f"""
-        insert into {DOCUMENTS_TABLE}
         with traits as (
             select profile_id, {_struct(traits, {})} as document from profiles.profile_traits where {in_range}
         ), predictions as (
             select profile_id, {_struct(predictions, {})} as document from profiles.profile_predictions where {in_range}
         ), segments as (
-            select profile_id, list(segment_name order by segment_name) as names
+            select profile_id, list_sort(list(segment_name)) as names
             from segments.segment_memberships where {in_range} group by 1
         ), consents as (
-            select profile_id, list({{'purpose': consent_purpose, 'value': consent_value,
-                                      'decided_at': strftime(decided_at, '%Y-%m-%dT%H:%M:%SZ')}}
-                                    order by consent_purpose) as items
+            select profile_id, list_sort(list({{'purpose': consent_purpose, 'value': consent_value,
+                                      'decided_at': strftime(decided_at, '%Y-%m-%dT%H:%M:%SZ')}})) as items
             from profiles.profile_consents where {in_range} group by 1
         ), identities as (
             select profile_id,
-                list({{'namespace': namespace, 'value': identity_value,
-                       'first_seen_at': strftime(first_seen_at, '%Y-%m-%dT%H:%M:%SZ'),
-                       'last_seen_at': strftime(last_seen_at, '%Y-%m-%dT%H:%M:%SZ'),
-                       'record_count': record_count, 'source_tables': source_tables}}
-                     order by namespace, identity_value) as items
+                {sorted_items(identity_key, identity("identity_value"))} as items,
+                {sorted_items(identity_key, identity(identity_value))} as masked_items
             from profiles.profile_identities where {in_range} group by 1
         ), attribute_sources as (
-            -- Which source record the merge policy took each attribute from (no values: nothing to mask).
+            -- Which source record the merge policy took each attribute from (no values: nothing else to mask).
             select profile_id,
-                map_from_entries(list((attribute, {{'source_table': source_table, 'record_id': record_id,
-                    'merge_rule': merge_rule, 'updated_at': strftime(record_updated_at, '%Y-%m-%dT%H:%M:%SZ')}})
-                    order by attribute)) as items
+                map_from_entries({sorted_items("attribute", source("record_id"))}) as items,
+                map_from_entries({sorted_items("attribute", source(record_id))}) as masked_items
             from profiles.profile_attribute_lineage where {in_range} group by 1
         ), recent as (
             select * from profiles.profile_events where {in_range}
             qualify row_number() over (partition by profile_id order by occurred_at desc, event_id) <= {DOCUMENT_EVENTS}
         ), events as (
             select profile_id,
-                list({{'event_id': event_id, 'event_type': event_type,
-                       'occurred_at': strftime(occurred_at, '%Y-%m-%dT%H:%M:%SZ'), 'channel': channel,
-                       'source_table': source_table, 'order_total': commerce_order_price_total::double,
-                       'currency_code': commerce_order_currency_code}}
-                     order by occurred_at desc, event_id) as items
+                {sorted_items(event_key, event("event_id"))} as items,
+                {sorted_items(event_key, event(event_id))} as masked_items
             from recent group by 1
         )
-        select p.profile_id, {document} as document
-        from profiles.profiles as p
-        left join traits as t using (profile_id)
-        left join predictions as pr using (profile_id)
-        left join segments as s using (profile_id)
-        left join consents as c using (profile_id)
-        left join identities as i using (profile_id)
-        left join events as e using (profile_id)
-        left join attribute_sources as a using (profile_id)
-        where {in_range}
-        order by p.profile_id
+        , parts as (
+            select {parts}
+            from profiles.profiles as p
+            left join traits as t using (profile_id)
+            left join predictions as pr using (profile_id)
+            left join segments as s using (profile_id)
+            left join consents as c using (profile_id)
+            left join identities as i using (profile_id)
+            left join events as e using (profile_id)
+            left join attribute_sources as a using (profile_id)
+            where {in_range}
+        )
+        select profile_id, {document("full")} as full_document, {document("masked")} as masked_document
+        from parts
     """

@@ -13,13 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cdp.errors import CdpError
-from cdp.serving.documents import (
-    DOCUMENT_EVENTS,
-    lookup_profile_document,
-    normalize_identifier,
-    recent_events,
-)
-from cdp.warehouse import connect
+from cdp.serving.documents import DOCUMENT_EVENTS, normalize_identifier, recent_events
+from cdp.serving.store import PublishedStore, StoreUnavailable
 
 
 class ProfileNotFound(CdpError, LookupError):
@@ -35,19 +30,26 @@ def load_profile(store: Path, namespace: str, value: str, events: int = DOCUMENT
             f"no serving store at {store}: run the pipeline (`cdp run`) first, or set CDP_SERVING_STORE"
         )
     value = normalize_identifier(namespace, value)
-    with connect(store, read_only=True) as con:
-        _, document, namespaces = lookup_profile_document(con, namespace, value)
-        if document is None:
-            if namespace not in namespaces:
-                raise ProfileNotFound(
-                    f"unknown identity namespace {namespace!r}; expected one of: {', '.join(sorted(namespaces))}"
-                )
-            raise ProfileNotFound(f"no profile holds {namespace}:{value} in the last published run")
-        profile = json.loads(document)
-        if events > DOCUMENT_EVENTS:
-            profile["recent_events"] = recent_events(con, profile["profile_id"], events)
-        else:
-            profile["recent_events"] = profile["recent_events"][:events]
+    store_ = PublishedStore(store, pool_size=1, threads=1)
+    try:
+        with store_.session() as (con, read_model):
+            found = read_model.find(namespace, value)
+            if found is None:
+                if namespace not in read_model.namespaces:
+                    raise ProfileNotFound(
+                        f"unknown identity namespace {namespace!r}; expected one of: "
+                        f"{', '.join(sorted(read_model.namespaces))}"
+                    )
+                raise ProfileNotFound(f"no profile holds {namespace}:{value} in the last published run")
+            profile = json.loads(found.document)
+            if events > DOCUMENT_EVENTS:
+                profile["recent_events"] = recent_events(con, profile["profile_id"], events)
+            else:
+                profile["recent_events"] = profile["recent_events"][:events]
+    except StoreUnavailable as error:
+        raise ProfileNotFound(str(error)) from error
+    finally:
+        store_.close()
     return profile
 
 

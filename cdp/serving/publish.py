@@ -26,13 +26,13 @@ import duckdb
 from cdp.dbt import MANIFEST_PATH
 from cdp.errors import CdpError
 from cdp.serving.documents import (
-    DOCUMENTS_TABLE,
     MASKING_KEY_VARIABLE,
-    build_profile_documents,
     mask_sql,
     masking_key,
     quote_identifier,
+    write_masking_rules,
 )
+from cdp.serving.readmodel import read_model_path, write_read_model
 from cdp.warehouse import attach, connect
 
 PUBLICATIONS_TABLE = "serving.publications"
@@ -69,7 +69,15 @@ class Publication:
     row_counts: dict[str, int]
     seconds: float
     store_bytes: int
-    documents_seconds: float = 0.0  # of `seconds`, building the API's profile documents
+    read_model: Path | None = None
+    read_model_bytes: int = 0
+    # of `seconds`, per step: copy (tables, sorted and indexed), bi, read_model (documents rendered and
+    # written to the profile read model), finish (record, checkpoint, fsync, renames)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def documents_seconds(self) -> float:
+        return self.step_seconds.get("read_model", 0.0)
 
 
 def published_tables(manifest_path: Path | None = None) -> list[PublishedTable]:
@@ -174,11 +182,22 @@ def publish(
         raise PublishError("no dbt model has meta serving.publish: true; nothing to publish")
     store.parent.mkdir(parents=True, exist_ok=True)
     staging_file = store.with_name(f".{store.name}.publishing")
-    for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal")):
+    read_model = read_model_path(store)
+    staging_read_model = read_model.with_name(f".{read_model.name}.publishing")
+    for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal"), staging_read_model):
         leftover.unlink(missing_ok=True)  # from a publication that was killed midway
     history = _previous_publications(store)
     row_counts: dict[str, int] = {}
     columns: dict[str, list[str]] = {}  # relation -> column names, as copied
+    steps: dict[str, float] = {}
+    step_started = time.perf_counter()
+
+    def step_done(name: str) -> None:
+        nonlocal step_started
+        now = time.perf_counter()
+        steps[name] = round(now - step_started, 3)
+        step_started = now
+
     con = connect(staging_file)
     try:
         con.execute("set enable_progress_bar = false")
@@ -200,6 +219,7 @@ def publish(
             row_counts[table.relation] = con.execute(f"select count(*) from {table.relation}").fetchone()[0]
             _comment(con, "table", table.relation, table, columns[table.relation])
         con.execute("detach build")
+        step_done("copy")
         con.execute("create schema bi")
         # Keyed pseudonyms need the key, which must not be in the store: relations with one are tables
         # computed here (the key is a session variable, gone with this connection); the rest are views.
@@ -215,14 +235,17 @@ def publish(
             relation = f"bi.{quote_identifier(table.name)}"
             con.execute(f"create {kind} {relation} as select {selected} from {table.relation}")
             _comment(con, kind, relation, table, columns[table.relation], masked=True)
-        con.execute(f"reset variable {MASKING_KEY_VARIABLE}")
+        step_done("bi")
         con.execute("create schema serving")
-        step_started = time.perf_counter()
-        row_counts[DOCUMENTS_TABLE] = build_profile_documents(
-            con, run_id, {table.name: table.masked_columns for table in tables}
-        )
-        documents_seconds = time.perf_counter() - step_started
+        masked = {table.name: table.masked_columns for table in tables}
+        write_masking_rules(con, masked)
         published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        # The profile read model: the API's lookups (identifier -> documents), same run id as this store.
+        counts = write_read_model(con, staging_read_model, run_id, published_at.isoformat(), masked)
+        con.execute(f"reset variable {MASKING_KEY_VARIABLE}")
+        row_counts["profile_read_model.documents"] = counts.documents
+        row_counts["profile_read_model.identifiers"] = counts.identifiers
+        step_done("read_model")
         con.execute(f"""
             create table {PUBLICATIONS_TABLE} (
                 run_id varchar primary key, started_at timestamp, published_at timestamp,
@@ -247,11 +270,17 @@ def publish(
     except BaseException:
         con.close()
         staging_file.unlink(missing_ok=True)
+        staging_read_model.unlink(missing_ok=True)
         raise
     con.close()
     _fsync(staging_file)
+    _fsync(staging_read_model)
+    # The read model first: whoever sees the new store finds the new read model already in place (the API
+    # switches to a publication only when both carry its run id: cdp/serving/store.py).
+    os.replace(staging_read_model, read_model)
     os.replace(staging_file, store)  # the atomic step: readers see all of this run or none of it
     _fsync(store.parent)
+    step_done("finish")
     return Publication(
         run_id=run_id,
         store=store,
@@ -260,7 +289,9 @@ def publish(
         row_counts=row_counts,
         seconds=time.perf_counter() - began,
         store_bytes=store.stat().st_size,
-        documents_seconds=documents_seconds,
+        read_model=read_model,
+        read_model_bytes=read_model.stat().st_size,
+        step_seconds=steps,
     )
 
 

@@ -59,6 +59,7 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
             "removed": result.removed,
             "invalid": result.invalid,
             "excluded_consent": result.excluded_consent,
+            "held_out": result.held_out,
             "rejected": result.rejected,
             "sent": result.sent,
             "failed": result.failed,
@@ -77,6 +78,38 @@ def build_sync_asset(spec: activation.SyncSpec) -> dg.AssetsDefinition:
     return sync_audience
 
 
+def build_sync_records_asset(sync_assets: list[dg.AssetsDefinition]) -> dg.AssetsDefinition:
+    """The ledger and the run records every sync writes, as assets downstream of every sync: the dbt
+    models that read them (sources activation.*: campaign analytics) run after this run's syncs."""
+    sync_keys = [key for assets in sync_assets for key in assets.keys]
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                dg.AssetKey(["activation", table]),
+                group_name="activation",
+                kinds={"duckdb"},
+                deps=sync_keys,
+                description=f"activation.{table}, written by every sync of the run (activation/state.py).",
+            )
+            for table in ("sync_ledger", "sync_runs")
+        ]
+    )
+    def sync_records(warehouse: WarehouseResource):
+        with warehouse.connect() as con:
+            activation.ensure_state_tables(con)  # the tables exist for dbt even when no sync is declared
+            rows = {
+                table: con.execute(f"select count(*) from activation.{table}").fetchone()[0]
+                for table in ("sync_ledger", "sync_runs")
+            }
+        for table, count in rows.items():
+            yield dg.MaterializeResult(asset_key=dg.AssetKey(["activation", table]), metadata={"rows": count})
+
+    return sync_records
+
+
+# The sync-records asset is built in orchestration/definitions.py, over the syncs that can run (not those of
+# an invalid audience: waiting on a sync that never runs would hold back campaign analytics and publication).
 SYNC_ASSETS = [build_sync_asset(spec) for spec in SYNC_SPECS.values()]
 
 

@@ -10,6 +10,7 @@ ROWS_ACCOUNTED = "rows_accounted"
 REJECT_RATE = "reject_rate_within_contract"
 EXPECTATIONS = "great_expectations_suite"
 FRESHNESS = "fresh_within_contract"
+FILES_READABLE = "files_readable"
 
 
 def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefinition:
@@ -32,13 +33,20 @@ def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefin
                 REJECT_RATE,
                 asset=key,
                 blocking=True,
-                description="share of quarantined rows within the contract's max_reject_rate",
+                description="no file of the table has more quarantined rows than the contract's max_reject_rate "
+                "(a failing file keeps failing until fixed or accepted: cdp quarantine accept)",
             ),
             dg.AssetCheckSpec(
                 EXPECTATIONS,
                 asset=key,
                 blocking=True,
-                description="the contract's Great Expectations suite passes on every file loaded",
+                description="the contract's Great Expectations suite counts the same failing rows as the "
+                "row rules on every file loaded (both come from one definition)",
+            ),
+            dg.AssetCheckSpec(
+                FILES_READABLE,
+                asset=key,
+                description="no landing file of the table is rejected whole (unreadable) and left undelivered",
             ),
             dg.AssetCheckSpec(
                 FRESHNESS, asset=key, description="newest event time within the contract's freshness max_age_hours"
@@ -63,6 +71,7 @@ def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefin
                 "quarantine_reasons": dict(report.quarantine_reasons),
                 "extra_columns": sorted(report.extra_columns),
                 "files_failed": report.files_failed,
+                "values_nulled": report.values_nulled,
             },
             check_results=[*source_load_checks(contract, report), freshness_check(contract, newest, fresh)],
         )
@@ -73,11 +82,9 @@ def build_source_load_asset(contract: data_contracts.Contract) -> dg.AssetsDefin
 def source_load_checks(
     contract: data_contracts.Contract, report: data_contracts.TableLoadReport
 ) -> list[dg.AssetCheckResult]:
-    accounted = (
-        report.rows_read == report.rows_accepted + report.rows_quarantined + report.rows_suppressed
-        and not report.files_failed
-    )
-    within_rate = report.reject_rate <= contract.max_reject_rate
+    accounted = report.rows_read == report.rows_accepted + report.rows_quarantined + report.rows_suppressed
+    blocking = report.blocking_files
+    override = f'cdp quarantine accept {contract.name} <file> --reason "..."'
     return [
         dg.AssetCheckResult(
             check_name=ROWS_ACCOUNTED,
@@ -91,21 +98,43 @@ def source_load_checks(
         ),
         dg.AssetCheckResult(
             check_name=REJECT_RATE,
-            passed=within_rate,
+            passed=not blocking,
             severity=dg.AssetCheckSeverity.ERROR,
             description=(
-                f"{report.rows_quarantined} of {report.rows_read} rows quarantined "
-                f"({report.reject_rate:.2%}); contract {contract.name} allows at most "
-                f"{contract.max_reject_rate:.2%}"
+                f"{len(blocking)} file(s) of {contract.name} beyond the contract's max_reject_rate "
+                f"{contract.max_reject_rate:.2%}: {'; '.join(f.describe() for f in blocking)}. Fix the data and "
+                "deliver the file again under the same name, or fix the contract and run "
+                f"`cdp quarantine replay {contract.name}`, or accept the failure: `{override}`."
+                if blocking
+                else f"this run: {report.rows_quarantined} of {report.rows_read} rows quarantined "
+                f"({report.reject_rate:.2%}); no file of {contract.name} beyond {contract.max_reject_rate:.2%}"
             ),
-            metadata={"reject_rate": report.reject_rate, "max_reject_rate": contract.max_reject_rate},
+            metadata={
+                "reject_rate": report.reject_rate,
+                "max_reject_rate": contract.max_reject_rate,
+                "failing_files": [f.file_path for f in blocking],
+            },
         ),
         dg.AssetCheckResult(
             check_name=EXPECTATIONS,
             passed=not report.expectation_failures,
             description="; ".join(report.expectation_failures)
-            or f"suite met on {report.expectations_checked} file(s) (results in audit.expectation_results)",
+            or f"suite agrees with the row rules on {report.expectations_checked} file(s) "
+            "(results in audit.expectation_results)",
             metadata={"files_checked": report.expectations_checked},
+        ),
+        dg.AssetCheckResult(
+            check_name=FILES_READABLE,
+            passed=not report.rejected_files,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{len(report.rejected_files)} file(s) rejected whole, kept in landing/_rejected/: "
+                f"{'; '.join(f.describe() for f in report.rejected_files)}. Deliver a readable file under the "
+                f"same name, or accept: `{override}`."
+                if report.rejected_files
+                else "every landing file was readable"
+            ),
+            metadata={"rejected_files": [f.file_path for f in report.rejected_files]},
         ),
     ]
 

@@ -228,6 +228,11 @@ def test_erasure_leaves_no_identifier_in_any_table_destination_or_serving_store(
     with duckdb.connect(":memory:") as con:
         attach(con, erasure.workspace.data_dir / "serving" / "published.duckdb", "store", read_only=True, key=KEY)
         assert scan(con, erasure.needles, erasure.hashes, catalog="store") == []
+    # The profile read model beside the store (the API's lookups) was written anew without the person.
+    from cdp.serving.readmodel import read_model_path
+
+    read_model = read_model_path(erasure.workspace.data_dir / "serving" / "published.duckdb").read_bytes().lower()
+    assert not [n for n in erasure.needles if n.encode() in read_model]
 
 
 def warehouse_files_holding(erasure: Erasure) -> dict[str, list[str]]:

@@ -93,7 +93,14 @@ def test_run_publishes_every_public_table(serving):
             con.execute("select checks from serving.publications order by published_at limit 1").fetchone()[0]
         )
     assert first_checks["files_loaded"] >= 11, first_checks  # the first run loaded every source
-    assert record["row_counts"]["serving.profile_documents"] == record["row_counts"]["profiles.profiles"]
+    # The profile read model beside the store: one document per profile, every identifier, same run id.
+    assert record["row_counts"]["profile_read_model.documents"] == record["row_counts"]["profiles.profiles"]
+    assert record["row_counts"]["profile_read_model.identifiers"] == record["row_counts"]["profiles.profile_identities"]
+    from cdp.serving.readmodel import ReadModel, read_model_path
+
+    model = ReadModel(read_model_path(serving.store))
+    assert model.run_id == serving.second_run["run_id"]
+    model.close()
     assert record["row_counts"]["profiles.profiles"] > PEOPLE
 
 
@@ -352,20 +359,27 @@ def test_segment_members_page_through_the_whole_segment(serving, client):
     assert seen == sorted(seen)
 
 
-def test_profile_lookup_is_an_index_scan(serving):
-    """The API's two lookups (identifier -> profile id -> document) use the ART indexes, not scans."""
+def test_profile_lookup_is_two_primary_key_searches(serving):
+    """The API's lookup (identifier -> document) searches the read model's primary keys, no scan; the
+    store keeps its ART index on identity_value for BI point lookups."""
+    import sqlite3
+
+    from cdp.serving.readmodel import ReadModel, read_model_path
+
+    model = ReadModel(read_model_path(serving.store))
+    plan = " | ".join(row[-1] for row in model.connection.execute("explain query plan " + model._full, (b"x",)))
+    model.close()
+    assert plan.count("SEARCH") == 2 and "SCAN" not in plan, plan
+    assert "PRIMARY KEY" in plan, plan
+    assert sqlite3.sqlite_version_info >= (3, 8, 2)  # WITHOUT ROWID
     with duckdb.connect(str(serving.store), read_only=True) as con:
-        email, profile_id = con.execute(
-            "select identity_value, profile_id from profiles.profile_identities "
-            "where namespace = 'email' order by 1 limit 1"
-        ).fetchone()
+        email = con.execute(
+            "select identity_value from profiles.profile_identities where namespace = 'email' order by 1 limit 1"
+        ).fetchone()[0]
         literal = "'" + email.replace("'", "''") + "'"
-        for query in (
-            f"select namespace, profile_id from profiles.profile_identities where identity_value = {literal}",
-            f"select document from serving.profile_documents where profile_id = '{profile_id}'",
-        ):
-            plan = con.execute(f"explain analyze {query}").fetchall()[0][1]
-            assert "Index Scan" in plan, plan
+        query = f"select namespace, profile_id from profiles.profile_identities where identity_value = {literal}"
+        plan = con.execute(f"explain analyze {query}").fetchall()[0][1]
+        assert "Index Scan" in plan, plan
 
 
 def test_health_reports_the_published_run(serving, client):

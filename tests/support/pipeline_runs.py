@@ -3,7 +3,9 @@
 The first builds everything; the second, with no new data, must change no table (but the append-only
 history of audience memberships) and sync nothing; before the third, one late order turns a lapsed
 buyer into a high-value customer, a small red-dress order brings a woman into the audience
-red_dress_buyers, and 40 new CRM contacts arrive, and a BI-style reader process (tests/support/published_reader.py) queries the serving store
+red_dress_buyers (its order line was delivered before run 1, two runs ahead of its order: a late
+parent, waiting in xdm.xdm_product_list_items_pending until the order comes), and 40 new CRM contacts
+arrive, and a BI-style reader process (tests/support/published_reader.py) queries the serving store
 throughout the third run. Any test module can use the session fixture `runs` (conftest) and read the
 warehouse with `query`; tests that must change the workspace work on a copy (`copy_workspace`).
 """
@@ -119,9 +121,9 @@ def write_late_order(
 
 
 def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
-    """Write one small completed order with a red dress, dated the as-of day and paid in CHF (a currency
-    the demo does not make), for a woman who is not in red_dress_buyers and whom it moves in no synced
-    audience (a recent buyer, not high value even after it); return her profile id."""
+    """Write one small completed order (its red-dress line came before run 1), dated the as-of day and
+    paid in CHF (a currency the demo does not make), for a woman who is not in red_dress_buyers and whom it
+    moves in no synced audience (a recent buyer, not high value even after it); return her profile id."""
     with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
         profile_id, shop_customer_id = con.execute(
             f"""
@@ -139,13 +141,22 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
         ).fetchone()
     # In Swiss francs, which the demo never uses: the woman's purchases are then in two currencies.
     write_late_order(
-        workspace, "orders_late_red_dress.jsonl", "E2E-LATE-2", shop_customer_id, "13:00:00", "49.00", currency="CHF"
+        workspace, "orders_late_red_dress.jsonl", RED_DRESS_ORDER, shop_customer_id, "13:00:00", "49.00", currency="CHF"
     )
+    return profile_id
+
+
+RED_DRESS_ORDER = "E2E-LATE-2"
+
+
+def deliver_the_red_dress_line_early(workspace: Workspace) -> None:
+    """The red-dress order's line, delivered before run 1 while its order comes before run 3 (exports
+    cut at different moments): the line must wait, not fail runs 1 and 2."""
     landing = workspace.data_dir / "landing" / "webshop"
     pl.DataFrame(
         {
-            "order_line_id": ["E2E-LATE-2-0"],
-            "order_id": ["E2E-LATE-2"],
+            "order_line_id": [f"{RED_DRESS_ORDER}-0"],
+            "order_id": [RED_DRESS_ORDER],
             "product_id": ["SKU-E2E-RED"],
             "product_name": ["Red Dress E2E"],
             "category": ["dresses"],
@@ -154,7 +165,6 @@ def add_red_dress_order_for_a_woman(workspace: Workspace) -> str:
             "unit_price": ["49.00"],
         },
     ).write_parquet(landing / "order_lines" / "order_lines_late_red_dress.parquet")
-    return profile_id
 
 
 NEW_CONTACTS = 40
@@ -192,6 +202,7 @@ def wait_for_reads_of_the_latest_publication(workspace: Workspace, progress: Pat
 
 def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
     workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
+    deliver_the_red_dress_line_early(workspace)
     outputs, fingerprints, syncs, finished_at, profile_ids = [], [], [], [], []
     promoted, reader_report, red_dress, memberships = "", {}, "", []
     for run_number in (1, 2, 3):

@@ -54,7 +54,7 @@ class Workspace:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1800,  # a safety net for a hung command; a run on a loaded machine can take 15 min
         )
         if result.returncode != 0:
             pytest.fail(

@@ -69,7 +69,8 @@ def _stages(people: int) -> list[tuple[str, list[str]]]:
                 "--exclude",
                 "seg_lookalike_high_value",
                 "seg_likely_buyers",
-                "segment_memberships",
+                # with its children (segment_membership_history, segment_sizes): they read it
+                "segment_memberships+",
             ),
         ),
         ("predictions (train+score)", [python, "-m", "cdp.cli", "predict", "--retrain"]),
@@ -81,7 +82,7 @@ def _stages(people: int) -> list[tuple[str, list[str]]]:
                 "profile_predictions",
                 "seg_lookalike_high_value",
                 "seg_likely_buyers",
-                "segment_memberships",
+                "segment_memberships+",
             ),
         ),
         ("activation (syncs)", [python, "-m", "cdp.cli", "sync"]),

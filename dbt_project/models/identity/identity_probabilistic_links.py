@@ -12,7 +12,8 @@ labels and no deterministic links:
 - the prior from those EM sessions, then settled to the model's own expected match count.
 Candidate pairs come from several blocking rules (BLOCKING_RULES) so that a typo in any one attribute
 does not hide a pair. The trained model is written as Splink JSON (match weights per level) to
-<CDP_DATA_DIR>/identity/match_models/ on every run.
+<CDP_DATA_DIR>/identity/match_models/ on every run that trains; a run on the records the latest model was
+trained on reuses it (training_key), so a rerun with nothing new changes no link.
 
 Scores alone merge household members: they share address, phone, email and surname. So a scored pair
 is then judged by the household rules (HOUSEHOLD_RULES): records whose first names clearly differ, or
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -485,12 +487,11 @@ def _clamp_em_probabilities() -> None:
     em.m_u_records_to_lookup_dict = clamped
 
 
-def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int = 42):
-    """A trained Splink linker over `records` (prepared), or None when the data has too little to
-    compare (fewer than two records or no name)."""
-    from splink import DuckDBAPI, Linker, SettingsCreator
+def untrained_settings(records: pl.DataFrame):
+    """The Splink settings for `records` (prepared) before training, or None when the data has too little
+    to compare (fewer than two records or no name)."""
+    from splink import SettingsCreator
 
-    _clamp_em_probabilities()
     fields = present_fields(records)
     if records.height < 2 or not {"first_name", "last_name"} & set(fields):
         return None
@@ -511,7 +512,7 @@ def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int
         )
         if c in records.columns
     ]
-    settings = SettingsCreator(
+    return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         probability_two_random_records_match=1e-4,  # replaced by the EM sessions' estimate
@@ -520,8 +521,35 @@ def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int
         additional_columns_to_retain=retained,
         retain_intermediate_calculation_columns=False,
     )
+
+
+def training_key(records: pl.DataFrame, seed: int) -> str | None:
+    """What a trained model depends on: the prepared records, the untrained settings and the seed.
+    Training is not bit-for-bit repeatable (DuckDB samples and sums in parallel), so a run whose key
+    matches the last model's reuses that model: a rerun with nothing new changes no link."""
+    settings = untrained_settings(records)
+    if settings is None:
+        return None
+    digest = hashlib.sha256(f"{seed}|".encode())
+    digest.update(json.dumps(settings.create_settings_dict("duckdb"), sort_keys=True, default=str).encode())
+    digest.update(records.sort("unique_id").write_csv().encode())
+    return digest.hexdigest()
+
+
+def train_model(con: duckdb.DuckDBPyConnection, records: pl.DataFrame, seed: int = 42, trained: dict | None = None):
+    """A trained Splink linker over `records` (prepared), or None when the data has too little to
+    compare (fewer than two records or no name). `trained`: a saved model (Splink JSON) to use as it is."""
+    from splink import DuckDBAPI, Linker
+
+    _clamp_em_probabilities()
+    settings = untrained_settings(records)
+    if settings is None:
+        return None
+    fields = present_fields(records)
     db = DuckDBAPI(connection=con)
     table = db.register(records.to_arrow(), dataset_display_name="person_records")
+    if trained is not None:
+        return Linker(table, trained, log_level=logging.ERROR)
     linker = Linker(table, settings, log_level=logging.ERROR)
     linker.training.estimate_u_using_random_sampling(max_pairs=3e5, seed=seed)
     sessions = []
@@ -780,20 +808,29 @@ def match_records(
     """records: unique_id, anchor_key, anchor_id, seen_at, (primary_key, primary_namespace, source_table)
     and the COMPARED_FIELDS present (normalized). edges: the deterministic left_identity_id,
     right_identity_id. Returns LINK_SCHEMA rows: every pair across deterministic components scoring at
-    least `threshold`, with its decision. Writes the trained model as Splink JSON to model_path."""
+    least `threshold`, with its decision. Writes the trained model as Splink JSON to model_path and to
+    latest.json beside it, unless latest.json was trained on the same records (then it is used as it is)."""
     for column in ("primary_key", "primary_namespace", "source_table"):
         if column not in records.columns:
             records = records.with_columns(pl.lit(None, pl.String).alias(column))
     records = prepare_records(_deterministic_components(records, edges), name_variants).drop("anchor_id")
+    key = training_key(records, seed)
+    latest = model_path.parent / "latest.json" if model_path is not None else None
+    latest_key = latest.with_suffix(".training_key") if latest is not None else None
+    reused = None
+    if key is not None and latest_key is not None and latest_key.is_file() and latest_key.read_text() == key:
+        reused = json.loads(latest.read_text())
     # A private in-memory database: Splink's work tables never reach the warehouse.
     with duckdb.connect() as con:
         con.execute("set threads to 2")
-        linker = train_model(con, records, seed)
+        linker = train_model(con, records, seed, trained=reused)
         if linker is None:
             return pl.from_arrow(LINK_SCHEMA.empty_table())
-        if model_path is not None:
+        if latest is not None and reused is None:
             model_path.parent.mkdir(parents=True, exist_ok=True)
             linker.misc.save_model_to_json(str(model_path), overwrite=True)
+            latest.write_text(model_path.read_text())
+            latest.with_suffix(".training_key").write_text(key)
         scored = linker.inference.predict(threshold_match_probability=threshold)
         con.execute(
             f"create temp table scored_pairs as select * from {scored.physical_name} where component_l <> component_r"
@@ -856,6 +893,4 @@ def model(dbt, session):
         kept_apart=set(kept_apart),
         model_path=path,
     )
-    if path is not None and path.exists():
-        (path.parent / "latest.json").write_text(path.read_text())
     return links.to_arrow().cast(LINK_SCHEMA)

@@ -192,3 +192,17 @@ def test_a_cross_source_match_never_joins_two_values_of_a_unique_namespace():
     assert probabilistic["is_kept"].to_list() == [False]
     assert probabilistic["drop_rule"].to_list() == ["unique_per_person"]
     assert decided.filter(pl.col("link_type") == "deterministic")["is_kept"].all()
+
+
+def test_a_rerun_on_the_same_records_reuses_the_model_and_changes_no_link(tmp_path):
+    records, edges, _, _ = planted_records()
+    models = tmp_path / "match_models"
+    first = matching.match_records(records, edges, threshold=0.5, model_path=models / "match_model_1.json")
+    second = matching.match_records(records, edges, threshold=0.5, model_path=models / "match_model_2.json")
+    assert second.equals(first)
+    assert not (models / "match_model_2.json").exists(), "the second run trained again on the same records"
+    # New records: a new model, written beside the first and as the latest.
+    grown = pl.concat([records, records.head(1).with_columns(pl.lit("crm:NEW-1").alias("unique_id"))], how="diagonal")
+    matching.match_records(grown, edges, threshold=0.5, model_path=models / "match_model_3.json")
+    assert (models / "match_model_3.json").exists()
+    assert (models / "latest.json").read_text() == (models / "match_model_3.json").read_text()

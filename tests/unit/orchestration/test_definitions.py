@@ -87,3 +87,20 @@ def test_publication_runs_after_every_other_asset():
     everything_else = set(graph.get_all_asset_keys()) - {PUBLICATION}
     assert graph.get(PUBLICATION).parent_keys == everything_else
     assert any(sensor.name == "serving_store_freshness" for sensor in defs.sensors)
+
+
+def test_campaign_analytics_run_after_every_sync():
+    """The analytics models read the ledger the syncs write (dbt sources activation.*): the ledger's asset
+    depends on every sync, so a run measures the exposures it just made."""
+    from orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {_key(key): key for key in graph.get_all_asset_keys()}
+    syncs = {
+        name
+        for name in keys
+        if name.startswith("activation/") and name.split("/")[1] not in ("sync_ledger", "sync_runs")
+    }
+    assert {_key(k) for k in graph.get(keys["activation/sync_ledger"]).parent_keys} == syncs
+    members = {_key(k) for k in graph.get(keys["analytics/campaign_members"]).parent_keys}
+    assert {"activation/sync_ledger", "activation/sync_runs", "profiles/profile_events"} <= members

@@ -18,7 +18,9 @@ renamed as (
         lower(nullif(trim(colour), '')) as product_colour,
         quantity,
         cast(unit_price as decimal(18, 2)) as unit_price,
-        cast(quantity * unit_price as decimal(18, 2)) as line_total
+        cast(quantity * unit_price as decimal(18, 2)) as line_total,
+        _loaded_at as loaded_at,
+        _source_file as source_file
     from latest_versions
 )
 
