@@ -169,8 +169,10 @@ FIRST_NAMES_DIFFER = f"""(
     and not ((length(first_name_l) = 1 or length(first_name_r) = 1) and left(first_name_l, 1) = left(first_name_r, 1))
     and not coalesce({SWAPPED_NAMES}, false)
 )"""
+# A birth date that is no calendar date (1940-27-04) is a keying error, not a different person's date.
 BIRTH_DATES_DIFFER = """(
     birth_date_l is not null and birth_date_r is not null
+    and try_cast(birth_date_l as date) is not null and try_cast(birth_date_r as date) is not null
     and birth_date_l <> birth_date_r
     and coalesce(birth_date_swapped_l <> birth_date_r, true)
     and coalesce((case when length(birth_date_l) = length(birth_date_r) then hamming(birth_date_l, birth_date_r) end) > 1, true)

@@ -318,3 +318,33 @@ def test_no_chain_of_matches_bridges_records_the_household_rules_keep_apart():
     )
     assert decisions[("crm_id:ANA", "crm_id:X")] == (True, None)
     assert decisions[("crm_id:EVA", "crm_id:X")] == (False, "kept_apart")
+
+
+def _decide(records: list[dict]) -> dict[tuple[str, str], str | None]:
+    """decide_pairs over every pair of `records` (one CRM source): (left id, right id) -> decision rule."""
+    import duckdb
+
+    prepared = matching.prepare_records(pl.DataFrame(records), NAME_VARIANTS).with_columns(
+        source_table=pl.lit("crm__contacts"),
+        primary_namespace=pl.lit("crm_id"),
+        primary_key="crm_id:" + pl.col("unique_id"),
+    )
+    pairs = prepared.join(prepared, how="cross", suffix="_r").filter(pl.col("unique_id") < pl.col("unique_id_r"))
+    pairs = pairs.rename({c: f"{c}_l" for c in prepared.columns})
+    with duckdb.connect() as con:
+        con.register("scored", pairs.to_arrow())
+        decided = matching.decide_pairs(con, "scored", {"crm_id"}, set())
+    return {(r["unique_id_l"], r["unique_id_r"]): r["decision_rule"] for r in decided.to_dicts()}
+
+
+def test_a_birth_date_that_is_no_calendar_date_is_a_typo_not_another_persons_date():
+    home = {"first_name": "zali", "last_name": "white", "street": "6 mildura street", "postcode": "3034"}
+    rules = _decide(
+        [
+            {"unique_id": "a", **home, "birth_date": "1942-07-04"},
+            {"unique_id": "b", **home, "birth_date": "1940-27-04"},  # month 27: keyed wrong
+            {"unique_id": "c", **home, "birth_date": "1968-03-15"},  # a namesake at home: her daughter
+        ]
+    )
+    assert rules[("a", "b")] is None
+    assert rules[("a", "c")] == "household_birth_date"
