@@ -113,6 +113,8 @@ def main(argv: list[str]) -> None:
     if out:
         out.write_text(text)
     print(text, file=sys.stderr)
+    if figures["exit_code"]:
+        sys.exit(figures["exit_code"])
 
 
 if __name__ == "__main__":
