@@ -112,7 +112,10 @@ def floor_sources(landing_dir: Path, contracts: dict) -> list[tuple[str, str, st
     """(table, person key column, DuckDB reader over every landing file of the table) per contract. The
     person key: the table's first identity column (labels I1/I2), else its first primary-key column."""
     readers = {
-        ".csv": "read_csv({files}, all_varchar = true, union_by_name = true)",
+        # The delivery's dialect stated, not sniffed: a few malformed rows (the demo plants them) made the
+        # sniffer fall back to one column. Rows that do not parse are skipped: the floor only reads.
+        ".csv": "read_csv({files}, delim = ',', quote = '\"', header = true, all_varchar = true, "
+        "union_by_name = true, strict_mode = false, null_padding = true, ignore_errors = true)",
         ".jsonl": "read_json({files}, format = 'newline_delimited', union_by_name = true)",
         ".parquet": "read_parquet({files}, union_by_name = true)",
     }
