@@ -6,6 +6,7 @@ through here; orchestration/dbt.py wraps the same project for Dagster."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from functools import lru_cache
@@ -41,12 +42,21 @@ def dbt_command(*args: str) -> list[str]:
     return [DBT_EXECUTABLE, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
 
 
-def prepare_manifest() -> Path:
+_prepared_in_this_process = False
+
+
+def prepare_manifest(again: bool = False) -> Path:
     """Compile the YAML audiences into dbt models, the source declarations into the XDM models'
     dependencies and the trait columns into the trait catalogue macro (files change only when a
     definition did), then
     parse the dbt project when its manifest is missing or older than a model, macro or seed, so
-    `cdp`, tests and `dagster dev` always see the current project."""
+    `cdp`, tests and `dagster dev` always see the current project.
+
+    Once per process (a run asked for it ten times: every label refresh read the manifest through
+    here, ~1 s each); `again` prepares once more, for a process that changed a definition since."""
+    global _prepared_in_this_process
+    if _prepared_in_this_process and not again and MANIFEST_PATH.exists():
+        return MANIFEST_PATH
     from cdp.audiences import write_audiences
     from cdp.campaigns import write_campaign_catalogue
     from cdp.sources import write_source_refs
@@ -64,7 +74,38 @@ def prepare_manifest() -> Path:
                 f"{(result.stdout + result.stderr).strip()[-3000:]}\nFix the model or YAML it names, "
                 "then run again."
             )
+    _prepared_in_this_process = True
     return MANIFEST_PATH
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+RUN_TARGETS_KEPT = 3
+
+
+def run_target_path(run_dir: Path, run_id: str) -> Path:
+    """The dbt target folder of one pipeline run, `<run_dir>/<run id>`, which every dbt invocation of
+    the run shares (they run one after another), so each parses only what changed since the one before:
+    dbt keeps its partial-parsing state (partial_parse.msgpack) in its target folder, and a fresh folder
+    per invocation (dagster-dbt's default) made each of a run's four invocations parse the whole project.
+    A new run's folder starts from the state of the newest earlier run (else of `dbt parse` in
+    dbt_project/target); dbt re-parses in full by itself when that state does not fit (another
+    warehouse path, another dbt version). Older runs' folders are removed but the newest few."""
+    target = run_dir / run_id
+    if target.exists():
+        return target
+    earlier = sorted(
+        (path for path in run_dir.glob("*/") if path.is_dir()), key=lambda path: path.stat().st_mtime, reverse=True
+    )
+    target.mkdir(parents=True)
+    for state in [*(path / PARTIAL_PARSE_FILE for path in earlier), TARGET_DIR / PARTIAL_PARSE_FILE]:
+        try:
+            shutil.copyfile(state, target / PARTIAL_PARSE_FILE)
+            break
+        except OSError:  # none there (a failed run), or removed meanwhile: try the next
+            continue
+    for old in earlier[RUN_TARGETS_KEPT - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 @lru_cache(maxsize=4)

@@ -38,11 +38,15 @@ BROKEN_ASSETS = [build_broken_definition_asset(broken) for broken in BROKEN]
 # Valid syncs of an invalid audience cannot run either: they stay in the graph (and are skipped).
 BLOCKED_SYNCS = syncs_of_broken_audiences(SYNC_SPECS, BROKEN)
 
-RUNNABLE_SYNCS = [assets for assets in SYNC_ASSETS if not any(key.path[-1] in BLOCKED_SYNCS for key in assets.keys)]
+BLOCKED_SYNC_KEYS = {dg.AssetKey(["activation", name]) for name in BLOCKED_SYNCS}
+# Split once, by asset key: what can run (the sync records and the publication wait on it) and what cannot.
+RUNNABLE_SYNCS = [assets for assets in SYNC_ASSETS if not set(assets.keys) & BLOCKED_SYNC_KEYS]
+SKIPPED_SYNCS = [assets for assets in SYNC_ASSETS if set(assets.keys) & BLOCKED_SYNC_KEYS]
 SYNC_RECORDS = build_sync_records_asset(RUNNABLE_SYNCS)
-BUILD_ASSETS = [*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *SYNC_ASSETS, SYNC_RECORDS]
+RUNNABLE_ASSETS = [*SOURCE_LOAD_ASSETS, cdp_dbt_models, *PREDICTION_ASSETS, *RUNNABLE_SYNCS, SYNC_RECORDS]
+BUILD_ASSETS = [*RUNNABLE_ASSETS, *SKIPPED_SYNCS]
 publication = build_publication_asset(
-    [assets for assets in BUILD_ASSETS if not any(key.path[-1] in BLOCKED_SYNCS for key in assets.keys)],
+    RUNNABLE_ASSETS,
     skipped=[broken.describe() for broken in BROKEN]
     + [f"sync {name} skipped: its audience's definition is invalid" for name in BLOCKED_SYNCS],
 )

@@ -37,13 +37,22 @@ def _bench_tools() -> None:
 @main.command()
 @click.option("--people", default=10000, show_default=True, help="Number of simulated people.")
 @click.option("--keep", is_flag=True, help="Keep the benchmark's data dir.")
-def bench(people: int, keep: bool) -> None:
-    """Generate N people in a temporary dir and print wall time and peak memory per stage."""
+@click.option(
+    "--stages",
+    is_flag=True,
+    help="Instead: each layer (load, dbt staging+xdm, identity, ...) as its own process, with its own peak memory.",
+)
+def bench(people: int, keep: bool, stages: bool) -> None:
+    """Generate N people in a temporary dir; time the single-pass floor, `cdp run` (every step beside the
+    floor) and a rerun with nothing new."""
     _bench_tools()
-    from tools.bench.pipeline import run_benchmark
+    from tools.bench.pipeline import run_benchmark, run_pipeline_benchmark
 
     with progress.live("cdp bench", steps=8):
-        run_benchmark(people=people, keep=keep, echo=_echo_with_progress("cdp bench"))
+        if stages:
+            run_benchmark(people=people, keep=keep, echo=_echo_with_progress("cdp bench"))
+        else:
+            run_pipeline_benchmark(people=people, keep=keep, echo=_echo_with_progress("cdp bench"))
 
 
 @main.command("bench-load")

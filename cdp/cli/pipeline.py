@@ -62,10 +62,16 @@ def generate(
 
 
 @main.command()
+@click.option(
+    "--skip-unchanged",
+    is_flag=True,
+    help="Do nothing when nothing a run depends on changed since the last complete run (no new or changed "
+    "landing file, the same project and as-of day, the warehouse and serving store as that run left them).",
+)
 @writes_warehouse("cdp run", needs_landing=True)
-def run() -> None:
+def run(skip_unchanged: bool = False) -> None:
     """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
-    _run_pipeline_and_report()
+    _run_pipeline_and_report(skip_unchanged=skip_unchanged)
 
 
 @main.command()
@@ -145,13 +151,26 @@ def _campaign_lines() -> None:
         click.echo(line)
 
 
-def _run_pipeline_and_report() -> None:
-    from cdp.summary import pipeline_summary
-    from orchestration.pipeline import run_pipeline
+def _run_pipeline_and_report(skip_unchanged: bool = False) -> None:
+    from cdp.run_fingerprint import unchanged_since_last_run
 
     paths = current_paths()
     for problem in _compile_audiences():  # YAML audiences -> dbt models; an invalid one fails only itself
         click.echo(f"warning: {problem}", err=True)
+    if skip_unchanged:
+        from cdp.dbt import prepare_manifest
+
+        prepare_manifest()  # a changed model or audience changes the manifest, and so the fingerprint
+        last = unchanged_since_last_run(paths)
+        if last is not None:
+            click.echo(
+                f"Nothing new since run {last.run_id} (same landing files, project, as-of day and warehouse): "
+                "nothing loaded, built, scored, synced or published; the serving store still holds that run."
+            )
+            return
+    from cdp.summary import pipeline_summary
+    from orchestration.pipeline import run_pipeline
+
     started = time.perf_counter()
     outcome = run_pipeline()
     elapsed = time.perf_counter() - started
@@ -170,8 +189,21 @@ def _run_pipeline_and_report() -> None:
     _model_warnings(paths.warehouse, outcome.run_id)
     click.echo(_publication_line(paths.serving_store, outcome.run_id))
     click.echo(f"Pipeline run {outcome.run_id} {'finished' if outcome.success else 'failed'} in {elapsed:.1f} s.")
+    _remember_run(paths, outcome.run_id, outcome.success)
     if not outcome.success:
         sys.exit(1)
+
+
+def _remember_run(paths, run_id: str, success: bool) -> None:
+    """The fingerprint `cdp run --skip-unchanged` compares with: only of a run that succeeded and delivered
+    every row it tried (a pending retry must run)."""
+    from cdp.run_fingerprint import remember_run, syncs_delivered_everything
+
+    complete = success and paths.warehouse.exists()
+    if complete:
+        with open_warehouse(paths.warehouse, read_only=True) as con:
+            complete = syncs_delivered_everything(con, run_id)
+    remember_run(paths, run_id, complete)
 
 
 def _model_warnings(warehouse: Path, run_id: str) -> None:

@@ -18,15 +18,19 @@ The result is written to governance.column_labels, where the sync engine's polic
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import polars as pl
 
 import data_contracts
-from cdp.dbt import load_manifest
+import data_contracts.contract
+from cdp.dbt import MANIFEST_PATH, load_manifest
 from cdp.sources import PII_STRENGTH, SourceLineage
 
 IDENTITY_LABELS = frozenset({"I1", "I2"})
@@ -211,10 +215,28 @@ def warehouse_columns(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], l
     return result
 
 
+def labels_fingerprint(tables: dict[tuple[str, str], list[str]]) -> str:
+    """What the labels are computed from: the warehouse's labelled tables and columns, the dbt manifest
+    (rewritten whenever a model or its YAML changes) and the contract files. Equal fingerprints, equal labels."""
+    digest = hashlib.sha256(json.dumps(sorted((s, t, c) for (s, t), c in tables.items())).encode())
+    contracts_dir = Path(os.environ.get("CDP_CONTRACTS_DIR") or data_contracts.contract.CONTRACTS_DIR)
+    for path in [MANIFEST_PATH, *sorted(contracts_dir.glob("*.yml"))]:
+        stat = path.stat() if path.exists() else None
+        digest.update(f"{path}:{stat.st_mtime_ns if stat else 0}:{stat.st_size if stat else 0}".encode())
+    return digest.hexdigest()
+
+
 def refresh_column_labels(con: duckdb.DuckDBPyConnection, lineage: LabelLineage | None = None) -> int:
     """Write governance.column_labels: one row per column of every model table in the warehouse
-    (usage `output`), and for audiences one row per column of a parent model they use (usage `used`)."""
+    (usage `output`), and for audiences one row per column of a parent model they use (usage `used`).
+
+    Every sync and policy check calls it (the policy gate reads the labels of this build), but the
+    labels change only with the build: unless a `lineage` is given, a warehouse whose labels were
+    written from the same fingerprint (labels_fingerprint) keeps them, and the call costs one query."""
     tables = warehouse_columns(con)
+    fingerprint = labels_fingerprint(tables) if lineage is None else None
+    if fingerprint is not None and _stored_fingerprint(con) == fingerprint:
+        return con.execute("select count(*) from governance.column_labels").fetchone()[0]
     lineage = lineage or LabelLineage(model_columns={table: cols for (_, table), cols in tables.items()})
     rows = []
     for (schema, table), columns in tables.items():
@@ -227,13 +249,28 @@ def refresh_column_labels(con: duckdb.DuckDBPyConnection, lineage: LabelLineage 
                 where = f"{lineage.schema.get(parent, '?')}.{parent}.{column}"
                 rows.append((schema, table, where, "used", *found.as_row(), found.pii))
     con.execute("create schema if not exists governance")
+    con.execute("drop table if exists governance.column_labels_state")  # written again once the labels are
     con.execute("""create or replace table governance.column_labels (
         model_schema varchar, model varchar, column_name varchar, usage varchar, labels varchar[], sources json,
         pii varchar)""")
     if rows:  # one insert of a frame: executemany inserts row by row (1.5 s for 700 rows, every sync)
         labelled = pl.DataFrame(rows, schema=COLUMN_LABELS_FRAME, orient="row")  # noqa: F841 (read by DuckDB)
         con.execute("insert into governance.column_labels select * from labelled")
+    con.execute("create or replace table governance.column_labels_state (fingerprint varchar, refreshed_at timestamp)")
+    if fingerprint is not None:
+        con.execute("insert into governance.column_labels_state values (?, now())", [fingerprint])
     return len(rows)
+
+
+def _stored_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'governance' "
+        "and table_name in ('column_labels', 'column_labels_state')"
+    ).fetchone()[0]
+    if exists < 2:
+        return None
+    row = con.execute("select fingerprint from governance.column_labels_state limit 1").fetchone()
+    return row[0] if row else None
 
 
 COLUMN_LABELS_FRAME = {

@@ -7,7 +7,8 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from cdp import progress
-from cdp.dbt import MANIFEST_PATH, prepare_manifest
+from cdp.dbt import MANIFEST_PATH, prepare_manifest, run_target_path
+from cdp.settings import current_paths
 from orchestration.dbt import TRANSLATOR
 from orchestration.resources import WarehouseResource
 
@@ -38,7 +39,11 @@ def cdp_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, wareh
     # to let go, rather than failing the build on DuckDB's file lock.
     warehouse.wait_until_writable()
     # Unit tests are for development and CI (tests/e2e), not for every scheduled build.
-    invocation = dbt.cli(["build", "--exclude-resource-type", "unit_test"], context=context, raise_on_error=False)
+    # One target folder for the run's dbt invocations: each re-parses only what changed (cdp/dbt.py).
+    target = run_target_path(current_paths().data_dir / "dbt-target", context.run_id)
+    invocation = dbt.cli(
+        ["build", "--exclude-resource-type", "unit_test"], context=context, raise_on_error=False, target_path=target
+    )
     total = len(context.selected_asset_keys)
     done = 0
     for event in invocation.stream():

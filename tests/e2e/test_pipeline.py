@@ -632,3 +632,17 @@ def test_profile_ids_are_kept_across_runs(runs):
     assert query(runs, "select count(*) from identity.profile_id_history").item() == 0
     first, second, third = runs.profile_ids_by_run
     assert first == second and first < third and len(third - first) == NEW_CONTACTS
+
+
+def test_a_runs_dbt_invocations_parse_the_project_at_most_once(runs):
+    """Issue 20: the dbt invocations of a run share one target folder (cdp/dbt.py run_target_path), so only
+    the first run of a new warehouse parses the whole project; the later invocations and runs parse partially."""
+    folders = sorted((runs.workspace.data_dir / "dbt-target").iterdir(), key=lambda path: path.stat().st_mtime)
+    assert len(folders) == 3, [folder.name for folder in folders]
+    full_parses = []
+    for folder in folders:
+        log = (folder / "dbt.log").read_text()
+        # Seeds; the main build; the predictive layer, the look-alike audience and the campaign analytics.
+        assert log.count("Running with dbt=") == 3, folder
+        full_parses.append(log.count("Unable to do partial parsing"))
+    assert full_parses[0] <= 1 and full_parses[1:] == [0, 0], full_parses

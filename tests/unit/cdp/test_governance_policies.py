@@ -267,3 +267,45 @@ def test_every_synced_audience_has_a_blocking_policy_check_in_dagster():
     }
     audiences = {spec.audience.replace(".", "/") for spec in activation.load_sync_specs().values()}
     assert checks == audiences
+
+
+def test_labels_are_computed_once_per_build_and_again_when_a_column_or_contract_changes(
+    audience_warehouse, labelled_contracts, tmp_path, monkeypatch
+):
+    """Every sync and policy check of a run refreshes the labels; only the first after a change computes them."""
+    import cdp.governance.labels as labels_module
+
+    computed = []
+
+    class CountingLineage(LabelLineage):
+        def __init__(self, *args, **kwargs):
+            computed.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(labels_module, "LabelLineage", CountingLineage)
+    con = audience_warehouse
+    before = con.execute("select * from governance.column_labels order by all").fetchall()
+    assert refresh_column_labels(con) == len(before) and refresh_column_labels(con) == len(before)
+    assert computed == [] and con.execute("select * from governance.column_labels order by all").fetchall() == before
+    # A new column of the build: labelled by the next refresh.
+    con.execute("alter table segments.seg_high_value add column phone varchar")
+    refresh_column_labels(con)
+    assert computed == [1]
+    phone = con.execute(
+        "select labels from governance.column_labels where model = 'seg_high_value' and column_name = 'phone'"
+    ).fetchone()
+    assert phone is not None and "I1" in phone[0]
+    # A contract changed (first-party loyalty again): the labels are computed from it.
+    contracts = tmp_path / "contracts_changed"
+    shutil.copytree(labelled_contracts, contracts)
+    loyalty = yaml.safe_load((contracts / "loyalty__members.yml").read_text())
+    loyalty["party"] = "first"
+    (contracts / "loyalty__members.yml").write_text(yaml.safe_dump(loyalty, sort_keys=False))
+    monkeypatch.setenv("CDP_CONTRACTS_DIR", str(contracts))
+    refresh_column_labels(con)
+    assert computed == [1, 1]
+    email = con.execute(
+        "select labels from governance.column_labels where model = 'seg_high_value' and column_name = 'email' "
+        "and usage = 'output'"
+    ).fetchone()[0]
+    assert "custom:third_party" not in email
