@@ -18,6 +18,7 @@ import json
 
 import duckdb
 
+from support.equality import table_differences
 from support.pipeline_runs import copy_workspace, run_dbt
 
 # Append-only history: a build appends a row per audience (and member) per run; a full refresh must keep
@@ -59,26 +60,6 @@ def built_tables(manifest: dict) -> list[str]:
     return sorted(tables)
 
 
-def differences(con: duckdb.DuckDBPyConnection, table: str) -> str | None:
-    """None when `table` holds the same rows (a multiset) in the incremental warehouse (attached as
-    `incremental`) and in the refreshed one; else what differs, with a few rows of each side."""
-    columns = [row[0] for row in con.execute(f"select column_name from (describe {table})").fetchall()]
-    incremental_columns = [
-        row[0] for row in con.execute(f"select column_name from (describe incremental.{table})").fetchall()
-    ]
-    if columns != incremental_columns:
-        return f"{table}: columns {incremental_columns} incrementally, {columns} after a full refresh"
-    only_incremental = con.execute(f"select * from incremental.{table} except all select * from {table}").pl()
-    only_refreshed = con.execute(f"select * from {table} except all select * from incremental.{table}").pl()
-    if only_incremental.height == 0 and only_refreshed.height == 0:
-        return None
-    return (
-        f"{table}: {only_incremental.height} row(s) only in the incremental build, "
-        f"{only_refreshed.height} only after a full refresh\n"
-        f"incremental only:\n{only_incremental.head(3)}\nfull refresh only:\n{only_refreshed.head(3)}"
-    )
-
-
 def test_every_table_equals_a_full_refresh_of_a_copy(runs, make_workspace, tmp_path):
     copy = copy_workspace(runs, make_workspace, "full_refresh")
     target = tmp_path / "dbt-target"
@@ -92,7 +73,7 @@ def test_every_table_equals_a_full_refresh_of_a_copy(runs, make_workspace, tmp_p
         con.execute(f"attach '{runs.workspace.warehouse}' as incremental (read_only)")
         found = []
         for table in sorted(set(tables) - APPEND_PER_RUN):
-            found.append(differences(con, table))
+            found.append(table_differences(con, table, "incremental"))
         rows = {table: con.execute(f"select count(*) from {table}").fetchone()[0] for table in PUBLIC_TABLES}
 
         # The history keeps every earlier run's rows, and the refresh's own rows record no change.
