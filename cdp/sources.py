@@ -39,8 +39,8 @@ from cdp.settings import DBT_PROJECT_DIR
 PII_STRENGTH = {"none": 0, "indirect": 1, "direct": 2}
 AUTHENTICATED_STATES = ("authenticated", "ambiguous")
 # Columns every XDM row gets from the declaration itself, not from a mapped attribute or field.
-PROFILE_ENVELOPE = ("record_id", "source_table", "record_updated_at")
-EVENT_ENVELOPE = ("record_id", "source_table", "event_type", "occurred_at", "channel", "event_measures")
+PROFILE_ENVELOPE = ("record_id", "source_table", "record_updated_at", "loaded_at")
+EVENT_ENVELOPE = ("record_id", "source_table", "event_type", "occurred_at", "channel", "event_measures", "loaded_at")
 XDM_ROLES = {"xdm_identities": "identifiers", "xdm_profile_records": "profile", "xdm_experience_events": "event"}
 MODEL_KEYS = ("contract", "record_key", "updated_at", "versions", "identifiers", "profile", "event")
 IDENTIFIER_KEYS = ("column", "namespace", "authenticated_state", "primary")

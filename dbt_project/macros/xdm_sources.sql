@@ -72,6 +72,48 @@
 {%- endmacro %}
 
 
+{#- The loaded_at of a staging model's rows: its `loaded_at` column (the raw _loaded_at of the version it
+    keeps), else the build's start, so a source without one is taken whole by every build (correct, not
+    incremental; docs/sources.md). -#}
+{% macro xdm_loaded_at(node) -%}
+    {%- set relation = load_relation(ref(node.name)) if execute else none -%}
+    {%- if relation is none or 'loaded_at' in (adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list) -%}
+        {{- return('cast(loaded_at as timestamp)') -}}
+    {%- endif -%}
+    {{- return("cast('" ~ run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') ~ "' as timestamp)") -}}
+{%- endmacro %}
+
+
+{#- Whether this build adds to the table rather than rebuilding it: an incremental build of a table that
+    already has every column the model now selects. A changed catalogue (an attribute or a source field
+    added, on_schema_change: sync_all_columns) takes every row again, so no record keeps a null where a
+    full refresh would fill the new column. -#}
+{% macro xdm_adds_to_table(columns) -%}
+    {%- if not is_incremental() -%}{{ return(false) }}{%- endif -%}
+    {%- set present = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {{- return(columns | map('lower') | reject('in', present) | list | length == 0) -}}
+{%- endmacro %}
+
+
+{#- The condition on a staging model's rows that keeps those loaded since this XDM table last took rows
+    of the same source (its high-water mark: max(loaded_at) of that source_table in the table itself),
+    when `adds` (xdm_adds_to_table); 'true' otherwise. With `versions`, every version of a record with a
+    version loaded since (xdm_identities keeps the identifiers of all of them). -#}
+{% macro xdm_new_rows(node, contract, key, adds, versions=false) -%}
+    {%- set loaded_at = xdm_loaded_at(node) -%}
+    {%- if not adds or not loaded_at.startswith('cast(loaded_at') -%}
+        {{- return('true') -}}
+    {%- endif -%}
+    {%- set high_water_mark -%}
+        (select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as timestamp)) from {{ this }} where source_table = '{{ contract }}')
+    {%- endset -%}
+    {%- if versions -%}
+        {{- return(key ~ ' in (select ' ~ key ~ ' from ' ~ ref(node.name) ~ ' where loaded_at > ' ~ high_water_mark ~ ')') -}}
+    {%- endif -%}
+    {{- return('loaded_at > ' ~ high_water_mark) -}}
+{%- endmacro %}
+
+
 {% macro xdm_column_name(node, value, where) -%}
     {%- if value is not string or not modules.re.match('^[a-z_][a-z0-9_]*$', value) -%}
         {{ xdm_fail(node, where ~ " must name a staging column (lower-case name); found " ~ value) }}
@@ -124,6 +166,7 @@
     identifiers of every version of a record once, seen_at the latest version that carried it. -#}
 {% macro xdm_identities_sql() -%}
 {%- set nodes = xdm_source_nodes('xdm_identities', 'identifiers') %}
+{%- set adds = xdm_adds_to_table(['record_id', 'source_table', 'namespace', 'identity_value', 'authenticated_state', 'is_primary', 'seen_at', 'loaded_at']) if execute else false %}
 with
 {% for node in nodes %}
 {%- set cdp = node.config.meta.cdp %}
@@ -142,9 +185,11 @@ with
         cast({{ xdm_column_name(node, identifier.column, 'identifiers.column') }} as varchar) as identity_value,
         '{{ identifier.get('authenticated_state', 'ambiguous') }}' as authenticated_state,
         {{ 'true' if identifier.get('primary') else 'false' }} as is_primary,
-        {{ 'max(' ~ seen_at ~ ')' if cdp.get('versions') else seen_at }} as seen_at
+        {{ 'max(' ~ seen_at ~ ')' if cdp.get('versions') else seen_at }} as seen_at,
+        {{ 'max(' ~ xdm_loaded_at(node) ~ ')' if cdp.get('versions') else xdm_loaded_at(node) }} as loaded_at
     from {{ ref(node.name) }}
     where {{ identifier.column }} is not null
+        and {{ xdm_new_rows(node, contract, key, adds, cdp.get('versions')) }}
     {%- if cdp.get('versions') %}
     group by 1, 2, 3, 4, 5, 6
     {%- endif %}
@@ -166,7 +211,8 @@ select * from final
 {#- xdm_profile_records: every attribute of the catalogue for every record, cast to its type. -#}
 {% macro xdm_profile_records_sql() -%}
 {%- set nodes = xdm_source_nodes('xdm_profile_records', 'profile') %}
-{%- set attributes = xdm_catalogue('xdm_profile_records', ['record_id', 'source_table', 'record_updated_at']) if execute else {} %}
+{%- set attributes = xdm_catalogue('xdm_profile_records', ['record_id', 'source_table', 'record_updated_at', 'loaded_at']) if execute else {} %}
+{%- set adds = xdm_adds_to_table(['record_id', 'source_table', 'record_updated_at', 'loaded_at'] + attributes.keys() | list) if execute else false %}
 with
 {% for node in nodes %}
 {%- set cdp = node.config.meta.cdp %}
@@ -189,8 +235,10 @@ with
         {%- for attribute, data_type in attributes.items() %}
         cast({{ cdp.profile.get(attribute) or 'null' }} as {{ data_type }}) as {{ attribute }},
         {%- endfor %}
-        cast({{ updated_at }} as timestamp) as record_updated_at
+        cast({{ updated_at }} as timestamp) as record_updated_at,
+        {{ xdm_loaded_at(node) }} as loaded_at
     from {{ ref(node.name) }}
+    where {{ xdm_new_rows(node, contract, key, adds) }}
 ),
 {% endfor %}
 final as (
@@ -208,7 +256,8 @@ select * from final
     the numeric measures as one JSON text column. -#}
 {% macro xdm_experience_events_sql() -%}
 {%- set nodes = xdm_source_nodes('xdm_experience_events', 'event') %}
-{%- set fields = xdm_catalogue('xdm_experience_events', ['record_id', 'source_table', 'event_type', 'occurred_at', 'channel', 'event_measures']) if execute else {} %}
+{%- set fields = xdm_catalogue('xdm_experience_events', ['record_id', 'source_table', 'event_type', 'occurred_at', 'channel', 'event_measures', 'loaded_at']) if execute else {} %}
+{%- set adds = xdm_adds_to_table(['record_id', 'source_table', 'event_type', 'occurred_at', 'channel', 'event_measures', 'loaded_at'] + fields.keys() | list) if execute else false %}
 with
 {% for node in nodes %}
 {%- set cdp = node.config.meta.cdp %}
@@ -242,8 +291,10 @@ with
         {%- set spec = (event.get('fields') or {}).get(field) %}
         cast({{ xdm_value_sql(node, spec, 'event.fields.' ~ field, false, named) if spec is not none else 'null' }} as {{ data_type }}) as {{ field }},
         {%- endfor %}
-        {{ json_object_text(measure_sql) if measure_sql else 'cast(null as varchar)' }} as event_measures
+        {{ json_object_text(measure_sql) if measure_sql else 'cast(null as varchar)' }} as event_measures,
+        {{ xdm_loaded_at(node) }} as loaded_at
     from {{ ref(node.name) }}
+    where {{ xdm_new_rows(node, contract, key, adds) }}
 ),
 {%- do xdm_check_columns(node, named) %}
 {% endfor %}

@@ -12,12 +12,14 @@ relationships test used to fail), then the held-back orders loaded and built aga
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 import data_contracts
+from support.equality import table_differences
 from support.pipeline_runs import RED_DRESS_ORDER, run_dbt
 from support.pipeline_runs import query as query_runs
 from support.workspace import DEMO_AS_OF, Workspace
@@ -29,6 +31,7 @@ PENDING = "xdm.xdm_product_list_items_pending"
 # The XDM layer and everything it needs (staging views, seeds), with their tests: the relationships
 # test of xdm_product_list_items is the one a late parent used to fail.
 XDM_BUILD = "+xdm_experience_events +xdm_product_list_items +xdm_product_list_items_pending"
+XDM_TABLES = ("xdm_experience_events", "xdm_product_list_items", "xdm_product_list_items_pending")
 
 
 def test_a_line_two_runs_ahead_of_its_order_waits_then_joins(runs):
@@ -97,3 +100,14 @@ def test_the_last_percent_of_the_orders_a_run_late(make_workspace, tmp_path, cap
     items = query(workspace, "select product_list_item_id, record_id from xdm.xdm_product_list_items")
     assert items.height == lines.height
     assert {f"webshop__orders:{order_id}" for order_id in late_order_ids} <= set(items["record_id"])
+
+    # The second build was incremental (the lines of the late orders added to the items): a full refresh of
+    # a copy gives the same XDM tables, row for row.
+    copy = tmp_path / "refreshed.duckdb"
+    shutil.copy(workspace.warehouse, copy)
+    refreshed = {**workspace.env, "CDP_WAREHOUSE": str(copy)}
+    run_dbt(refreshed, tmp_path / "dbt-target-refresh", "build", "--select", XDM_BUILD, "--full-refresh")
+    with duckdb.connect(str(copy), read_only=True) as con:
+        con.execute(f"attach '{workspace.warehouse}' as incremental (read_only)")
+        found = [table_differences(con, f"xdm.{table}", "incremental") for table in XDM_TABLES]
+    assert not [problem for problem in found if problem], "\n\n".join(problem for problem in found if problem)

@@ -1,6 +1,10 @@
 -- XDM productListItems of purchase events, as a child table of xdm_experience_events. A line whose
 -- order has not been loaded yet waits in xdm_product_list_items_pending and comes here with the
--- first build after its order arrives.
+-- first build after its order arrives. Incremental: the lines loaded since the last build whose order
+-- is there, and the lines of the orders loaded since (a late parent brings its waiting lines);
+-- loaded_at is the later of the line's and its order's.
+{{ config(unique_key='product_list_item_id') }}
+
 with
 
 order_lines as (
@@ -8,7 +12,8 @@ order_lines as (
 ),
 
 events as (
-    select * from {{ ref('xdm_experience_events') }}
+    select record_id, loaded_at from {{ ref('xdm_experience_events') }}
+    where source_table = 'webshop__orders'
 ),
 
 items as (
@@ -20,14 +25,59 @@ items as (
         product_category,
         product_colour,
         quantity,
-        line_total as price_total
+        line_total as price_total,
+        loaded_at
     from order_lines
 ),
 
-final as (
-    select items.*
+{% if is_incremental() %}
+high_water_mark as (
+    select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as timestamp)) as loaded_at from {{ this }}
+),
+
+parented as (
+    -- Lines loaded since the last build, under an order already there.
+    select
+        items.*,
+        events.loaded_at as order_loaded_at
     from items
-    where exists (select 1 from events where events.record_id = items.record_id)
+    inner join events
+        on events.record_id = items.record_id
+    where items.loaded_at > (select loaded_at from high_water_mark)
+    union all
+    -- Every line (also an earlier one, waiting) of an order loaded since the last build.
+    select
+        items.*,
+        events.loaded_at as order_loaded_at
+    from items
+    inner join events
+        on events.record_id = items.record_id
+    where events.loaded_at > (select loaded_at from high_water_mark)
+        and items.loaded_at <= (select loaded_at from high_water_mark)
+),
+{% else %}
+parented as (
+    select
+        items.*,
+        events.loaded_at as order_loaded_at
+    from items
+    inner join events
+        on events.record_id = items.record_id
+),
+{% endif %}
+
+final as (
+    select
+        product_list_item_id,
+        record_id,
+        sku,
+        name,
+        product_category,
+        product_colour,
+        quantity,
+        price_total,
+        greatest(loaded_at, order_loaded_at) as loaded_at
+    from parented
 )
 
 select * from final

@@ -9,8 +9,8 @@ order_lines as (
     select * from {{ ref('stg_webshop__order_lines') }}
 ),
 
-events as (
-    select * from {{ ref('xdm_experience_events') }}
+items as (
+    select product_list_item_id from {{ ref('xdm_product_list_items') }}
 ),
 
 lines as (
@@ -34,7 +34,8 @@ final as (
         loaded_at as waiting_since,
         source_file
     from lines
-    where not exists (select 1 from events where events.record_id = lines.record_id)
+    -- Every line whose order is loaded is an item (xdm_product_list_items).
+    where not exists (select 1 from items where items.product_list_item_id = lines.product_list_item_id)
 )
 
 select * from final

@@ -17,7 +17,8 @@ renamed as (
         lower(platform) as platform,
         nullif(trim(customer_id), '') as shop_customer_id,
         lower(event_type) as event_type,
-        occurred_at
+        occurred_at,
+        _loaded_at as loaded_at
     from deduplicated
 )
 

@@ -30,7 +30,8 @@ renamed as (
         upper(nullif(trim(versions.country), '')) as country_code,
         versions.created_at,
         versions.updated_at,
-        versions._source_file as source_file
+        versions._source_file as source_file,
+        versions._loaded_at as loaded_at
     from versions
     left join calling_codes
         on calling_codes.country_code

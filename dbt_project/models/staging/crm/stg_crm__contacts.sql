@@ -24,7 +24,8 @@ final as (
         country_code,
         created_at,
         updated_at,
-        source_file
+        source_file,
+        loaded_at
     from latest_versions
 )
 

@@ -14,7 +14,8 @@ renamed as (
         {{ normalize_email('email') }} as email,
         campaign_id,
         lower(event_type) as event_type,
-        occurred_at
+        occurred_at,
+        _loaded_at as loaded_at
     from deduplicated
 )
 

@@ -28,7 +28,8 @@ renamed as (
         latest_versions.points as loyalty_points,
         upper(nullif(trim(latest_versions.country), '')) as country_code,
         latest_versions.joined_at,
-        latest_versions.updated_at
+        latest_versions.updated_at,
+        latest_versions._loaded_at as loaded_at
     from latest_versions
     left join calling_codes
         on calling_codes.country_code

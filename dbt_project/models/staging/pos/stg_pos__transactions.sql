@@ -16,7 +16,8 @@ renamed as (
         transacted_at,
         cast(total_amount as decimal(18, 2)) as transaction_total,
         upper(currency) as currency_code,
-        lower(nullif(trim(payment_method), '')) as payment_method
+        lower(nullif(trim(payment_method), '')) as payment_method,
+        _loaded_at as loaded_at
     from latest_versions
 )
 

@@ -21,7 +21,8 @@ renamed as (
         lower(deduplicated.purpose) as consent_purpose,
         lower(deduplicated.status) = 'y' as is_granted,
         deduplicated.recorded_at,
-        lower(nullif(trim(deduplicated.channel), '')) as capture_channel
+        lower(nullif(trim(deduplicated.channel), '')) as capture_channel,
+        deduplicated._loaded_at as loaded_at
     from deduplicated
     cross join calling_codes
 )

@@ -19,7 +19,8 @@ renamed as (
         {{ normalize_phone('deduplicated.phone', 'calling_codes.calling_code', 'calling_codes.trunk_prefix') }} as phone,
         deduplicated.campaign_id,
         lower(deduplicated.event_type) as event_type,
-        deduplicated.occurred_at
+        deduplicated.occurred_at,
+        deduplicated._loaded_at as loaded_at
     from deduplicated
     cross join calling_codes
 )

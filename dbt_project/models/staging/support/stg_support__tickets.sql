@@ -22,7 +22,8 @@ renamed as (
         lower(latest_versions.channel) as contact_channel,
         nullif(trim(latest_versions.subject), '') as subject,
         latest_versions.opened_at,
-        lower(latest_versions.status) as ticket_status
+        lower(latest_versions.status) as ticket_status,
+        latest_versions._loaded_at as loaded_at
     from latest_versions
     cross join calling_codes
 )

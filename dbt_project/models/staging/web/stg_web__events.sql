@@ -16,7 +16,8 @@ renamed as (
         nullif(trim(customer_id), '') as shop_customer_id,
         lower(event_type) as event_type,
         nullif(trim(page_url), '') as page_url,
-        occurred_at
+        occurred_at,
+        _loaded_at as loaded_at
     from deduplicated
 )
 

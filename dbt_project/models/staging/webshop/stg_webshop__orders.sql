@@ -27,7 +27,8 @@ renamed as (
         nullif(trim(latest_versions.shipping_city), '') as shipping_city,
         nullif(trim(latest_versions.shipping_postcode), '') as shipping_postcode,
         upper(nullif(trim(latest_versions.shipping_country), '')) as shipping_country_code,
-        latest_versions._source_file as source_file
+        latest_versions._source_file as source_file,
+        latest_versions._loaded_at as loaded_at
     from latest_versions
     left join calling_codes
         on calling_codes.country_code

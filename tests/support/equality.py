@@ -1,0 +1,25 @@
+"""Two builds of a warehouse compared table by table (issue 20: incremental builds equal a full refresh)."""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def table_differences(con: duckdb.DuckDBPyConnection, table: str, other: str) -> str | None:
+    """None when `table` holds the same columns and rows (as a multiset) in the connection's database and
+    in the attached database `other`; else what differs, with a few rows of each side."""
+
+    def columns(relation: str) -> list[str]:
+        return [row[0] for row in con.execute(f"select column_name from (describe {relation})").fetchall()]
+
+    here, there = columns(table), columns(f"{other}.{table}")
+    if here != there:
+        return f"{table}: columns {there} in {other}, {here} here"
+    only_there = con.execute(f"select * from {other}.{table} except all select * from {table}").pl()
+    only_here = con.execute(f"select * from {table} except all select * from {other}.{table}").pl()
+    if only_there.height == 0 and only_here.height == 0:
+        return None
+    return (
+        f"{table}: {only_there.height} row(s) only in {other}, {only_here.height} only here\n"
+        f"only in {other}:\n{only_there.head(3)}\nonly here:\n{only_here.head(3)}"
+    )
