@@ -20,7 +20,7 @@ from orchestration.assets.broken import build_broken_definition_asset
 from orchestration.assets.predictions import PREDICTION_ASSETS, TRAINED_MODELS
 from orchestration.assets.serving import build_publication_asset, serving_store_freshness_sensor
 from orchestration.assets.sources import SOURCE_LOAD_ASSETS
-from orchestration.assets.transformations import cdp_dbt_models
+from orchestration.assets.transformations import cdp_dbt_models, full_refresh_run_config
 from orchestration.dbt import dbt_resource
 from orchestration.resources import WarehouseResource
 from orchestration.sensors import ALERT_SENSORS
@@ -55,14 +55,25 @@ publication = build_publication_asset(
 SCHEDULED_SYNCS = {name: spec for name, spec in SYNC_SPECS.items() if spec.schedule}
 scheduled_sync_keys = [dg.AssetKey(["activation", name]) for name in SCHEDULED_SYNCS]
 
+PIPELINE_SELECTION = dg.AssetSelection.all() - dg.AssetSelection.assets(*scheduled_sync_keys)
 pipeline_job = dg.define_asset_job(
     PIPELINE_JOB_NAME,
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*scheduled_sync_keys),
+    selection=PIPELINE_SELECTION,
     description="Load every source, build every dbt model and test, sync every audience, then publish "
     "the public tables to the serving store.",
     # One process: DuckDB allows one writer per file, and on 2 cores it is also the fastest.
     executor_def=dg.in_process_executor,
     tags=WAREHOUSE_TAG,
+)
+# The same run with every incremental dbt model rebuilt from raw (`cdp run --full-refresh`), for the UI.
+full_refresh_job = dg.define_asset_job(
+    f"{PIPELINE_JOB_NAME}_full_refresh",
+    selection=PIPELINE_SELECTION,
+    description="The pipeline with every incremental dbt model rebuilt from raw (identity's stable ids and "
+    "the append-only histories are kept).",
+    config=full_refresh_run_config(),
+    executor_def=dg.in_process_executor,
+    tags={**WAREHOUSE_TAG, "cdp/full_refresh": "true"},
 )
 
 # Shipped on: `cdp dagster` (dagster dev, with its daemon) runs them; stop one in the UI's
@@ -120,7 +131,7 @@ checks = [check for check in POLICY_CHECKS if not {key.asset_key for key in chec
 defs = dg.Definitions(
     assets=[*BUILD_ASSETS, *BROKEN_ASSETS, publication],
     asset_checks=checks,
-    jobs=[pipeline_job, model_retraining_job, *(job for job, _ in SYNC_JOBS_AND_SCHEDULES)],
+    jobs=[pipeline_job, full_refresh_job, model_retraining_job, *(job for job, _ in SYNC_JOBS_AND_SCHEDULES)],
     schedules=[daily_schedule, weekly_retraining_schedule, *(schedule for _, schedule in SYNC_JOBS_AND_SCHEDULES)],
     sensors=[serving_store_freshness_sensor, *ALERT_SENSORS],
     resources={

@@ -118,8 +118,10 @@ def summarize_failures(events: list[dg.DagsterEvent], step_labels: dict[str, str
     return {"failures": failures, "failed_steps": failed_steps, "failed_checks": failed_checks, "skipped": skipped}
 
 
-def run_pipeline() -> PipelineRun:
+def run_pipeline(full_refresh: bool = False) -> PipelineRun:
+    """The pipeline job in this process; `full_refresh` rebuilds every incremental dbt model from raw."""
     # Imported here: building the definitions parses the dbt project and reads the contracts.
+    from orchestration.assets.transformations import full_refresh_run_config
     from orchestration.definitions import PIPELINE_JOB_NAME, defs
 
     paths = current_paths()
@@ -136,8 +138,11 @@ def run_pipeline() -> PipelineRun:
             result = job_with_log.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
-                tags={"cdp/launched_by": "cdp run"},
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "cdp_run_log": {}}},
+                tags={"cdp/launched_by": "cdp run", **({"cdp/full_refresh": "true"} if full_refresh else {})},
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}, "cdp_run_log": {}},
+                    **(full_refresh_run_config() if full_refresh else {}),
+                },
             )
         # The planned materializations (step -> asset) are in the instance's log, not the result's events.
         planned = [

@@ -107,7 +107,7 @@ def pytest_collection_modifyitems(config, items):
         written.replace(units_file)  # every worker collects the same tests: the last one wins, whole
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: pytest -p no:xdist still runs
 def pytest_xdist_make_scheduler(config, log):
     """xdist's scope scheduling over our work units (whole units to one worker, in collection order)."""
     from xdist.scheduler import LoadScopeScheduling

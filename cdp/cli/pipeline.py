@@ -68,10 +68,18 @@ def generate(
     help="Do nothing when nothing a run depends on changed since the last complete run (no new or changed "
     "landing file, the same project and as-of day, the warehouse and serving store as that run left them).",
 )
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild every incremental dbt model from raw (dbt's --full-refresh); identity's stable profile ids "
+    "and the append-only segment histories are kept.",
+)
 @writes_warehouse("cdp run", needs_landing=True)
-def run(skip_unchanged: bool = False) -> None:
+def run(skip_unchanged: bool = False, full_refresh: bool = False) -> None:
     """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
-    _run_pipeline_and_report(skip_unchanged=skip_unchanged)
+    if skip_unchanged and full_refresh:
+        raise click.UsageError("--skip-unchanged and --full-refresh contradict each other: give one of them.")
+    _run_pipeline_and_report(skip_unchanged=skip_unchanged, full_refresh=full_refresh)
 
 
 @main.command()
@@ -151,7 +159,7 @@ def _campaign_lines() -> None:
         click.echo(line)
 
 
-def _run_pipeline_and_report(skip_unchanged: bool = False) -> None:
+def _run_pipeline_and_report(skip_unchanged: bool = False, full_refresh: bool = False) -> None:
     from cdp.run_fingerprint import unchanged_since_last_run
 
     paths = current_paths()
@@ -172,7 +180,7 @@ def _run_pipeline_and_report(skip_unchanged: bool = False) -> None:
     from orchestration.pipeline import run_pipeline
 
     started = time.perf_counter()
-    outcome = run_pipeline()
+    outcome = run_pipeline(full_refresh=full_refresh)
     elapsed = time.perf_counter() - started
     if not outcome.success:
         # The reasons first: the failing model, test, check or step and its message; then where the log is.

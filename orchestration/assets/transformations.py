@@ -15,6 +15,24 @@ from orchestration.resources import WarehouseResource
 prepare_manifest()
 
 FAILED_STATUSES = ("error", "fail", "runtime error")
+DBT_OP_NAME = "cdp_dbt_models"
+
+
+class DbtBuildConfig(dg.Config):
+    """`full_refresh`: rebuild every incremental model from raw (`cdp run --full-refresh`, or the job
+    cdp_pipeline_full_refresh). Identity state (stable profile ids) and the append-only history tables
+    are `full_refresh: false` in dbt: a refresh keeps them."""
+
+    full_refresh: bool = False
+
+
+def full_refresh_run_config() -> dict:
+    return {"ops": {DBT_OP_NAME: {"config": {"full_refresh": True}}}}
+
+
+def dbt_build_args(full_refresh: bool) -> list[str]:
+    # Unit tests are for development and CI (tests/e2e), not for every scheduled build.
+    return ["build", "--exclude-resource-type", "unit_test", *(["--full-refresh"] if full_refresh else [])]
 
 
 def dbt_failures(run_results: dict) -> list[str]:
@@ -33,17 +51,16 @@ def dbt_failures(run_results: dict) -> list[str]:
     return lines
 
 
-@dbt_assets(manifest=MANIFEST_PATH, dagster_dbt_translator=TRANSLATOR)
-def cdp_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+@dbt_assets(manifest=MANIFEST_PATH, dagster_dbt_translator=TRANSLATOR, name=DBT_OP_NAME)
+def cdp_dbt_models(
+    context: dg.AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, warehouse: WarehouseResource
+):
     # dbt opens the file in its own process: first wait for any reader (a BI tool on the wrong file)
     # to let go, rather than failing the build on DuckDB's file lock.
     warehouse.wait_until_writable()
-    # Unit tests are for development and CI (tests/e2e), not for every scheduled build.
     # One target folder for the run's dbt invocations: each re-parses only what changed (cdp/dbt.py).
     target = run_target_path(current_paths().data_dir / "dbt-target", context.run_id)
-    invocation = dbt.cli(
-        ["build", "--exclude-resource-type", "unit_test"], context=context, raise_on_error=False, target_path=target
-    )
+    invocation = dbt.cli(dbt_build_args(config.full_refresh), context=context, raise_on_error=False, target_path=target)
     total = len(context.selected_asset_keys)
     done = 0
     for event in invocation.stream():

@@ -104,3 +104,25 @@ def test_campaign_analytics_run_after_every_sync():
     assert {_key(k) for k in graph.get(keys["activation/sync_ledger"]).parent_keys} == syncs
     members = {_key(k) for k in graph.get(keys["analytics/campaign_members"]).parent_keys}
     assert {"activation/sync_ledger", "activation/sync_runs", "profiles/profile_events"} <= members
+
+
+def test_full_refresh_reaches_dbt_from_the_cli_and_the_ui_job():
+    """`cdp run --full-refresh` and the job cdp_pipeline_full_refresh give the dbt op a config that the
+    pipeline job accepts (a wrong op name or key fails validation), and that config adds dbt's flag."""
+    import dagster as dg
+
+    from orchestration.assets.transformations import dbt_build_args, full_refresh_run_config
+    from orchestration.definitions import PIPELINE_JOB_NAME, defs
+
+    job = defs.resolve_job_def(PIPELINE_JOB_NAME)
+    dg.validate_run_config(job, full_refresh_run_config())
+    refresh_job = defs.resolve_job_def(f"{PIPELINE_JOB_NAME}_full_refresh")
+    assert refresh_job.asset_selection == job.asset_selection
+    assert "--full-refresh" in dbt_build_args(full_refresh=True)
+    assert "--full-refresh" not in dbt_build_args(full_refresh=False)
+    try:
+        dg.validate_run_config(job, {"ops": {"cdp_dbt_models": {"config": {"full_refresh": "yes"}}}})
+    except dg.DagsterInvalidConfigError:
+        pass
+    else:
+        raise AssertionError("the dbt op's config is not checked: a wrong value was accepted")
