@@ -34,37 +34,22 @@ items as (
 high_water_mark as (
     select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as timestamp)) as loaded_at from {{ this }}
 ),
+{% endif %}
 
 parented as (
-    -- Lines loaded since the last build, under an order already there.
     select
         items.*,
         events.loaded_at as order_loaded_at
     from items
     inner join events
         on events.record_id = items.record_id
+    {% if is_incremental() %}
+    -- The lines loaded since the last build whose order is there, and every line (also an earlier one,
+    -- waiting) of an order loaded since.
     where items.loaded_at > (select loaded_at from high_water_mark)
-    union all
-    -- Every line (also an earlier one, waiting) of an order loaded since the last build.
-    select
-        items.*,
-        events.loaded_at as order_loaded_at
-    from items
-    inner join events
-        on events.record_id = items.record_id
-    where events.loaded_at > (select loaded_at from high_water_mark)
-        and items.loaded_at <= (select loaded_at from high_water_mark)
+        or events.loaded_at > (select loaded_at from high_water_mark)
+    {% endif %}
 ),
-{% else %}
-parented as (
-    select
-        items.*,
-        events.loaded_at as order_loaded_at
-    from items
-    inner join events
-        on events.record_id = items.record_id
-),
-{% endif %}
 
 final as (
     select
