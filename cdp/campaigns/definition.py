@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from cdp.audiences.definition import Split  # a campaign reads its audience's splits as they are
 from cdp.errors import CdpError
 from cdp.settings import DBT_PROJECT_DIR
 
@@ -35,13 +36,6 @@ MAX_WINDOW_DAYS = 365
 
 class CampaignError(CdpError):
     """A campaign definition is wrong; the message names the file, the key and what to write."""
-
-
-@dataclass(frozen=True)
-class Split:
-    name: str
-    percent: int
-    is_holdout: bool
 
 
 @dataclass(frozen=True)
@@ -265,10 +259,7 @@ def _project_audiences() -> dict[str, tuple[Split, ...] | None]:
 
     project = AudienceProject()
     # A broken audience is reported by itself (it fails its own asset); a campaign of it names an unknown audience.
-    audiences: dict[str, tuple[Split, ...] | None] = {
-        d.name: tuple(Split(s.name, s.percent, s.is_holdout) for s in d.splits)
-        for d in load_definitions(project, broken={})
-    }
+    audiences: dict[str, tuple[Split, ...] | None] = {d.name: d.splits for d in load_definitions(project, broken={})}
     audiences.update({name: None for name in project.sql_audiences()})
     return audiences
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -55,12 +54,6 @@ class FlakyDestination:
 
     def finish(self, held_rows):
         return []
-
-
-@pytest.fixture
-def con(tmp_path):
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
-        yield connection
 
 
 def counts(result) -> tuple:

@@ -67,22 +67,6 @@ def sent_keys(con, sync_name: str) -> set[str]:
     }
 
 
-@pytest.fixture
-def con(tmp_path):
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
-        yield connection
-
-
-@pytest.fixture
-def server(destination_server, monkeypatch):
-    destination_server.reset_state()
-    if destination_server.server is None:
-        destination_server.start()
-    monkeypatch.setenv("TEST_HOOK_SECRET", destination_server.secret)
-    monkeypatch.setenv("TEST_API_TOKEN", destination_server.token)
-    return destination_server
-
-
 def webhook_spec(tmp_path, server, name="hook", batch_size=25, extra_destination="", **kwargs):
     return write_spec(
         tmp_path,

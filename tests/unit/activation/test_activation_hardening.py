@@ -23,22 +23,6 @@ from activation.inbox import WebhookInbox
 from support.workspace import PROJECT_ROOT
 
 
-@pytest.fixture
-def con(tmp_path):
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
-        yield connection
-
-
-@pytest.fixture
-def server(destination_server, monkeypatch):
-    destination_server.reset_state()
-    if destination_server.server is None:
-        destination_server.start()
-    monkeypatch.setenv("TEST_HOOK_SECRET", destination_server.secret)
-    monkeypatch.setenv("TEST_API_TOKEN", destination_server.token)
-    return destination_server
-
-
 def inbox_held(directory: Path) -> set[str]:
     path = directory / "held.jsonl"
     return {json.loads(line)["key"] for line in path.read_text().splitlines()} if path.exists() else set()

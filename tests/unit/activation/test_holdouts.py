@@ -63,22 +63,6 @@ def sha(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-@pytest.fixture
-def con(tmp_path):
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as connection:
-        yield connection
-
-
-@pytest.fixture
-def server(destination_server, monkeypatch):
-    destination_server.reset_state()
-    if destination_server.server is None:
-        destination_server.start()
-    monkeypatch.setenv("TEST_HOOK_SECRET", destination_server.secret)
-    monkeypatch.setenv("TEST_API_TOKEN", destination_server.token)
-    return destination_server
-
-
 def _file_keys(tmp_path: Path, pattern: str) -> set[str]:
     (path,) = sorted((tmp_path / "out").glob(pattern))
     if path.suffix == ".csv":
