@@ -45,7 +45,7 @@ def dbt_command(*args: str) -> list[str]:
 _prepared_in_this_process = False
 
 
-def prepare_manifest(again: bool = False) -> Path:
+def prepare_manifest() -> Path:
     """Compile the YAML audiences into dbt models, the source declarations into the XDM models'
     dependencies and the trait columns into the trait catalogue macro (files change only when a
     definition did), then
@@ -53,9 +53,9 @@ def prepare_manifest(again: bool = False) -> Path:
     `cdp`, tests and `dagster dev` always see the current project.
 
     Once per process (a run asked for it ten times: every label refresh read the manifest through
-    here, ~1 s each); `again` prepares once more, for a process that changed a definition since."""
+    here, ~1 s each): a process that changes a definition afterwards is a new `cdp` command."""
     global _prepared_in_this_process
-    if _prepared_in_this_process and not again and MANIFEST_PATH.exists():
+    if _prepared_in_this_process and MANIFEST_PATH.exists():
         return MANIFEST_PATH
     from cdp.audiences import write_audiences
     from cdp.campaigns import write_campaign_catalogue
