@@ -6,7 +6,7 @@
     stays unconverted (null), and the test assert_purchase_amounts_are_converted warns about it. -#}
 
 {#- The rates as a query: currency_code, valid_from (its rate date), valid_until (the next rate date of
-    that currency, null for the latest) and rate_to_reporting. -#}
+    that currency, null for the latest) and rate_to_reporting. Join amounts through reporting_rates_by_day. -#}
 {% macro reporting_exchange_rates() -%}
     {%- set reporting = var('reporting_currency') | upper -%}
     {%- if not modules.re.match('^[A-Z]{3}$', reporting) -%}
@@ -39,11 +39,34 @@
 {%- endmacro %}
 
 
-{#- The join condition of an amount's currency and day to reporting_exchange_rates() aliased `rates`. -#}
+{#- The rate of each (currency, day) that `amounts` (a relation or CTE name) holds an amount in: currency_code
+    (upper case), rate_day and rate_to_reporting (null when no rate is on or before that day). The range join
+    to the rates runs over the few distinct pairs, not over every amount: a join of each amount to every rate
+    of its currency (thousands) cost most of a build at scale; callers join the amounts to it on equality. -#}
+{% macro reporting_rates_by_day(amounts, currency_code, occurred_at, amount) -%}
+    select
+        amount_days.currency_code,
+        amount_days.rate_day,
+        rates.rate_to_reporting
+    from (
+        select distinct
+            upper({{ currency_code }}) as currency_code,
+            cast({{ occurred_at }} as date) as rate_day
+        from {{ amounts }}
+        where {{ amount }} is not null
+    ) as amount_days
+    left join ({{ reporting_exchange_rates() }}) as rates
+        on
+            rates.currency_code = amount_days.currency_code
+            and amount_days.rate_day >= rates.valid_from
+            and (rates.valid_until is null or amount_days.rate_day < rates.valid_until)
+{%- endmacro %}
+
+
+{#- The join condition of an amount's currency and day to reporting_rates_by_day() aliased `rates`. -#}
 {% macro exchange_rate_applies(rates, currency_code, occurred_at) -%}
     {{ rates }}.currency_code = upper({{ currency_code }})
-    and cast({{ occurred_at }} as date) >= {{ rates }}.valid_from
-    and ({{ rates }}.valid_until is null or cast({{ occurred_at }} as date) < {{ rates }}.valid_until)
+    and {{ rates }}.rate_day = cast({{ occurred_at }} as date)
 {%- endmacro %}
 
 

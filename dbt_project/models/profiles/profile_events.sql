@@ -12,7 +12,7 @@ record_profiles as (
 ),
 
 exchange_rates as (
-    {{ reporting_exchange_rates() }}
+    {{ reporting_rates_by_day('events', 'commerce_order_currency_code', 'occurred_at', 'commerce_order_price_total') }}
 ),
 
 final as (
