@@ -605,8 +605,9 @@ def _write_delivery(
     next_as_of = base.as_of + dt.timedelta(days=days)
     window_start = float(HISTORY_DAYS - days)
     prefix = f"delivery-{next_as_of.isoformat()}-"
-    # Record numbers past any base's (the base numbers from 0) and past an earlier delivery's.
-    serial_base = 50_000_000 + 1_000_000 * ((next_as_of - dt.date(2000, 1, 1)).days % 40)
+    # Record numbers past the base's (numbered from 0; no base table holds 100 records per person), the
+    # new people's past the existing people's (fewer than 50 records per person in the window).
+    serial_base = 100 * people + 1_000_000
     # The existing people, the same world as the base, moved on by `days`: active from the window's start.
     existing = _shifted(base, days, np.random.default_rng([seed, 20, days]))
     existing.serial_offset = serial_base
@@ -626,7 +627,7 @@ def _write_delivery(
     new.pre_window_days = np.zeros(new_count)
     new.acquired_day = rng.uniform(window_start, HISTORY_DAYS, new_count)
     new._simulate_purchases()
-    new.serial_offset = serial_base + 500_000
+    new.serial_offset = serial_base + 50 * people + 1_000_000
     new.ticket_share = existing.ticket_share
     new_writer = _Writer(out_dir, rng, bad_rows_per_table=0, file_prefix=f"{prefix}new-")
     _write_crm(new, new_writer)

@@ -252,3 +252,30 @@ def test_a_delivery_without_its_base_says_what_to_generate(tmp_path):
 
     with pytest.raises(DeliveryError, match="generate it first with `cdp generate --people 100 --seed 1"):
         generate_delivery(tmp_path, people=100, seed=1, as_of=AS_OF)
+
+
+KEYS = {
+    ("crm", "contacts"): "contact_id",
+    ("webshop", "orders"): "order_id",
+    ("webshop", "order_lines"): "order_line_id",
+    ("pos", "transactions"): "transaction_id",
+    ("loyalty", "members"): "loyalty_id",
+    ("support", "tickets"): "ticket_id",
+    ("preferences", "consents"): "consent_event_id",
+}
+
+
+def test_delivered_records_are_new_records_but_the_moved_contacts(delivered):
+    out, summary, base_files, _, _ = delivered
+    delivered_files = set(summary.files)
+    overlap = {}
+    for table_dir in (out / "landing").glob("*/*"):
+        key = KEYS.get((table_dir.parent.name, table_dir.name), "event_id")
+        files = sorted(p for p in table_dir.iterdir() if p.is_file())
+        base_keys = {k for p in files if p not in delivered_files for k in read_landing(p)[key].drop_nulls().to_list()}
+        new_keys = [k for p in files if p in delivered_files for k in read_landing(p)[key].drop_nulls().to_list()]
+        overlap[table_dir.name if table_dir.name != "events" else f"{table_dir.parent.name}_events"] = len(
+            set(new_keys) & base_keys
+        )
+    assert overlap.pop("contacts") == summary.updated_contacts
+    assert set(overlap.values()) == {0}, overlap
