@@ -44,7 +44,7 @@ def _bench_tools() -> None:
 )
 def bench(people: int, keep: bool, stages: bool) -> None:
     """Generate N people in a temporary dir; time the single-pass floor, `cdp run` (every step beside the
-    floor) and a rerun with nothing new."""
+    floor), a run after a delivery of 1% more records and a rerun with nothing new."""
     _bench_tools()
     from tools.bench.pipeline import run_benchmark, run_pipeline_benchmark
 

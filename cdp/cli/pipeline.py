@@ -39,14 +39,41 @@ from cdp.warehouse import open_warehouse
     help="Scenario: different people who look alike (households sharing address, landline, surname and "
     "some an email; twins; namesakes).",
 )
+@click.option(
+    "--delivery",
+    type=click.FloatRange(0, 0.5, min_open=True),
+    default=None,
+    help="Instead: the next delivery after the demo of these --people/--seed/--as-of already in the data dir, "
+    "about this share of its records (e.g. 0.01): new people signing up, the existing people's behaviour in "
+    "the days after --as-of, a few CRM contacts moved; new files beside the base's. Prints the as-of to run with.",
+)
 def generate(
-    people: int, seed: int, as_of: dt.datetime | None, dirty_duplicates: bool = False, hard_negatives: bool = False
+    people: int,
+    seed: int,
+    as_of: dt.datetime | None,
+    dirty_duplicates: bool = False,
+    hard_negatives: bool = False,
+    delivery: float | None = None,
 ) -> None:
-    """Write the demo landing files and their ground truth into the data dir."""
-    from cdp.demo.generator import generate_demo
+    """Write the demo landing files and their ground truth into the data dir (or, with --delivery, the next
+    delivery after them)."""
+    from cdp.demo.generator import generate_delivery, generate_demo
 
     paths = current_paths()
     started = time.perf_counter()
+    if delivery is not None:
+        if dirty_duplicates or hard_negatives:
+            raise click.UsageError("--delivery follows the default demo: leave out --dirty-duplicates/--hard-negatives")
+        if as_of is None:
+            raise click.UsageError("--delivery needs the --as-of the base demo was generated with")
+        summary = generate_delivery(paths.data_dir, people=people, seed=seed, as_of=as_of.date(), share=delivery)
+        rows = sum(summary.row_counts.values())
+        click.echo(
+            f"Generated a delivery of {rows:,} rows ({summary.new_people:,} new people, {summary.updated_contacts:,} "
+            f"CRM contacts moved, {summary.days} days of behaviour) in {time.perf_counter() - started:.1f} s: "
+            f"{len(summary.files)} files under {paths.landing_dir}. Run it as of {summary.as_of.isoformat()}."
+        )
+        return
     summary = generate_demo(
         paths.data_dir,
         people=people,

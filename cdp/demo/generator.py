@@ -10,14 +10,18 @@ bytes.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import shutil
+import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from cdp.errors import CdpError
 
 HISTORY_DAYS = 730
 FIRST_NAMES_F = [
@@ -161,10 +165,14 @@ def _ascii(text: str) -> str:
 class _World:
     """Persons and their behaviour; all arrays indexed by person."""
 
-    def __init__(self, n: int, rng: np.random.Generator, as_of: dt.date):
+    def __init__(self, n: int, rng: np.random.Generator, as_of: dt.date, id_offset: int = 0):
         self.n, self.rng, self.as_of = n, rng, as_of
         self.start = dt.datetime.combine(as_of, dt.time(23, 59, 59)) - dt.timedelta(days=HISTORY_DAYS)
-        idx = np.arange(n)
+        # A delivery's worlds number their records (orders, events, tickets, ...) after the base's and
+        # open fewer tickets in their short window (generate_delivery); the base demo: 0 and 15%.
+        self.serial_offset = 0
+        self.ticket_share = 0.15
+        idx = np.arange(n) + id_offset  # new people of a delivery: ids after the base's people
         self.person_id = np.array([f"P{i:07d}" for i in idx])
         self.gender = rng.choice(np.array(["F", "M", "X"]), n, p=[0.52, 0.45, 0.03])
         female = self.gender == "F"
@@ -207,7 +215,7 @@ class _World:
         for h, (a, b) in enumerate(members):
             line = f"+1415{rng.integers(2000000, 9999999)}"
             self.country[b] = self.country[a] = "US"
-            self.household[[a, b]] = f"H{h:05d}"
+            self.household[[a, b]] = f"H{h + id_offset:05d}"
             self.landline[[a, b]] = line
 
         # Acquisition: 40% were customers before the window opened; the rest join during it.
@@ -228,9 +236,9 @@ class _World:
         self.visits_web = rng.random(n) < 0.85
         self.email_subscribed = rng.random(n) < 0.7
         self.sms_consent = rng.random(n) < 0.3
-        self.shop_id = np.array([f"W{i:07d}" for i in rng.permutation(n) + 1_000_000])
-        self.crm_id = np.array([f"C{i:07d}" for i in rng.permutation(n) + 2_000_000])
-        self.loyalty_id = np.array([f"L{i:07d}" for i in rng.permutation(n) + 3_000_000])
+        self.shop_id = np.array([f"W{i:07d}" for i in rng.permutation(n) + 1_000_000 + id_offset])
+        self.crm_id = np.array([f"C{i:07d}" for i in rng.permutation(n) + 2_000_000 + id_offset])
+        self.loyalty_id = np.array([f"L{i:07d}" for i in rng.permutation(n) + 3_000_000 + id_offset])
 
         self._simulate_purchases()
 
@@ -344,8 +352,9 @@ def _iso(ts: np.ndarray) -> list[str]:
 class _Writer:
     """Writes landing files and remembers planted defects and truth rows."""
 
-    def __init__(self, out_dir: Path, rng: np.random.Generator, bad_rows_per_table: int):
+    def __init__(self, out_dir: Path, rng: np.random.Generator, bad_rows_per_table: int, file_prefix: str = ""):
         self.landing = out_dir / "landing"
+        self.file_prefix = file_prefix  # a delivery's files: new names beside the base's, never over them
         self.truth = out_dir / "truth"
         self.rng = rng
         self.bad = bad_rows_per_table
@@ -356,7 +365,7 @@ class _Writer:
     def path(self, source: str, table: str, file: str) -> Path:
         directory = self.landing / source / table
         directory.mkdir(parents=True, exist_ok=True)
-        return directory / file
+        return directory / f"{self.file_prefix}{file}"
 
     def add_truth(self, source: str, table: str, record_ids, person_ids) -> None:
         self.truth_rows.append(
@@ -469,6 +478,272 @@ def generate_demo(
     )
 
 
+@dataclass(frozen=True)
+class DeliverySummary:
+    """What generate_delivery wrote: run the pipeline as of `as_of` (the delivery's last day) next."""
+
+    as_of: dt.date
+    days: int
+    new_people: int
+    updated_contacts: int
+    row_counts: dict[str, int] = field(default_factory=dict)  # "<source>__<table>" -> rows written
+    files: tuple[Path, ...] = ()
+    base_records: int = 0  # the records (as counted in the truth) before it
+
+
+class DeliveryError(CdpError):
+    """A delivery asked of landing files it cannot follow (no base demo of that people/seed/as-of)."""
+
+
+def generate_delivery(
+    out_dir: Path, people: int = 5000, seed: int = 42, as_of: dt.date | None = None, share: float = 0.01
+) -> DeliverySummary:
+    """The next delivery after the demo generate_demo(out_dir, people, seed, as_of) wrote: new landing files
+    (named delivery-<last day>-..., beside the base's) covering the days after as_of, as many as make about
+    `share` of the base's records (a probe of share x 730 days, scaled):
+
+    - new people (share x people, ids after the base's) who sign up in those days, in every source;
+    - the existing people's behaviour in those days (web and app events on new cookies/devices with their
+      logins, orders and store purchases, campaign events, tickets), by the same model as the base, for
+      those still active;
+    - a few CRM updates (share/10 x people contacts): the same contact id moved to a new address, half of
+      them with a new email address, updated in the window.
+
+    Deterministic by (people, seed, as_of, share); the ground truth files gain the new records and people.
+    Returns the delivery's last day: the as-of of the run that follows."""
+    out_dir = Path(out_dir)
+    as_of = as_of or dt.datetime.now(dt.UTC).date()
+    if not 0 < share <= 0.5:
+        raise DeliveryError(f"delivery share {share}: expected a share of the base's rows in (0, 0.5], e.g. 0.01")
+    catalogue_file = out_dir / "landing" / "webshop" / "order_lines" / f"order_lines_{as_of.isoformat()}.parquet"
+    persons_file = out_dir / "truth" / "persons.csv"
+    if not catalogue_file.is_file() or not persons_file.is_file():
+        raise DeliveryError(
+            f"no base demo as of {as_of} under {out_dir} (expected {catalogue_file} and {persons_file}): "
+            f"generate it first with `cdp generate --people {people} --seed {seed} --as-of {as_of}`"
+        )
+    known = pl.read_csv(persons_file, columns=["person_id"])["person_id"]
+    if known.len() < people or f"P{people - 1:07d}" not in set(known.to_list()):
+        raise DeliveryError(
+            f"the base demo under {out_dir} holds {known.len():,} people, not the {people:,} of this delivery: "
+            "give the --people (and --seed) the base was generated with"
+        )
+    products = (
+        pl.read_parquet(catalogue_file, columns=["product_id", "category", "colour", "product_name", "unit_price"])
+        .unique("product_id")
+        .sort("product_id")
+        .select(
+            "product_id", "category", "colour", "product_name", pl.col("unit_price").cast(pl.Float64).alias("price")
+        )
+    )
+    base = _World(people, np.random.default_rng(seed), as_of)
+    new_count = max(1, round(people * share))
+    # How many days of behaviour make `share` of the base's records: activity is not uniform over the history
+    # (people drop out; a campaign mails every subscriber at once), so probes in a scratch folder search the
+    # window (record counts as in the truth: every table but the order lines).
+    base_records = _count_lines(out_dir / "truth" / "record_truth.csv") - 1
+    days = _delivery_days(base, seed, new_count, products, share, share * base_records)
+    delivery = _write_delivery(out_dir, base, seed, days, new_count, products)
+    _append_truth(out_dir / "truth", delivery.writers, delivery.new)
+    counts: dict[str, int] = {}
+    for writer in delivery.writers:
+        for name, rows in writer.row_counts.items():
+            counts[name] = counts.get(name, 0) + rows
+    return DeliverySummary(
+        delivery.as_of, days, new_count, delivery.updated_contacts, counts, delivery.files, base_records
+    )
+
+
+def _delivery_days(base: _World, seed: int, new_count: int, products: pl.DataFrame, share: float, target: float) -> int:
+    """The window (days) whose delivery is nearest `target` records, within 0.8-1.25x if a few probes find
+    one; else the largest window found below it (a campaign's day alone can exceed the target)."""
+    records: dict[int, int] = {}
+
+    def probe(days: int) -> int:
+        with tempfile.TemporaryDirectory(prefix="cdp-delivery-probe-") as scratch:
+            delivery = _write_delivery(Path(scratch), base, seed, days, new_count, products)
+        records[days] = sum(frame.height for writer in delivery.writers for frame in writer.truth_rows)
+        return records[days]
+
+    low, high = 0, 366
+    days = max(1, round(share * HISTORY_DAYS))  # a first guess: the share of the history's days
+    for _ in range(6):
+        found = probe(days)
+        if 0.8 * target <= found <= 1.25 * target:
+            return days
+        if found < target:
+            low = days
+        else:
+            high = days
+        estimate = round(days * target / max(found, 1))
+        days = estimate if low < estimate < high else (low + high) // 2
+        if days in records or not low < days < high:
+            break
+    below = [d for d, n in records.items() if n <= 1.25 * target]
+    return max(below) if below else min(records)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+
+@dataclass
+class _Delivery:
+    as_of: dt.date
+    writers: list[_Writer]
+    new: _World
+    updated_contacts: int
+    files: tuple[Path, ...]
+
+
+def _write_delivery(
+    out_dir: Path, base: _World, seed: int, days: int, new_count: int, products: pl.DataFrame
+) -> _Delivery:
+    people = base.n
+    share_of_history = days / HISTORY_DAYS
+    next_as_of = base.as_of + dt.timedelta(days=days)
+    window_start = float(HISTORY_DAYS - days)
+    prefix = f"delivery-{next_as_of.isoformat()}-"
+    # Record numbers past the base's (numbered from 0; no base table holds 100 records per person), the
+    # new people's past the existing people's (fewer than 50 records per person in the window).
+    serial_base = 100 * people + 1_000_000
+    # The existing people, the same world as the base, moved on by `days`: active from the window's start.
+    existing = _shifted(base, days, np.random.default_rng([seed, 20, days]))
+    existing.serial_offset = serial_base
+    existing.ticket_share = 0.15 * share_of_history
+    existing_writer = _Writer(out_dir, existing.rng, bad_rows_per_table=0, file_prefix=f"{prefix}existing-")
+    _write_webshop_and_pos(existing, existing_writer, products)
+    _write_web(existing, existing_writer)
+    _write_app(existing, existing_writer)
+    _write_email(existing, existing_writer)
+    _write_sms(existing, existing_writer)
+    _write_support(existing, existing_writer)
+    updated = _write_crm_updates(base, existing, existing_writer, count=max(1, round(new_count / 10)))
+
+    # New people: sign-ups in the window, in every source.
+    rng = np.random.default_rng([seed, 21, days])
+    new = _World(new_count, rng, next_as_of, id_offset=people)
+    new.pre_window_days = np.zeros(new_count)
+    new.acquired_day = rng.uniform(window_start, HISTORY_DAYS, new_count)
+    new._simulate_purchases()
+    new.serial_offset = serial_base + 50 * people + 1_000_000
+    new.ticket_share = existing.ticket_share
+    new_writer = _Writer(out_dir, rng, bad_rows_per_table=0, file_prefix=f"{prefix}new-")
+    _write_crm(new, new_writer)
+    _write_webshop_and_pos(new, new_writer, products)
+    _write_web(new, new_writer)
+    _write_app(new, new_writer)
+    _write_email(new, new_writer)
+    _write_sms(new, new_writer)
+    _write_loyalty(new, new_writer)
+    _write_support(new, new_writer)
+    _write_consents(new, new_writer)
+
+    files = tuple(sorted((out_dir / "landing").glob(f"*/*/{prefix}*")))
+    return _Delivery(next_as_of, [existing_writer, new_writer], new, updated, files)
+
+
+def _shifted(base: _World, days: int, rng: np.random.Generator) -> _World:
+    """The base's people `days` later: the window is the last `days` of a history ending then; purchases
+    drawn anew in it for those still active at the base's end (the others only browse, within 30 days of
+    dropping out, as in the base)."""
+    world = copy.copy(base)
+    world.rng = rng
+    world.as_of = base.as_of + dt.timedelta(days=days)
+    world.start = base.start + dt.timedelta(days=days)
+    still_active = base.active_until >= HISTORY_DAYS
+    world.acquired_day = np.full(base.n, float(HISTORY_DAYS - days))
+    world.pre_window_days = np.zeros(base.n)
+    world._simulate_purchases()
+    keep = still_active[world.purchase_person]
+    world.purchase_person, world.purchase_day = world.purchase_person[keep], world.purchase_day[keep]
+    world.active_until = np.where(still_active, world.active_until, base.active_until - days)
+    return world
+
+
+def _write_crm_updates(base: _World, shifted: _World, writer: _Writer, count: int) -> int:
+    """Existing CRM contacts whose address changed in the window (a move within the country), half of them
+    with a new email address too: same contact id, later updated_at. Returns how many."""
+    rng = shifted.rng
+    members = np.flatnonzero(base.in_crm | (base.household != ""))
+    chosen = np.sort(rng.choice(members, size=min(count, members.size), replace=False))
+    k = chosen.size
+    city_pick = rng.integers(0, 5, k)
+    cities = [CITIES[c][p % len(CITIES[c])] for c, p in zip(base.country[chosen], city_pick)]
+    new_email = np.where(
+        rng.random(k) < 0.5,
+        np.array(
+            [
+                f"{_ascii(f)}.{_ascii(l)}.{i}@{d}"
+                for f, l, i, d in zip(
+                    base.first_name[chosen], base.last_name[chosen], chosen, rng.choice(EMAIL_DOMAINS[:6], k)
+                )
+            ]
+        ),
+        base.email[chosen],
+    )
+    created = base.acquired_day[chosen] - base.pre_window_days[chosen]
+    frame = _frame(
+        {
+            "contact_id": base.crm_id[chosen],
+            "first_name": base.first_name[chosen],
+            "last_name": base.last_name[chosen],
+            "email": new_email,
+            "phone": _format_phone(
+                rng,
+                np.where(base.landline[chosen] != "", base.landline[chosen], base.phone[chosen]),
+                np.ones(k, dtype=bool),
+            ),
+            "birth_date": [d.isoformat() for d in base.birth_date[chosen]],
+            "gender": base.gender[chosen],
+            "street": [f"{n} {s}" for n, s in zip(rng.integers(1, 300, k), rng.choice(np.array(STREETS), k))],
+            "city": [c[0] for c in cities],
+            "postcode": [
+                f"{c[1]}{s:02d}" if not c[1].endswith(" ") else f"{c[1]}{s % 9 + 1}AB"
+                for c, s in zip(cities, rng.integers(0, 100, k))
+            ],
+            "country": base.country[chosen],
+            "created_at": _iso(base.timestamps(created)),
+            "updated_at": _iso(
+                shifted.timestamps(rng.uniform(HISTORY_DAYS - (shifted.as_of - base.as_of).days, HISTORY_DAYS, k))
+            ),
+            PERSON: base.person_id[chosen],
+        },
+        schema_overrides={"phone": pl.String},
+    )
+    _emit(writer, "crm", "contacts", f"contacts_{shifted.as_of.isoformat()}.csv", frame, "contact_id")
+    return k
+
+
+def _append_truth(truth_dir: Path, writers: list[_Writer], new: _World) -> None:
+    """The delivery's records and new people added to the base's truth files (a contact updated keeps its row)."""
+    record_truth = truth_dir / "record_truth.csv"
+    rows = [pl.read_csv(record_truth, infer_schema=False)] + [r for w in writers for r in w.truth_rows]
+    pl.concat(rows).unique(["source", "table", "record_id"], keep="first", maintain_order=True).write_csv(record_truth)
+    persons_file = truth_dir / "persons.csv"
+    persons = pl.read_csv(persons_file, infer_schema=False)
+    added = pl.DataFrame(
+        {
+            "person_id": new.person_id,
+            "first_name": new.first_name,
+            "last_name": new.last_name,
+            "gender": new.gender,
+            "birth_date": [d.isoformat() for d in new.birth_date],
+            "country": new.country,
+            "email": new.email,
+            "phone_e164": new.phone,
+            "household_id": new.household.astype(str),
+            "landline_e164": new.landline.astype(str),
+            "acquired_at": _iso(new.timestamps(new.acquired_day)),
+            "active_until": _iso(new.timestamps(new.active_until)),
+            "purchase_rate_per_day": [str(x) for x in new.purchase_rate],
+            "dropout_probability": [str(x) for x in new.dropout],
+        }
+    )
+    pl.concat([persons, added.select(persons.columns)]).write_csv(persons_file)
+
+
 PERSON = "_person"
 
 
@@ -490,8 +765,11 @@ def _emit(
     key: str,
     defects: list[tuple[str, str, object]] = (),
     truth: bool = True,
-) -> Path:
-    """Plant defects, write the file in the format its extension names, and record truth."""
+) -> Path | None:
+    """Plant defects, write the file in the format its extension names, and record truth. An empty
+    frame (a delivery's short window without, say, a campaign) writes no file."""
+    if frame.height == 0:
+        return None
     for _, column, _ in defects:
         if column in frame.columns and frame.schema[column] != pl.String:
             frame = frame.with_columns(pl.col(column).cast(pl.String))
@@ -620,24 +898,27 @@ def _products(rng: np.random.Generator) -> pl.DataFrame:
     )
 
 
-def _write_webshop_and_pos(w: _World, writer: _Writer) -> None:
+def _write_webshop_and_pos(w: _World, writer: _Writer, products: pl.DataFrame | None = None) -> None:
     rng = w.rng
     person, day = w.purchase_person, w.purchase_day
     online = rng.random(person.size) < w.online_share[person]
-    products = _products(rng)
+    products = _products(rng) if products is None else products
+    catalogue = products.height
 
     # Web-shop orders and their lines.
     op, od = person[online], day[online]
     n = op.size
-    order_ids = np.array([f"O{i:08d}" for i in range(n)])
+    order_ids = np.array(_serials(w, "O", n, 8))
     lines_per_order = rng.integers(1, 5, n)
     line_order = np.repeat(np.arange(n), lines_per_order)
     women = w.gender[op[line_order]] == "F"
     # Women pick dresses more often: a category-weighted product choice.
     is_dress = (products["category"] == "dresses").to_numpy()
     weights_women = np.where(is_dress, 3.0, 1.0)
-    pick_women = rng.choice(200, line_order.size, p=weights_women / weights_women.sum())
-    pick_other = rng.choice(200, line_order.size, p=np.where(is_dress, 0.2, 1.0) / np.where(is_dress, 0.2, 1.0).sum())
+    pick_women = rng.choice(catalogue, line_order.size, p=weights_women / weights_women.sum())
+    pick_other = rng.choice(
+        catalogue, line_order.size, p=np.where(is_dress, 0.2, 1.0) / np.where(is_dress, 0.2, 1.0).sum()
+    )
     product_index = np.where(women, pick_women, pick_other)
     quantity = rng.choice(np.array([1, 1, 1, 2, 3]), line_order.size)
     unit_price = products["price"].to_numpy()[product_index]
@@ -709,7 +990,7 @@ def _write_webshop_and_pos(w: _World, writer: _Writer) -> None:
     amount = np.round(rng.lognormal(np.log(60), 0.6, m), 2)
     pos = _frame(
         {
-            "transaction_id": [f"T{i:08d}" for i in range(m)],
+            "transaction_id": _serials(w, "T", m, 8),
             "store_id": rng.choice(np.array([f"S{i:03d}" for i in range(12)]), m),
             "loyalty_id": np.where(card, w.loyalty_id[sp], None),
             "transacted_at": _iso(w.timestamps(sd)),
@@ -729,6 +1010,11 @@ def _write_webshop_and_pos(w: _World, writer: _Writer) -> None:
         "transaction_id",
         [("invalid_type", "total_amount", "abc"), ("malformed_line", "transaction_id", None)],
     )
+
+
+def _serials(w: _World, prefix: str, count: int, digits: int) -> list[str]:
+    """Record ids numbered from the world's serial offset (0 in the base demo)."""
+    return [f"{prefix}{i:0{digits}d}" for i in range(w.serial_offset, w.serial_offset + count)]
 
 
 def _rank_within(groups: np.ndarray) -> np.ndarray:
@@ -791,7 +1077,7 @@ def _write_web(w: _World, writer: _Writer) -> None:
     n = person.size
     frame = _frame(
         {
-            "event_id": [f"WE{i:09d}" for i in range(n)],
+            "event_id": _serials(w, "WE", n, 9),
             "cookie_id": cookie_ids[person, slot],
             "customer_id": np.where(event_type == "login", w.shop_id[person], None),
             "event_type": event_type,
@@ -841,7 +1127,7 @@ def _write_app(w: _World, writer: _Writer) -> None:
     n = person.size
     frame = _frame(
         {
-            "event_id": [f"AE{i:09d}" for i in range(n)],
+            "event_id": _serials(w, "AE", n, 9),
             "device_id": device_ids[person, slot],
             "advertising_id": ad_ids[person, slot],
             "platform": platform[person],
@@ -901,7 +1187,7 @@ def _write_email(w: _World, writer: _Writer) -> None:
     n = person.size
     frame = _frame(
         {
-            "event_id": [f"EE{i:09d}" for i in range(n)],
+            "event_id": _serials(w, "EE", n, 9),
             "email": _messy_email(rng, w.email[person]),
             "campaign_id": [f"CMP-E{c:03d}" for c in campaign],
             "event_type": event_type,
@@ -941,7 +1227,7 @@ def _write_sms(w: _World, writer: _Writer) -> None:
     n = persons.size
     frame = _frame(
         {
-            "event_id": [f"SE{i:09d}" for i in range(n)],
+            "event_id": _serials(w, "SE", n, 9),
             "phone": w.phone[persons],
             "campaign_id": [f"CMP-S{c:03d}" for c in campaigns],
             "event_type": types,
@@ -994,7 +1280,7 @@ def _write_loyalty(w: _World, writer: _Writer, dirty_rng: np.random.Generator | 
 
 def _write_support(w: _World, writer: _Writer) -> None:
     rng = w.rng
-    contacts = rng.random(w.n) < 0.15
+    contacts = rng.random(w.n) < w.ticket_share
     tickets = np.where(contacts, rng.integers(1, 4, w.n), 0)
     person = np.repeat(np.arange(w.n), tickets)
     n = person.size
@@ -1008,7 +1294,7 @@ def _write_support(w: _World, writer: _Writer) -> None:
     phone[junk_phone] = rng.choice(np.array(JUNK_PHONES), junk_phone.sum())
     frame = _frame(
         {
-            "ticket_id": [f"TK{i:08d}" for i in range(n)],
+            "ticket_id": _serials(w, "TK", n, 8),
             "crm_contact_id": np.where(w.in_crm[person] & (rng.random(n) < 0.5), w.crm_id[person], None),
             "email": np.where(channel != "phone", email, None),
             "phone": np.where(channel == "phone", phone, None),
@@ -1070,7 +1356,7 @@ def _write_consents(w: _World, writer: _Writer) -> None:
     use_phone = (purpose == "marketing_sms") & (w.phone[person] != "")
     frame = _frame(
         {
-            "consent_event_id": [f"K{i:08d}" for i in range(n)],
+            "consent_event_id": _serials(w, "K", n, 8),
             "email": np.where(use_phone, None, _messy_email(rng, w.email[person])),
             "phone": np.where(use_phone, w.phone[person], None),
             "purpose": purpose,

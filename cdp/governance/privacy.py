@@ -592,7 +592,8 @@ def republish_serving_store(warehouse: Path, store: Path, request_id: str) -> bo
         return False
     from cdp.serving.publish import publish
 
-    publish(warehouse, store, run_id=request_id)
+    # Written anew, not from a copy of the previous file: a dropped table's pages could still hold the person.
+    publish(warehouse, store, run_id=request_id, reuse=False)
     from cdp.warehouse import connect
 
     with connect(warehouse) as con:

@@ -9,13 +9,20 @@ and the record of published runs (`serving.publications`), then renames the new 
 store. `rename` is atomic: a reader opens either the previous file or the new one, never a mix,
 and a reader that already holds the previous file keeps reading it. A run that fails or is killed
 before the rename leaves the previous publication untouched (docs/serving.md has the measurements).
+
+A table whose fingerprint (definition and content: serving.table_fingerprints) is the one the current
+store recorded is not copied again: the new file starts as a byte copy of the store, only changed tables
+are dropped and copied, and the read model is reused (stamped with the new run id) when none of its tables
+changed. The result is the same as a publication written from scratch (`reuse=False`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +39,14 @@ from cdp.serving.documents import (
     quote_identifier,
     write_masking_rules,
 )
-from cdp.serving.readmodel import read_model_path, write_read_model
+from cdp.serving.readmodel import READ_MODEL_INPUTS, read_model_path, reuse_read_model, write_read_model
 from cdp.warehouse import attach, connect
 
 PUBLICATIONS_TABLE = "serving.publications"
+# Per published table: a fingerprint of its content and definition, so the next publication keeps a table
+# that did not change instead of copying, sorting and indexing it again.
+FINGERPRINTS_TABLE = "serving.table_fingerprints"
+MAX_FREE_SHARE = 0.25  # of a store's blocks free (dropped tables' pages) beyond which it is written anew
 MASKINGS = ("email", "phone", "initial", "hash", "redact")  # see documents.mask_sql
 
 
@@ -74,6 +85,9 @@ class Publication:
     # of `seconds`, per step: copy (tables, sorted and indexed), bi, read_model (documents rendered and
     # written to the profile read model), finish (record, checkpoint, fsync, renames)
     step_seconds: dict[str, float] = field(default_factory=dict)
+    # tables kept as the previous publication left them (unchanged content and definition)
+    kept_tables: tuple[str, ...] = ()
+    read_model_reused: bool = False
 
     @property
     def documents_seconds(self) -> float:
@@ -174,8 +188,11 @@ def publish(
     checks: dict[str, Any] | None = None,
     tables: list[PublishedTable] | None = None,
     keep_history: int = 1000,
+    reuse: bool = True,
 ) -> Publication:
-    """Copy the published tables of `warehouse` into a new file and rename it over `store`."""
+    """Copy the published tables of `warehouse` into a new file and rename it over `store`. With `reuse`,
+    the new file starts as a copy of the previous publication whose tables that did not change (same
+    fingerprint) stay as they are, and the read model is reused when none of its tables changed."""
     began = time.perf_counter()
     tables = published_tables() if tables is None else tables
     if not tables:
@@ -198,7 +215,18 @@ def publish(
         steps[name] = round(now - step_started, 3)
         step_started = now
 
-    con = connect(staging_file)
+    key = masking_key(store, create=True)
+    previous = _previous_fingerprints(store) if reuse and history else {}
+    if previous:
+        shutil.copyfile(store, staging_file)  # the previous publication, whose unchanged tables stay as they are
+    try:
+        con = connect(staging_file)
+    except duckdb.Error:  # a copy this process cannot open (another encryption key): publish anew
+        staging_file.unlink(missing_ok=True)
+        previous = {}
+        con = connect(staging_file)
+    kept: list[str] = []
+    read_model_reused = False
     try:
         con.execute("set enable_progress_bar = false")
         attach(con, warehouse, "build", read_only=True)
@@ -209,6 +237,15 @@ def publish(
                     f"{table.relation} is marked for publishing but does not exist in {warehouse}; "
                     "run the pipeline (or dbt build) before publishing"
                 )
+        fingerprints = {table.relation: _fingerprint(con, table, key) for table in tables}
+        step_done("fingerprint")
+        if previous:
+            kept = [t.relation for t in tables if previous.get(t.relation, ("", 0))[0] == fingerprints[t.relation]]
+            _drop_all_but(con, kept)
+        for table in tables:
+            if table.relation in kept:
+                row_counts[table.relation] = previous[table.relation][1]
+                continue
             con.execute(f"create schema if not exists {quote_identifier(table.schema)}")
             order = f" order by {', '.join(map(quote_identifier, table.order_by))}" if table.order_by else ""
             con.execute(f"create table {table.relation} as select * from build.{table.relation}{order}")
@@ -220,11 +257,13 @@ def publish(
             _comment(con, "table", table.relation, table, columns[table.relation])
         con.execute("detach build")
         step_done("copy")
-        con.execute("create schema bi")
+        con.execute("create schema if not exists bi")
         # Keyed pseudonyms need the key, which must not be in the store: relations with one are tables
         # computed here (the key is a session variable, gone with this connection); the rest are views.
-        con.execute(f"set variable {MASKING_KEY_VARIABLE} = ?", [masking_key(store, create=True)])
+        con.execute(f"set variable {MASKING_KEY_VARIABLE} = ?", [key])
         for table in tables:
+            if table.relation in kept:
+                continue
             selected = ", ".join(
                 f"{mask_sql(column, table.masked_columns[column])} as {quote_identifier(column)}"
                 if column in table.masked_columns
@@ -239,9 +278,23 @@ def publish(
         con.execute("create schema serving")
         masked = {table.name: table.masked_columns for table in tables}
         write_masking_rules(con, masked)
+        con.execute(
+            f"create table {FINGERPRINTS_TABLE} (relation varchar primary key, fingerprint varchar, row_count bigint)"
+        )
+        con.executemany(
+            f"insert into {FINGERPRINTS_TABLE} values (?, ?, ?)",
+            [(relation, fingerprint, row_counts[relation]) for relation, fingerprint in fingerprints.items()],
+        )
         published_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        # The profile read model: the API's lookups (identifier -> documents), same run id as this store.
-        counts = write_read_model(con, staging_read_model, run_id, published_at.isoformat(), masked)
+        # The profile read model: the API's lookups (identifier -> documents), same run id as this store;
+        # the previous one, stamped with this run id, when none of the tables it is made of changed.
+        counts = None
+        published = {table.relation for table in tables}
+        if previous and not (READ_MODEL_INPUTS & published) - set(kept):
+            counts = reuse_read_model(read_model, staging_read_model, history[-1][0], run_id, published_at.isoformat())
+            read_model_reused = counts is not None
+        if counts is None:
+            counts = write_read_model(con, staging_read_model, run_id, published_at.isoformat(), masked)
         con.execute(f"reset variable {MASKING_KEY_VARIABLE}")
         row_counts["profile_read_model.documents"] = counts.documents
         row_counts["profile_read_model.identifiers"] = counts.identifiers
@@ -292,7 +345,63 @@ def publish(
         read_model=read_model,
         read_model_bytes=read_model.stat().st_size,
         step_seconds=steps,
+        kept_tables=tuple(kept),
+        read_model_reused=read_model_reused,
     )
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, table: PublishedTable, key: str) -> str:
+    """What a published table is made of: its columns and types, how it is published (order, indexes,
+    maskings, descriptions), the masking key (keyed pseudonyms), and its content (row count and the sum of
+    its rows' hashes: any order, a duplicated row counts twice). One scan of the build table, a fraction
+    of copying, sorting and indexing it."""
+    definition = con.execute(
+        "select list([column_name, data_type] order by ordinal_position) from information_schema.columns "
+        "where table_catalog = 'build' and table_schema = ? and table_name = ?",
+        [table.schema, table.name],
+    ).fetchone()[0]
+    rows, content = con.execute(
+        f"select count(*), coalesce(sum(hash(t)::hugeint), 0) from build.{table.relation} as t"
+    ).fetchone()
+    text = json.dumps([repr(table), definition, hashlib.sha256(key.encode()).hexdigest(), rows, str(content)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _previous_fingerprints(store: Path) -> dict[str, tuple[str, int]]:
+    """relation -> (fingerprint, row count) of the store's publication; empty when it has none (a store
+    published before fingerprints, or unreadable) or when a quarter of its file is free blocks (the pages
+    of tables dropped by earlier publications: a DuckDB file does not shrink): then everything is copied
+    into a new file, which compacts it."""
+    try:
+        with duckdb.connect(":memory:") as con:
+            attach(con, store, "previous", read_only=True)
+            free, total = con.execute(
+                "select free_blocks, total_blocks from pragma_database_size() where database_name = 'previous'"
+            ).fetchone()
+            if total and free > MAX_FREE_SHARE * total:
+                return {}
+            rows = con.execute(f"select relation, fingerprint, row_count from previous.{FINGERPRINTS_TABLE}").fetchall()
+    except duckdb.Error:
+        return {}
+    return {relation: (fingerprint, row_count) for relation, fingerprint, row_count in rows}
+
+
+def _drop_all_but(con: duckdb.DuckDBPyConnection, kept: list[str]) -> None:
+    """In the copy of the previous publication: drop every table (and its BI-safe relation) but those
+    kept, and the serving schema (rewritten by every publication)."""
+    con.execute("drop schema if exists serving cascade")
+    relations = con.execute(  # views first: they read the tables
+        "select schema_name, view_name, 'view' from duckdb_views() "
+        "where database_name = current_database() and not internal "
+        "union all select schema_name, table_name, 'table' from duckdb_tables() where database_name = current_database()"
+    ).fetchall()
+    kept_names = {relation.split(".", 1)[1] for relation in kept}
+    for schema, name, kind in relations:
+        if schema == "bi" and name in kept_names:
+            continue
+        if schema != "bi" and f"{schema}.{name}" in kept:
+            continue
+        con.execute(f"drop {kind} if exists {quote_identifier(schema)}.{quote_identifier(name)}")
 
 
 def _fsync(path: Path) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from pathlib import Path
 import duckdb
 
 from cdp.errors import CdpError
-from cdp.serving.documents import profile_documents_sql, sql_literal
+from cdp.serving.documents import profile_documents_sql, sql_literal, to_json_text
 from cdp.warehouse import encryption_key
 
 READ_MODEL_SUFFIX = ".profiles.sqlite"
@@ -48,6 +49,21 @@ MMAP_BYTES = 1 << 40  # map the whole file (SQLite caps it at its compile-time m
 BATCH_ROWS = 5_000  # rows moved from DuckDB to SQLite per executemany
 WRITE_CACHE_KIB = 256 * 1024
 NONCE_BYTES = 12
+# The published tables the documents and lookups are made of (documents.profile_documents_sql and
+# write_read_model): when none of them changed since the last publication, its read model is reused.
+READ_MODEL_INPUTS = frozenset(
+    {
+        "profiles.profiles",
+        "profiles.profile_traits",
+        "profiles.profile_predictions",
+        "profiles.profile_consents",
+        "profiles.profile_identities",
+        "profiles.profile_attribute_lineage",
+        "profiles.profile_events",
+        "segments.segment_memberships",
+        "identity.identity_namespaces",
+    }
+)
 
 
 class ReadModelError(CdpError):
@@ -205,6 +221,50 @@ def write_read_model(
         target.execute("insert into publication values (?, ?, ?, ?)", [run_id, published_at, documents, identifiers])
         target.execute("commit")
         con.execute("drop table temp.read_model_ids")
+    except BaseException:
+        target.close()
+        path.unlink(missing_ok=True)
+        raise
+    target.close()
+    return ReadModelCounts(documents=documents, identifiers=identifiers)
+
+
+def reuse_read_model(
+    previous: Path, path: Path, previous_run_id: str, run_id: str, published_at: str
+) -> ReadModelCounts | None:
+    """The previous publication's read model as this one's, at `path` (a new file; the caller renames it
+    into place), when its tables did not change: a copy whose documents and `publication` row carry the new
+    run id. None (and no file) when it cannot be reused: encrypted documents (they would have to be
+    decrypted to be stamped), no previous file, or one of another run than `previous_run_id`."""
+    if encryption_key() or not previous.is_file():
+        return None
+    path.unlink(missing_ok=True)
+    shutil.copyfile(previous, path)
+    target = sqlite3.connect(path, isolation_level=None)
+    try:
+        target.execute("pragma journal_mode = off")  # a new file, renamed only when whole
+        target.execute("pragma synchronous = off")  # the publisher fsyncs it before the rename
+        target.execute(f"pragma cache_size = -{WRITE_CACHE_KIB}")
+        (old_run_id, documents, identifiers), *_ = target.execute(
+            "select run_id, profiles, identifiers from publication"
+        ).fetchall()
+        if old_run_id != previous_run_id:
+            raise LookupError(f"read model of run {old_run_id}, store of run {previous_run_id}")
+        # Every document says which run published it, right after its profile id (documents.py).
+        old, new = (f'"published_run_id":{to_json_text(r)},"scope":' for r in (old_run_id, run_id))
+        target.execute("begin")
+        for table in ("full_documents", "masked_documents"):
+            stamped = target.execute(
+                f"update {table} set document = replace(document, ?, ?) where instr(document, ?) > 0", [old, new, old]
+            ).rowcount
+            if stamped != documents:
+                raise LookupError(f"{table}: {stamped} of {documents} documents carry the run id")
+        target.execute("update publication set run_id = ?, published_at = ?", [run_id, published_at])
+        target.execute("commit")
+    except (sqlite3.Error, LookupError, ValueError):
+        target.close()
+        path.unlink(missing_ok=True)
+        return None
     except BaseException:
         target.close()
         path.unlink(missing_ok=True)

@@ -1,12 +1,13 @@
 """`cdp bench`: the pipeline on N generated people beside the single-pass floor measured in the same run.
 
-By default the real `cdp run` (every Dagster step, timed from the run's events) and a rerun with
-nothing new; with --stages, each layer as its own process, so its peak resident memory (from wait4)
+By default the real `cdp run` (every Dagster step, timed from the run's events), a run after the next
+delivery of about 1% more records (cdp/demo/generator.py generate_delivery) and a rerun with nothing new; with --stages, each layer as its own process, so its peak resident memory (from wait4)
 is its own: the generator, the loader, each dbt layer and the syncs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -171,38 +172,122 @@ def profiled_run(env: dict[str, str], work_dir: Path, label: str) -> tuple[dict,
     return json.loads(out.read_text()), peak
 
 
+DELIVERY_SHARE = 0.01
+AFTER_FULL_RUN = "serving-after-full-run"
+PHASES = ("full", "1% more", "nothing new")
+
+
 def run_pipeline_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] = print) -> dict:
-    """`cdp bench`: the floor, then the real `cdp run` (every Dagster step) and a rerun with nothing new,
-    each step beside the floor measured in the same run."""
+    """`cdp bench`: the real `cdp run` (every Dagster step) on N generated people, then the next delivery
+    (`cdp generate --delivery 0.01`: about 1% more records) and a run as of its last day, then a rerun with
+    nothing new; every step beside the single-pass floor, measured in the same run over all the data (after
+    the delivery)."""
+    from cdp.demo.generator import generate_delivery
+
     data_dir = Path(tempfile.mkdtemp(prefix=f"cdp-bench-{people}-"))
     env = _bench_env(data_dir)
     try:
         echo(f"cdp bench: {people:,} people, as of {BENCH_AS_OF}, data in {data_dir}; load average {_load()}")
         generate_s, _, _ = run_measured(_stages(people)[0][1], env)
+        runs: dict[str, tuple[dict, float]] = {"full": profiled_run(env, data_dir, "full")}
+        if keep:  # the full run's publication, for publication_pairs (a publication after the delivery)
+            shutil.copytree(data_dir / "serving", data_dir / AFTER_FULL_RUN)
+        started = time.perf_counter()
+        delivery = generate_delivery(
+            data_dir, people=people, as_of=dt.date.fromisoformat(BENCH_AS_OF), share=DELIVERY_SHARE
+        )
+        delivery_s = time.perf_counter() - started
         floor_s, rows = single_pass_floor(data_dir / "landing", data_dir)
-        echo(f"generate {generate_s:.1f} s; single-pass floor {floor_s:.2f} s over {rows:,} landing rows")
-        full, full_peak = profiled_run(env, data_dir, "full")
-        rerun, rerun_peak = profiled_run(env, data_dir, "nothing_new")
-        rerun_steps = dict(rerun["steps"])
-        echo(f"{'step':<52}{'full s':>9}{'x floor':>9}{'rerun s':>9}{'x floor':>9}")
-        for step, seconds in full["steps"]:
-            again = rerun_steps.get(step)
+        delivered = sum(delivery.row_counts.values())
+        echo(
+            f"generate {generate_s:.1f} s; delivery {delivery_s:.1f} s: {delivered:,} rows ({delivered / (rows - delivered):.2%} "
+            f"more; {delivery.new_people:,} new people, {delivery.updated_contacts:,} CRM contacts moved, "
+            f"{delivery.days} days of behaviour, as of {delivery.as_of}); single-pass floor {floor_s:.2f} s over "
+            f"{rows:,} landing rows"
+        )
+        next_env = {**env, "CDP_AS_OF": delivery.as_of.isoformat()}
+        runs["1% more"] = profiled_run(next_env, data_dir, "one_percent_more")
+        runs["nothing new"] = profiled_run(next_env, data_dir, "nothing_new")
+        for line in step_table(runs, floor_s):
+            echo(line)
+        full_s = runs["full"][0]["total_s"]
+        for name, (figures, peak) in runs.items():
             echo(
-                f"{step[:51]:<52}{seconds:>9.2f}{seconds / floor_s:>9.1f}"
-                + (f"{again:>9.2f}{again / floor_s:>9.1f}" if again is not None else f"{'-':>9}{'-':>9}")
-            )
-        for name, figures, peak in (("full run", full, full_peak), ("nothing new", rerun, rerun_peak)):
-            echo(
-                f"{name}: {figures['total_s']:.1f} s = {figures['total_s'] / floor_s:.0f}x the floor, peak RSS "
-                f"{peak:,.0f} MiB; dbt invocations {figures['dbt_invocations']}, manifest preparations "
+                f"{name}: {figures['total_s']:.1f} s = {figures['total_s'] / floor_s:.0f}x the floor"
+                + (f" = {figures['total_s'] / full_s:.0%} of the full run" if name != "full" else "")
+                + f", peak RSS {peak:,.0f} MiB; dbt invocations {figures['dbt_invocations']}, manifest preparations "
                 f"{figures.get('prepare_manifest_calls', 0)}, label refreshes {figures.get('refresh_column_labels_calls', 0)} "
                 f"({figures.get('refresh_column_labels_s', 0):.1f} s)"
             )
         echo(f"load average at the end {_load()}")
-        return {"floor_s": floor_s, "rows": rows, "full": full, "nothing_new": rerun}
+        return {
+            "floor_s": floor_s,
+            "rows": rows,
+            "delivery_rows": delivered,
+            **{name: figures for name, (figures, _) in runs.items()},
+        }
     finally:
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def step_table(runs: dict[str, tuple[dict, float]], floor_s: float) -> list[str]:
+    """One row per Dagster step (in the order the runs met them), a column of seconds per run; then the
+    totals and their ratios to the floor."""
+    seconds = {name: dict(figures["steps"]) for name, (figures, _) in runs.items()}
+    steps = list(dict.fromkeys(step for figures, _ in runs.values() for step, _ in figures["steps"]))
+    lines = [f"{'step (wall s)':<52}" + "".join(f"{name:>13}" for name in runs)]
+    for step in steps:
+        cells = [seconds[name].get(step) for name in runs]
+        lines.append(f"{step[:51]:<52}" + "".join(f"{c:>13.2f}" if c is not None else f"{'-':>13}" for c in cells))
+    lines.append(f"{'whole run':<52}" + "".join(f"{figures['total_s']:>13.1f}" for figures, _ in runs.values()))
+    lines.append(
+        f"{'x the floor':<52}" + "".join(f"{figures['total_s'] / floor_s:>13.1f}" for figures, _ in runs.values())
+    )
+    return lines
+
+
+def publication_pairs(data_dir: Path, repeats: int = 3, echo: Callable[[str], None] = print) -> dict:
+    """Publication with and without keeping unchanged tables, paired, on a data dir kept by
+    `cdp bench --keep`: its warehouse (after the nothing-new run) published over a copy of the last
+    publication (a publication with nothing new) and over a copy of the full run's (a publication after
+    the 1% delivery). Alternating A B per repeat; medians."""
+    import statistics
+
+    from cdp.serving.publish import publish
+
+    warehouse = data_dir / "warehouse.duckdb"
+    cases = {"nothing new": data_dir / "serving", "1% more": data_dir / AFTER_FULL_RUN}
+    figures: dict[str, dict[str, list]] = {}
+    echo(f"publication pairs on {data_dir}; load average {_load()}")
+    for case, previous in cases.items():
+        runs: dict[str, list] = {"copy all": [], "keep unchanged": []}
+        for repeat in range(repeats):
+            for label, reuse in (("copy all", False), ("keep unchanged", True)):
+                scratch = data_dir / "publication-pair"
+                shutil.rmtree(scratch, ignore_errors=True)
+                shutil.copytree(previous, scratch)  # the previous store, its read model and masking key
+                publication = publish(warehouse, scratch / "published.duckdb", run_id=f"pair-{repeat}", reuse=reuse)
+                runs[label].append(publication)
+        shutil.rmtree(data_dir / "publication-pair", ignore_errors=True)
+        figures[case] = runs
+        medians = {label: statistics.median(p.seconds for p in pubs) for label, pubs in runs.items()}
+        kept = runs["keep unchanged"][0]
+        steps = {
+            label: ", ".join(
+                f"{step} {statistics.median(p.step_seconds[step] for p in pubs):.2f}" for step in pubs[0].step_seconds
+            )
+            for label, pubs in runs.items()
+        }
+        echo(
+            f"{case}: copy all {medians['copy all']:.2f} s ({steps['copy all']}); keep unchanged "
+            f"{medians['keep unchanged']:.2f} s ({steps['keep unchanged']}) = {medians['keep unchanged'] / medians['copy all']:.2f}x; "
+            f"kept {len(kept.kept_tables)} of {len(kept.row_counts) - 2} tables, read model "
+            f"{'reused' if kept.read_model_reused else 'rendered'}; store {runs['copy all'][0].store_bytes / 2**20:.1f} "
+            f"vs {kept.store_bytes / 2**20:.1f} MiB; medians of {repeats}"
+        )
+    echo(f"load average at the end {_load()}")
+    return figures
 
 
 def _load() -> str:
@@ -246,3 +331,10 @@ def run_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] =
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     return figures
+
+
+if __name__ == "__main__":
+    # python -m tools.bench.pipeline --publication-pairs <data dir kept by cdp bench --keep> [repeats]
+    if sys.argv[1:2] != ["--publication-pairs"] or len(sys.argv) < 3:
+        raise SystemExit("usage: python -m tools.bench.pipeline --publication-pairs DATA_DIR [REPEATS]")
+    publication_pairs(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 3)

@@ -29,3 +29,20 @@ def test_the_floor_reads_every_file_of_every_format_and_counts_rows_per_person_k
     seconds, rows = single_pass_floor(landing, tmp_path)
     assert rows in (8 + 3, 8 + 4) and seconds > 0  # the extra-field row read or skipped
     assert not (tmp_path / "floor.duckdb").exists()
+
+
+def test_the_step_table_has_a_column_per_run_and_a_dash_where_a_run_had_no_such_step():
+    from tools.bench.pipeline import step_table
+
+    runs = {
+        "full": ({"steps": [("load", 10.0), ("dbt", 30.0)], "total_s": 45.0}, 900.0),
+        "1% more": ({"steps": [("load", 2.0), ("dbt", 5.0), ("skipped_publish", 0.5)], "total_s": 9.0}, 800.0),
+        "nothing new": ({"steps": [("load", 1.0)], "total_s": 3.0}, 700.0),
+    }
+    lines = step_table(runs, floor_s=1.5)
+    assert lines[0].index("full") < lines[0].index("1% more") < lines[0].index("nothing new")
+    cells = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert cells["load"] == ["10.00", "2.00", "1.00"]
+    assert cells["dbt"] == ["30.00", "5.00", "-"]
+    assert cells["skipped_publish"] == ["-", "0.50", "-"]
+    assert lines[-1].split()[-3:] == ["30.0", "6.0", "2.0"]  # x the floor

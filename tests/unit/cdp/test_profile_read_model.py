@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from decimal import Decimal
 
 import duckdb
 import pytest
@@ -271,3 +272,133 @@ def test_encrypted_read_model_holds_no_identifier_in_clear(tmp_path, monkeypatch
         assert con.execute("select count(*) from s.profiles.profiles").fetchone()[0] == len(PROFILES)
     monkeypatch.setenv(ENCRYPTION_KEY_ENV, "another key")
     assert ReadModel(read_model_path(store)).find("email", "o'hara@example.com") is None, "lookup keys need the key"
+
+
+# Publication that keeps what did not change (issue 20): a table whose content and definition are as the
+# last publication left them stays as it is in the new file, the read model is reused when none of its
+# tables changed; either way the result equals a publication written from scratch.
+EXTRA = PublishedTable("segments", "segment_sizes", ("segment_name",))
+
+
+def relations(con: duckdb.DuckDBPyConnection, catalog: str) -> set[str]:
+    rows = con.execute(
+        "select schema_name || '.' || table_name from duckdb_tables() where database_name = ? "
+        "union all select schema_name || '.' || view_name from duckdb_views() where database_name = ? and not internal",
+        [catalog, catalog],
+    ).fetchall()
+    return {row[0] for row in rows} - {"serving.publications"}
+
+
+def assert_same_publication(store, scratch_store) -> None:
+    """Every relation of the two stores (bi views and keyed pseudonyms included) and every row of their
+    read models are equal; the publication records differ only in their timing."""
+    with duckdb.connect(":memory:") as con:
+        attach(con, store, "a", read_only=True)
+        attach(con, scratch_store, "b", read_only=True)
+        assert relations(con, "a") == relations(con, "b")
+        for relation in relations(con, "a"):
+            for left, right in (("a", "b"), ("b", "a")):
+                extra = con.execute(f"select * from {left}.{relation} except all select * from {right}.{relation}")
+                assert extra.fetchall() == [], f"{relation}: rows of {left} not in {right}"
+    for table in ("full_documents", "masked_documents", "identifiers", "namespaces", "publication"):
+        query = f"select * from {table} order by 1"
+        columns = "run_id, profiles, identifiers" if table == "publication" else "*"
+        query = f"select {columns} from {table} order by 1"
+        assert ReadModel(read_model_path(store)).connection.execute(query).fetchall() == (
+            ReadModel(read_model_path(scratch_store)).connection.execute(query).fetchall()
+        ), table
+
+
+def with_sizes(warehouse) -> list[PublishedTable]:
+    with connect(warehouse) as con:
+        con.execute("create or replace table segments.segment_sizes as select 'vip' as segment_name, 2 as members")
+    return [*tables(), EXTRA]
+
+
+def test_a_publication_of_the_same_tables_keeps_them_all_and_equals_one_from_scratch(published, tmp_path):
+    warehouse, store = published
+    first_inode = store.stat().st_ino
+    again = publish(warehouse, store, run_id="run-2", tables=tables())
+    assert set(again.kept_tables) == {t.relation for t in tables()} and again.read_model_reused
+    assert store.stat().st_ino != first_inode  # a new file renamed over the store, as always
+    scratch = publish(
+        warehouse, tmp_path / "scratch" / "published.duckdb", run_id="run-2", tables=tables(), reuse=False
+    )
+    assert scratch.kept_tables == () and not scratch.read_model_reused
+    assert again.row_counts == scratch.row_counts
+    assert_same_publication(store, scratch.store)
+    response = client_for(store).get("/profiles/cookie_id/lonely-cookie", headers={"X-API-Key": FULL})
+    assert response.json()["published_run_id"] == "run-2"
+
+
+def test_only_the_changed_table_is_copied_and_the_read_model_follows_its_tables(published, tmp_path):
+    warehouse, store = published
+    everything = with_sizes(warehouse)
+    publish(warehouse, store, run_id="run-2", tables=everything)
+    # A table the read model does not read changes: copied again, the read model reused.
+    with connect(warehouse) as con:
+        con.execute("update segments.segment_sizes set members = 3")
+    sizes_changed = publish(warehouse, store, run_id="run-3", tables=everything)
+    assert set(sizes_changed.kept_tables) == {t.relation for t in tables()} and sizes_changed.read_model_reused
+    # The same rows in another arrangement (two values swapped between profiles: same count, same values).
+    with connect(warehouse) as con:
+        con.execute(
+            "update profiles.profile_traits set lifetime_value = case profile_id when 'p-001' then 0 else 123.45 end"
+        )
+    with duckdb.connect(":memory:") as reader:  # a reader of the previous publication, open across the next
+        attach(reader, store, "before", read_only=True)
+        traits_changed = publish(warehouse, store, run_id="run-4", tables=everything)
+        assert reader.execute(
+            "select lifetime_value from before.profiles.profile_traits where profile_id = 'p-001'"
+        ).fetchone()[0] == Decimal("123.45")
+    assert set(traits_changed.kept_tables) == {t.relation for t in everything} - {"profiles.profile_traits"}
+    assert not traits_changed.read_model_reused
+    response = client_for(store).get("/profiles/cookie_id/c-'quoted'-1", headers={"X-API-Key": FULL}).json()
+    assert response["published_run_id"] == "run-4" and float(response["traits"]["lifetime_value"]) == 0
+    scratch = publish(
+        warehouse, tmp_path / "scratch" / "published.duckdb", run_id="run-4", tables=everything, reuse=False
+    )
+    assert_same_publication(store, scratch.store)
+    # A duplicated row changes the count; a changed definition (another order) copies the table again.
+    with connect(warehouse) as con:
+        con.execute("insert into segments.segment_memberships values ('p-001', 'vip')")
+    duplicated = publish(warehouse, store, run_id="run-5", tables=everything)
+    assert "segments.segment_memberships" not in duplicated.kept_tables
+    reordered = [t if t != EXTRA else PublishedTable("segments", "segment_sizes", ("members",)) for t in everything]
+    assert "segments.segment_sizes" not in publish(warehouse, store, run_id="run-6", tables=reordered).kept_tables
+    assert latest_publication(store)["row_counts"]["segments.segment_memberships"] == 3
+
+
+def test_a_table_no_longer_published_leaves_the_store(published):
+    warehouse, store = published
+    publish(warehouse, store, run_id="run-2", tables=with_sizes(warehouse))
+    publish(warehouse, store, run_id="run-3", tables=tables())
+    with duckdb.connect(":memory:") as con:
+        attach(con, store, "s", read_only=True)
+        assert "segments.segment_sizes" not in relations(con, "s") and "bi.segment_sizes" not in relations(con, "s")
+
+
+def test_a_store_mostly_made_of_dropped_pages_is_written_anew(published):
+    warehouse, store = published
+    big = PublishedTable("segments", "bulk", ("k",))
+
+    def publish_bulk(run_id: str, shift: int):
+        with connect(warehouse) as con:
+            con.execute(
+                f"create or replace table segments.bulk as select i as k, md5((i + {shift})::varchar) as v "
+                "from range(300000) as r(i)"
+            )
+        return publish(warehouse, store, run_id=run_id, tables=[*tables(), big])
+
+    publish_bulk("run-2", 0)
+    second = publish_bulk("run-3", 1)  # the bulk table copied again: its old pages free in the new file
+    assert "segments.bulk" not in second.kept_tables and len(second.kept_tables) == len(tables())
+    with duckdb.connect(":memory:") as con:
+        attach(con, store, "s", read_only=True)
+        free, total = con.execute(
+            "select free_blocks, total_blocks from pragma_database_size() where database_name = 's'"
+        ).fetchone()
+    assert free > 0.25 * total
+    third = publish_bulk("run-4", 1)  # nothing changed, but the file is compacted first
+    assert third.kept_tables == () and third.store_bytes < second.store_bytes
+    assert set(publish_bulk("run-5", 1).kept_tables) == {t.relation for t in [*tables(), big]}
