@@ -164,17 +164,17 @@ def single_pass_floor(landing_dir: Path, work_dir: Path) -> tuple[float, int]:
     return seconds, int(rows)
 
 
-def profiled_run(env: dict[str, str], work_dir: Path, label: str) -> tuple[dict, float]:
-    """`cdp run` as its own process under tools/bench/run_profile.py: its figures and its peak RSS (MiB, dbt's
-    subprocesses included: wait4 reports the largest of the process tree)."""
+def profiled_run(env: dict[str, str], work_dir: Path, label: str, *run_args: str) -> tuple[dict, float]:
+    """`cdp run [run_args]` as its own process under tools/bench/run_profile.py: its figures and its peak RSS
+    (MiB, dbt's subprocesses included: wait4 reports the largest of the process tree)."""
     out = work_dir / f"{label}.json"
-    _, peak, _ = run_measured([sys.executable, "-m", "tools.bench.run_profile", "--json", str(out)], env)
+    command = [sys.executable, "-m", "tools.bench.run_profile", "--json", str(out), "--", "run", *run_args]
+    _, peak, _ = run_measured(command, env)
     return json.loads(out.read_text()), peak
 
 
 DELIVERY_SHARE = 0.01
 AFTER_FULL_RUN = "serving-after-full-run"
-PHASES = ("full", "1% more", "nothing new")
 
 
 def run_pipeline_benchmark(people: int, keep: bool = False, echo: Callable[[str], None] = print) -> dict:
@@ -207,7 +207,8 @@ def run_pipeline_benchmark(people: int, keep: bool = False, echo: Callable[[str]
         )
         next_env = {**env, "CDP_AS_OF": delivery.as_of.isoformat()}
         runs["1% more"] = profiled_run(next_env, data_dir, "one_percent_more")
-        runs["nothing new"] = profiled_run(next_env, data_dir, "nothing_new")
+        runs["nothing new"] = profiled_run(next_env, data_dir, "nothing_new")  # `cdp run`: skipped
+        runs["every step"] = profiled_run(next_env, data_dir, "nothing_new_every_step", "--no-skip-unchanged")
         for line in step_table(runs, floor_s):
             echo(line)
         full_s = runs["full"][0]["total_s"]
@@ -218,6 +219,11 @@ def run_pipeline_benchmark(people: int, keep: bool = False, echo: Callable[[str]
                 + f", peak RSS {peak:,.0f} MiB; dbt invocations {figures['dbt_invocations']}, manifest preparations "
                 f"{figures.get('prepare_manifest_calls', 0)}, label refreshes {figures.get('refresh_column_labels_calls', 0)} "
                 f"({figures.get('refresh_column_labels_s', 0):.1f} s)"
+            )
+        if runs["nothing new"][0].get("skipped"):
+            echo(
+                "nothing new: `cdp run` found nothing new since the last complete run and skipped every step; "
+                "every step: the same rerun with --no-skip-unchanged"
             )
         echo(f"load average at the end {_load()}")
         return {

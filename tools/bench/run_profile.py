@@ -71,9 +71,20 @@ def step_seconds(run_id: str) -> list[tuple[str, float]]:
     return [(step, ended.get(step, started[step]) - started[step]) for step in sorted(started, key=started.get)]
 
 
+def _latest_run_id() -> str | None:
+    from cdp.settings import current_paths, export_dagster_home
+
+    export_dagster_home(current_paths())
+    import dagster as dg
+
+    runs = dg.DagsterInstance.get().get_runs(limit=1)
+    return runs[0].run_id if runs else None
+
+
 def profile_run(cli_args: list[str]) -> dict:
     """Run `cdp <cli_args>` (default `run`) here and return what it cost."""
     _instrument()
+    before = _latest_run_id()
     started = time.perf_counter()
     from cdp.cli import main
 
@@ -83,16 +94,13 @@ def profile_run(cli_args: list[str]) -> dict:
     except SystemExit as stop:
         exit_code = stop.code or 0
     total = time.perf_counter() - started
-    from cdp.settings import current_paths, export_dagster_home
-
-    export_dagster_home(current_paths())
-    import dagster as dg
-
-    runs = dg.DagsterInstance.get().get_runs(limit=1)
-    steps = step_seconds(runs[0].run_id) if runs else []
+    run_id = _latest_run_id()
+    ran = run_id is not None and run_id != before  # else skipped: nothing new since the last complete run
+    steps = step_seconds(run_id) if ran else []
     return {
         "exit_code": exit_code,
         "total_s": round(total, 2),
+        "skipped": not ran,
         "steps": [(step, round(seconds, 2)) for step, seconds in steps],
         "dbt_invocations": len(DBT_COMMANDS),
         "dbt_commands": DBT_COMMANDS,
