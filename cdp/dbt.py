@@ -45,8 +45,9 @@ def dbt_command(*args: str) -> list[str]:
 _prepared_in_this_process = False
 
 
-def prepare_manifest() -> Path:
-    """Compile the YAML audiences into dbt models, the source declarations into the XDM models'
+def prepare_manifest(broken_audiences: dict | None = None) -> Path:
+    """Compile the YAML audiences into dbt models (an invalid one gets no model: its error goes into
+    `broken_audiences` when given), the source declarations into the XDM models'
     dependencies and the trait columns into the trait catalogue macro (files change only when a
     definition did), then
     parse the dbt project when its manifest is missing or older than a model, macro or seed, so
@@ -62,7 +63,7 @@ def prepare_manifest() -> Path:
     from cdp.sources import write_source_refs
     from cdp.traits import write_trait_catalogue
 
-    write_audiences(broken={})  # an invalid audience gets no model; Dagster shows it as a failing asset
+    write_audiences(broken={} if broken_audiences is None else broken_audiences)  # Dagster shows it as failing
     write_source_refs()  # the staging models each XDM model refs, from their cdp meta (checked)
     write_trait_catalogue()  # the trait columns of profile_traits, for the trait macros and unit tests
     write_campaign_catalogue()  # dbt_project/campaigns/*.yml, checked, for the analytics models

@@ -1,4 +1,4 @@
-"""Whether a run would find anything new: the fast path of `cdp run --skip-unchanged` (issue 20).
+"""Whether a run would find anything new: the fast path of `cdp run` (issue 20; `--no-skip-unchanged` turns it off).
 
 A run is a function of the landing files, the project (dbt models and audiences through the manifest,
 contracts, sync specs, policies, campaigns, the Python code), the as-of day and the warehouse as the last

@@ -63,23 +63,24 @@ def generate(
 
 @main.command()
 @click.option(
-    "--skip-unchanged",
-    is_flag=True,
+    "--skip-unchanged/--no-skip-unchanged",
+    default=True,
+    show_default=True,
     help="Do nothing when nothing a run depends on changed since the last complete run (no new or changed "
-    "landing file, the same project and as-of day, the warehouse and serving store as that run left them).",
+    "landing file, the same project and as-of day, the warehouse and serving store as that run left them); "
+    "--no-skip-unchanged runs every step all the same.",
 )
 @click.option(
     "--full-refresh",
     is_flag=True,
-    help="Rebuild every incremental dbt model from raw (dbt's --full-refresh); identity's stable profile ids "
-    "and the append-only segment histories are kept.",
+    help="Rebuild every incremental dbt model from raw (dbt's --full-refresh; never skipped); identity's stable "
+    "profile ids and the append-only segment histories are kept.",
 )
 @writes_warehouse("cdp run", needs_landing=True)
-def run(skip_unchanged: bool = False, full_refresh: bool = False) -> None:
-    """Run the whole pipeline (the job the daily schedule runs) and print a summary."""
-    if skip_unchanged and full_refresh:
-        raise click.UsageError("--skip-unchanged and --full-refresh contradict each other: give one of them.")
-    _run_pipeline_and_report(skip_unchanged=skip_unchanged, full_refresh=full_refresh)
+def run(skip_unchanged: bool = True, full_refresh: bool = False) -> None:
+    """Run the whole pipeline (the job the daily schedule runs) and print a summary; a run with nothing new
+    since the last complete one does nothing."""
+    _run_pipeline_and_report(skip_unchanged=skip_unchanged and not full_refresh, full_refresh=full_refresh)
 
 
 @main.command()
@@ -163,17 +164,15 @@ def _run_pipeline_and_report(skip_unchanged: bool = False, full_refresh: bool = 
     from cdp.run_fingerprint import unchanged_since_last_run
 
     paths = current_paths()
-    for problem in _compile_audiences():  # YAML audiences -> dbt models; an invalid one fails only itself
+    for problem in _prepare_definitions():
         click.echo(f"warning: {problem}", err=True)
     if skip_unchanged:
-        from cdp.dbt import prepare_manifest
-
-        prepare_manifest()  # a changed model or audience changes the manifest, and so the fingerprint
-        last = unchanged_since_last_run(paths)
+        last = unchanged_since_last_run(paths)  # the prepared manifest stands for every model and audience
         if last is not None:
             click.echo(
                 f"Nothing new since run {last.run_id} (same landing files, project, as-of day and warehouse): "
-                "nothing loaded, built, scored, synced or published; the serving store still holds that run."
+                "nothing loaded, built, scored, synced or published; the serving store still holds that run. "
+                "`cdp run --no-skip-unchanged` runs every step all the same."
             )
             return
     from cdp.summary import pipeline_summary
@@ -203,7 +202,7 @@ def _run_pipeline_and_report(skip_unchanged: bool = False, full_refresh: bool = 
 
 
 def _remember_run(paths, run_id: str, success: bool) -> None:
-    """The fingerprint `cdp run --skip-unchanged` compares with: only of a run that succeeded and delivered
+    """The fingerprint a `cdp run` compares with (the fast path): only of a run that succeeded and delivered
     every row it tried (a pending retry must run)."""
     from cdp.run_fingerprint import remember_run, syncs_delivered_everything
 
@@ -225,12 +224,14 @@ def _model_warnings(warehouse: Path, run_id: str) -> None:
             click.echo(line, err=True)
 
 
-def _compile_audiences() -> list[str]:
-    from cdp.audiences import write_audiences
+def _prepare_definitions() -> list[str]:
+    """The YAML audiences compiled into dbt models and the project parsed when stale (once per process), and
+    the campaigns checked: what is invalid is skipped alone and named here."""
     from cdp.campaigns import load_campaigns
+    from cdp.dbt import prepare_manifest
 
     broken: dict = {}
-    write_audiences(broken=broken)
+    prepare_manifest(broken_audiences=broken)
     campaigns: dict = {}
     load_campaigns(broken=campaigns)  # a wrong campaign is left out of the analytics; the others are measured
     return [f"audience {name} is skipped: {error}" for name, error in sorted(broken.items())] + [

@@ -11,36 +11,46 @@
 {#- One row per campaign: name, start (timestamp, or null), end (exclusive: the day after ends_at, or
     null), goal window in days and description. A typed empty relation when there is no campaign. -#}
 {% macro campaign_definition_rows(campaigns) -%}
-    {%- for campaign in campaigns %}
+    {%- set rows = [] -%}
+    {%- for campaign in campaigns -%}
+        {%- do rows.append([
+            trait_literal(campaign.name), trait_literal(campaign.description), trait_literal(campaign.audience),
+            trait_literal(campaign.syncs | join(', ')), campaign_timestamp(campaign.starts_at, 0),
+            campaign_timestamp(campaign.ends_at, 1), trait_literal(campaign.goal.window_days),
+            trait_literal(campaign.goal.aggregate), trait_literal(campaign.goal.description)
+        ]) -%}
+    {%- endfor -%}
+    {{ literal_rows([
+        ['campaign_name', dbt.type_string()], ['description', dbt.type_string()],
+        ['audience_name', dbt.type_string()], ['sync_names', dbt.type_string()],
+        ['starts_at', dbt.type_timestamp()], ['ends_before', dbt.type_timestamp()],
+        ['goal_window_days', dbt.type_int()], ['goal_aggregate', dbt.type_string()],
+        ['goal_description', dbt.type_string()]
+    ], rows) }}
+{%- endmacro %}
+
+
+{#- A relation of literal rows: `columns` a list of [name, type], `rows` a list of lists of SQL expressions
+    in that order, each cast to its column's type; no rows give the typed empty relation. -#}
+{% macro literal_rows(columns, rows) -%}
+    {%- for row in rows %}
     select
-        {{ trait_literal(campaign.name) }} as campaign_name,
-        {{ trait_literal(campaign.description) }} as description,
-        {{ trait_literal(campaign.audience) }} as audience_name,
-        {{ trait_literal(campaign.syncs | join(', ')) }} as sync_names,
-        {{ campaign_timestamp(campaign.starts_at, 0) }} as starts_at,
-        {{ campaign_timestamp(campaign.ends_at, 1) }} as ends_before,
-        cast({{ campaign.goal.window_days }} as integer) as goal_window_days,
-        {{ trait_literal(campaign.goal.aggregate) }} as goal_aggregate,
-        {{ trait_literal(campaign.goal.description) }} as goal_description
+        {%- for column in columns %}
+        cast({{ row[loop.index0] }} as {{ column[1] }}) as {{ column[0] }}{{ ',' if not loop.last }}
+        {%- endfor %}
     {% if not loop.last %}union all{% endif %}
     {%- else %}
     select
-        cast(null as varchar) as campaign_name,
-        cast(null as varchar) as description,
-        cast(null as varchar) as audience_name,
-        cast(null as varchar) as sync_names,
-        cast(null as timestamp) as starts_at,
-        cast(null as timestamp) as ends_before,
-        cast(null as integer) as goal_window_days,
-        cast(null as varchar) as goal_aggregate,
-        cast(null as varchar) as goal_description
+        {%- for column in columns %}
+        cast(null as {{ column[1] }}) as {{ column[0] }}{{ ',' if not loop.last }}
+        {%- endfor %}
     where 1 = 0
     {%- endfor %}
 {%- endmacro %}
 
 
 {% macro campaign_timestamp(day, days_after) -%}
-    {%- if day is none -%}cast(null as timestamp)
+    {%- if day is none -%}null
     {%- else -%}{{ dbt.dateadd('day', days_after, "cast('" ~ day ~ "' as timestamp)") }}
     {%- endif -%}
 {%- endmacro %}
@@ -48,16 +58,13 @@
 
 {#- One row per campaign and sync that sends it. -#}
 {% macro campaign_sync_rows(campaigns) -%}
-    {%- set pairs = [] -%}
+    {%- set rows = [] -%}
     {%- for campaign in campaigns -%}
-        {%- for sync_name in campaign.syncs -%}{%- do pairs.append([campaign.name, sync_name]) -%}{%- endfor -%}
+        {%- for sync_name in campaign.syncs -%}
+            {%- do rows.append([trait_literal(campaign.name), trait_literal(sync_name)]) -%}
+        {%- endfor -%}
     {%- endfor -%}
-    {%- for campaign_name, sync_name in pairs %}
-    select {{ trait_literal(campaign_name) }} as campaign_name, {{ trait_literal(sync_name) }} as sync_name
-    {% if not loop.last %}union all{% endif %}
-    {%- else %}
-    select cast(null as varchar) as campaign_name, cast(null as varchar) as sync_name where 1 = 0
-    {%- endfor %}
+    {{ literal_rows([['campaign_name', dbt.type_string()], ['sync_name', dbt.type_string()]], rows) }}
 {%- endmacro %}
 
 
@@ -65,23 +72,17 @@
 {% macro campaign_split_rows(campaigns) -%}
     {%- set rows = [] -%}
     {%- for campaign in campaigns -%}
-        {%- for split in campaign.splits -%}{%- do rows.append([campaign.name, split]) -%}{%- endfor -%}
+        {%- for split in campaign.splits -%}
+            {%- do rows.append([
+                trait_literal(campaign.name), trait_literal(split.name), trait_literal(split.holdout),
+                'cast(' ~ split.percent ~ ' as double) / 100'
+            ]) -%}
+        {%- endfor -%}
     {%- endfor -%}
-    {%- for campaign_name, split in rows %}
-    select
-        {{ trait_literal(campaign_name) }} as campaign_name,
-        {{ trait_literal(split.name) }} as split_name,
-        {{ 'true' if split.holdout else 'false' }} as is_holdout,
-        cast({{ split.percent }} as double) / 100 as expected_share
-    {% if not loop.last %}union all{% endif %}
-    {%- else %}
-    select
-        cast(null as varchar) as campaign_name,
-        cast(null as varchar) as split_name,
-        cast(null as boolean) as is_holdout,
-        cast(null as double) as expected_share
-    where 1 = 0
-    {%- endfor %}
+    {{ literal_rows([
+        ['campaign_name', dbt.type_string()], ['split_name', dbt.type_string()],
+        ['is_holdout', dbt.type_boolean()], ['expected_share', 'double']
+    ], rows) }}
 {%- endmacro %}
 
 

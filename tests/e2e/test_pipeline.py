@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import duckdb
 import polars as pl
@@ -275,6 +276,15 @@ def test_second_run_changes_no_table_and_syncs_nothing(runs):
     assert not changed, f"a rerun with no new data changed: {changed}"
     for name, sync_run in runs.syncs_by_run[1].items():
         assert sync_run["sent"] == 0, f"{name} sent {sync_run['sent']} rows on a rerun with no change"
+
+
+def test_a_run_with_nothing_new_since_the_last_does_nothing(runs):
+    """`cdp run` after run 3 with no new file, definition or as-of day: the fast path (issue 20) names the run
+    it stands on and leaves the warehouse and the serving store untouched."""
+    output, before, after = runs.unchanged_rerun
+    third_run = re.search(r"Pipeline run (\S+) finished", runs.outputs[2]).group(1)
+    assert f"Nothing new since run {third_run}" in output, output
+    assert after == before
 
 
 def test_changed_audience_sends_only_the_change(runs):

@@ -152,7 +152,9 @@ def test_killed_run_publishes_nothing(scratch):
     inode = scratch.store.stat().st_ino
     log = scratch.workspace.data_dir / "logs" / "last_run.log"
     log.unlink(missing_ok=True)
-    process = start_cdp(scratch.workspace, "run", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_cdp(
+        scratch.workspace, "run", "--no-skip-unchanged", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for_text(log, " model staging.", process)  # into the dbt build
     kill_group_and_wait_for_the_lock(process, scratch.workspace.warehouse)
     assert scratch.store.stat().st_ino == inode

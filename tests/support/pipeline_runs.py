@@ -54,6 +54,9 @@ class PipelineRuns:
     # profile split by a new contact sharing its email (add_login_of_an_anonymous_visitor, add_contact_sharing_an_email).
     merged_profiles: tuple[str, str] = ("", "")
     split_profile: str = ""
+    # A fourth `cdp run` after run 3 with nothing new (the default skips it): its output, and the warehouse's
+    # and serving store's (size, mtime) before and after it.
+    unchanged_rerun: tuple[str, tuple, tuple] = ("", (), ())
 
 
 def table_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
@@ -370,7 +373,8 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
                 env=workspace.env,
             )
         try:
-            outputs.append(workspace.cdp("run").stdout)
+            # Run 2 has nothing new: every step runs all the same, to show the pipeline is idempotent.
+            outputs.append(workspace.cdp("run", *(["--no-skip-unchanged"] if run_number == 2 else [])).stdout)
         finally:
             if reader is not None:
                 wait_for_reads_of_the_latest_publication(workspace, report_file.with_name("reader.json.progress"))
@@ -383,6 +387,8 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
             syncs.append(latest_sync_runs(con))
             profile_ids.append({r[0] for r in con.execute("select profile_id from profiles.profiles").fetchall()})
             memberships.append(con.execute("select segment_name, profile_id from segments.segment_memberships").pl())
+    state_before = _state_files(workspace)
+    unchanged_rerun = (workspace.cdp("run").stdout, state_before, _state_files(workspace))
     return PipelineRuns(
         workspace,
         outputs,
@@ -396,6 +402,13 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
         memberships,
         merged,
         split,
+        unchanged_rerun,
+    )
+
+
+def _state_files(workspace: Workspace) -> tuple:
+    return tuple(
+        (path.stat().st_size, path.stat().st_mtime_ns) for path in (workspace.warehouse, workspace.serving_store)
     )
 
 

@@ -3,7 +3,13 @@
 -- first build after its order arrives. Incremental: the lines loaded since the last build whose order
 -- is there, and the lines of the orders loaded since (a late parent brings its waiting lines);
 -- loaded_at is the later of the line's and its order's.
+-- A table built before a column was added (loaded_at by an earlier version, or a new attribute) is
+-- taken whole once (xdm_adds_to_table), as the other XDM tables do.
 {{ config(unique_key='product_list_item_id') }}
+{%- set adds = xdm_adds_to_table([
+    'product_list_item_id', 'record_id', 'sku', 'name', 'product_category', 'product_colour', 'quantity',
+    'price_total', 'loaded_at'
+]) %}
 
 with
 
@@ -30,7 +36,7 @@ items as (
     from order_lines
 ),
 
-{% if is_incremental() %}
+{% if adds %}
 high_water_mark as (
     select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as timestamp)) as loaded_at from {{ this }}
 ),
@@ -43,7 +49,7 @@ parented as (
     from items
     inner join events
         on events.record_id = items.record_id
-    {% if is_incremental() %}
+    {% if adds %}
     -- The lines loaded since the last build whose order is there, and every line (also an earlier one,
     -- waiting) of an order loaded since.
     where items.loaded_at > (select loaded_at from high_water_mark)
