@@ -74,3 +74,12 @@
 {% macro rate_to_reporting(rates, currency_code) -%}
     case when upper({{ currency_code }}) = '{{ var("reporting_currency") | upper }}' then 1.0 else {{ rates }}.rate_to_reporting end
 {%- endmacro %}
+
+
+{#- A fingerprint of what conversions depend on besides the amounts: the reporting currency and every row
+    of seed exchange_rates (an incremental model converting amounts takes every row again when it changes). -#}
+{% macro exchange_rates_fingerprint() -%}
+    select '{{ var("reporting_currency") | upper }}:' || ({{ rows_fingerprint(
+        'select rate_date, currency_code, units_per_eur from ' ~ ref('exchange_rates'),
+        ['rate_date', 'currency_code', 'units_per_eur']) }})
+{%- endmacro %}

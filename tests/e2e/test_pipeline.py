@@ -637,11 +637,27 @@ def test_profile_explain_shows_the_joining_records_or_why_not(runs):
 
 
 def test_profile_ids_are_kept_across_runs(runs):
-    """The third run added an order of a known customer and new contacts who match nobody: every profile
-    id of the first run survives, each new contact got a new one, and no merge or split was recorded."""
-    assert query(runs, "select count(*) from identity.profile_id_history").item() == 0
+    """The third run added orders of known customers, new contacts who match nobody, a login that merges an
+    anonymous visitor into a known profile and a contact whose email splits a profile (planted in
+    tests/support/pipeline_runs.py): every other profile id of the first run survives, the absorbed one is
+    gone, the split profile keeps its id for one part and the other parts got new ones, as did each new
+    contact; profile_id_history holds exactly that merge and that split."""
+    history = query(
+        runs, "select change_type, previous_profile_id, current_profile_id from identity.profile_id_history"
+    )
+    merges = history.filter(pl.col("change_type") == "merge").rows()
+    splits = history.filter(pl.col("change_type") == "split").rows()
+    # Either id may survive the merge (the stable-id rules pick the one that holds most).
+    assert len(merges) == 1 and {merges[0][1], merges[0][2]} == set(runs.merged_profiles), history
+    absorbed = merges[0][1]
+    assert splits and {previous for _, previous, _ in splits} == {runs.split_profile}, history
+    assert history.height == 1 + len(splits), history
     first, second, third = runs.profile_ids_by_run
-    assert first == second and first < third and len(third - first) == NEW_CONTACTS
+    assert first == second and first - third == {absorbed}
+    # Each new contact, the contact that shares the email, and each part split off.
+    split_off = {current for _, _, current in splits}
+    assert runs.split_profile in third and split_off <= third - first
+    assert len(third - first) == NEW_CONTACTS + 1 + len(split_off)
 
 
 def test_a_runs_dbt_invocations_parse_the_project_at_most_once(runs):

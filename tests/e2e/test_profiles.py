@@ -289,8 +289,9 @@ def test_golden_record_takes_each_attribute_group_from_the_policy_winner(runs):
 
 def test_snapshots_keep_history_and_recompute_an_audience_as_of_a_past_run(runs):
     """The third run's late order changed one profile: its traits and golden record have two versions
-    (the small red-dress order of tests/pipeline_runs.py changes that buyer's traits too);
-    nothing else changed (the rerun recorded no version at all, per the fingerprints). As of the second
+    (the small red-dress order of tests/pipeline_runs.py changes that buyer's traits too, and the planted
+    identity merge and split change the profiles they touch: the merged profile gains the visitor's events,
+    the split one loses a part); nothing else changed (the rerun recorded no version at all, per the fingerprints). As of the second
     run, seg_high_value recomputed from the traits snapshot is the audience before the order."""
     versions = query(
         runs,
@@ -299,6 +300,7 @@ def test_snapshots_keep_history_and_recompute_an_audience_as_of_a_past_run(runs)
     ).item()
     assert versions == 2
     # Others changed only where the promoted buyer's new rank moved their RFM quantile scores.
+    planted = [runs.promoted_profile, runs.red_dress_profile, *runs.merged_profiles, runs.split_profile]
     closed = query(
         runs,
         f"""
@@ -307,7 +309,7 @@ def test_snapshots_keep_history_and_recompute_an_audience_as_of_a_past_run(runs)
         from snapshots.profile_traits_snapshot as old
         inner join snapshots.profile_traits_snapshot as new
             on new.profile_id = old.profile_id and new.dbt_valid_from = old.dbt_valid_to
-        where old.profile_id not in ('{runs.promoted_profile}', '{runs.red_dress_profile}')""",
+        where old.profile_id not in ({", ".join(f"'{p}'" for p in planted)})""",
     )
     scores = {"rfm_recency_score", "rfm_frequency_score", "rfm_monetary_score", "rfm_group"}
     for column in (c for c in closed.columns if not c.endswith("_1") and c not in scores):

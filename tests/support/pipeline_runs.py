@@ -4,8 +4,10 @@ The first builds everything; the second, with no new data, must change no table 
 history of audience memberships) and sync nothing; before the third, one late order turns a lapsed
 buyer into a high-value customer, a small red-dress order brings a woman into the audience
 red_dress_buyers (its order line was delivered before run 1, two runs ahead of its order: a late
-parent, waiting in xdm.xdm_product_list_items_pending until the order comes), and 40 new CRM contacts
-arrive, and a BI-style reader process (tests/support/published_reader.py) queries the serving store
+parent, waiting in xdm.xdm_product_list_items_pending until the order comes), 40 new CRM contacts
+arrive, an anonymous visitor logs in to a known shop account (an identity merge), and a new CRM contact
+carries the email of a known person (the email becomes a hub: a split, and the events known by that email
+alone belong to no profile any more); a BI-style reader process (tests/support/published_reader.py) queries the serving store
 throughout the third run. Any test module can use the session fixture `runs` (conftest) and read the
 warehouse with `query`; tests that must change the workspace work on a copy (`copy_workspace`).
 """
@@ -48,6 +50,10 @@ class PipelineRuns:
     profile_ids_by_run: list[set[str]] = field(default_factory=list)
     red_dress_profile: str = ""  # planted before run 3 (add_red_dress_order_for_a_woman)
     memberships_by_run: list[pl.DataFrame] = field(default_factory=list)  # segment_name, profile_id after each run
+    # Planted before run 3: an anonymous visitor's profile merged into a known one (absorbed, kept), and a
+    # profile split by a new contact sharing its email (add_login_of_an_anonymous_visitor, add_contact_sharing_an_email).
+    merged_profiles: tuple[str, str] = ("", "")
+    split_profile: str = ""
     # A fourth `cdp run` after run 3 with nothing new (the default skips it): its output, and the warehouse's
     # and serving store's (size, mtime) before and after it.
     unchanged_rerun: tuple[str, tuple, tuple] = ("", (), ())
@@ -170,6 +176,133 @@ def deliver_the_red_dress_line_early(workspace: Workspace) -> None:
     ).write_parquet(landing / "order_lines" / "order_lines_late_red_dress.parquet")
 
 
+def truth_records_sql(workspace: Workspace) -> str:
+    """The generator's ground truth as (record_id, person_id), record ids as the warehouse writes them."""
+    truth = workspace.data_dir / "truth" / "record_truth.csv"
+    return (
+        "select source || '__' || \"table\" || ':' || record_id as record_id, person_id "
+        f"from read_csv('{truth}', all_varchar = true)"
+    )
+
+
+def add_login_of_an_anonymous_visitor(workspace: Workspace) -> tuple[str, str]:
+    """An identity merge: a web event in which the browser of an anonymous visitor (a profile known by one
+    cookie only) logs in to the shop account of the person the generator says browsed with it. Both
+    profiles are in no audience. Returns (the anonymous profile id absorbed, the known profile id)."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        anonymous_profile, cookie_id, known_profile, shop_customer_id = con.execute(
+            f"""
+            with truth as ({truth_records_sql(workspace)}),
+            in_audiences as (select distinct profile_id from segments.segment_memberships),
+            anonymous as (
+                select profile_id, min(identity_value) as cookie_id
+                from identity.identity_graph group by 1
+                having count(*) = 1 and min(namespace) = 'cookie_id'
+            ),
+            anonymous_people as (
+                select anonymous.profile_id, anonymous.cookie_id, min(truth.person_id) as person_id
+                from anonymous
+                inner join identity.record_profiles as records on records.profile_id = anonymous.profile_id
+                inner join truth on truth.record_id = records.record_id
+                group by 1, 2 having count(distinct truth.person_id) = 1
+            ),
+            shop_accounts as (
+                select graph.profile_id, min(graph.identity_value) as shop_customer_id, min(truth.person_id) as person_id
+                from identity.identity_graph as graph
+                inner join identity.record_profiles as records on records.profile_id = graph.profile_id
+                inner join truth on truth.record_id = records.record_id
+                where graph.namespace = 'shop_customer_id'
+                group by 1
+                having count(distinct graph.identity_value) = 1 and count(distinct truth.person_id) = 1
+            )
+            select anonymous_people.profile_id, anonymous_people.cookie_id, shop_accounts.profile_id,
+                shop_accounts.shop_customer_id
+            from anonymous_people
+            inner join shop_accounts on shop_accounts.person_id = anonymous_people.person_id
+            where anonymous_people.profile_id not in (select profile_id from in_audiences)
+                and shop_accounts.profile_id not in (select profile_id from in_audiences)
+            order by 1 limit 1
+            """
+        ).fetchone()
+    login = {
+        "event_id": "WE-E2E-LOGIN-1",
+        "cookie_id": cookie_id,
+        "customer_id": shop_customer_id,
+        "event_type": "login",
+        "page_url": "/account",
+        "occurred_at": f"{DEMO_AS_OF}T09:00:00Z",
+    }
+    events_dir = workspace.data_dir / "landing" / "web" / "events"
+    (events_dir / "events_late_login.jsonl").write_text(json.dumps(login) + "\n")
+    return anonymous_profile, known_profile
+
+
+def connected(links: list[tuple[str, str]], start: str, end: str) -> bool:
+    """Whether `end` is reachable from `start` over the undirected `links`."""
+    neighbours: dict[str, set[str]] = {}
+    for left, right in links:
+        neighbours.setdefault(left, set()).add(right)
+        neighbours.setdefault(right, set()).add(left)
+    seen, frontier = {start}, [start]
+    while frontier:
+        for neighbour in neighbours.get(frontier.pop(), set()) - seen:
+            seen.add(neighbour)
+            frontier.append(neighbour)
+    return end in seen
+
+
+def add_contact_sharing_an_email(workspace: Workspace) -> str:
+    """An identity split: a new CRM contact (another person, SPLIT_CONTACT) carrying the email of a known
+    person whose shop account reaches their CRM contact through that email only, and who has email-tool
+    events. The email is then seen with two CRM ids, a hub that links nobody (docs/identity.md): the
+    profile splits (one part keeps its id, the others get new ones), and the email events, known by that
+    email alone, belong to no profile any more. The person is in no audience. Returns the profile id that
+    splits."""
+    with duckdb.connect(str(workspace.warehouse), read_only=True) as con:
+        candidates = con.execute(
+            """
+            select profile_id, max(identity_key) filter (where namespace = 'email'),
+                max(identity_key) filter (where namespace = 'crm_id'),
+                max(identity_key) filter (where namespace = 'shop_customer_id')
+            from identity.identity_graph
+            where profile_id not in (select profile_id from segments.segment_memberships)
+            group by 1
+            having count(*) filter (where namespace = 'crm_id') = 1
+                and count(*) filter (where namespace = 'shop_customer_id') = 1
+                and count(*) filter (where namespace = 'email') = 1
+                and max(identity_value) filter (where namespace = 'email') in (
+                    select identity_value from xdm.xdm_identities where source_table = 'esp__email_events'
+                )
+            order by 1
+            """
+        ).fetchall()
+        links = con.execute(
+            "select graph.profile_id, links.left_identity_key, links.right_identity_key "
+            "from identity.identity_links as links "
+            "inner join identity.identity_graph as graph on graph.identity_key = links.left_identity_key "
+            "where links.is_kept"
+        ).fetchall()
+    by_profile: dict[str, list[tuple[str, str]]] = {}
+    for profile_id, left, right in links:
+        by_profile.setdefault(profile_id, []).append((left, right))
+    for profile_id, email_key, crm_key, shop_key in candidates:
+        without_email = [link for link in by_profile.get(profile_id, []) if email_key not in link]
+        if not connected(without_email, crm_key, shop_key):
+            break
+    else:
+        raise AssertionError("no profile whose shop account reaches its CRM contact through its email only")
+    add_contacts(
+        workspace,
+        "contacts_late_shared_email.csv",
+        [
+            f"{SPLIT_CONTACT},Quentin,Zabriskie,{email_key.removeprefix('email:')},,1931-02-03,M,,Oslo,0150,NO,"
+            "2026-06-02T10:00:00Z,2026-06-02T10:00:00Z"
+        ],
+    )
+    return profile_id
+
+
+SPLIT_CONTACT = "CSPLIT0001"
 NEW_CONTACTS = 40
 
 
@@ -207,12 +340,14 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
     workspace.cdp("generate", "--people", str(PEOPLE), "--seed", str(SEED), "--as-of", DEMO_AS_OF)
     deliver_the_red_dress_line_early(workspace)
     outputs, fingerprints, syncs, finished_at, profile_ids = [], [], [], [], []
-    promoted, reader_report, red_dress, memberships = "", {}, "", []
+    promoted, reader_report, red_dress, memberships, merged, split = "", {}, "", [], ("", ""), ""
     for run_number in (1, 2, 3):
         reader = None
         if run_number == 3:
             promoted = add_late_order_for_a_lapsed_buyer(workspace)
             red_dress = add_red_dress_order_for_a_woman(workspace)
+            merged = add_login_of_an_anonymous_visitor(workspace)
+            split = add_contact_sharing_an_email(workspace)
             # New people who buy nothing: the profile count grows, no audience changes.
             # Forty different people (distinct names and birth dates: identical ones would be duplicates
             # of one person to the matcher).
@@ -265,6 +400,8 @@ def build_pipeline_runs(workspace: Workspace) -> PipelineRuns:
         profile_ids,
         red_dress,
         memberships,
+        merged,
+        split,
         unchanged_rerun,
     )
 
