@@ -725,19 +725,8 @@ def _append_truth(truth_dir: Path, writers: list[_Writer], new: _World) -> None:
     persons = pl.read_csv(persons_file, infer_schema=False)
     added = pl.DataFrame(
         {
-            "person_id": new.person_id,
-            "first_name": new.first_name,
-            "last_name": new.last_name,
-            "gender": new.gender,
-            "birth_date": [d.isoformat() for d in new.birth_date],
-            "country": new.country,
-            "email": new.email,
-            "phone_e164": new.phone,
-            "household_id": new.household.astype(str),
-            "landline_e164": new.landline.astype(str),
-            "acquired_at": _iso(new.timestamps(new.acquired_day)),
-            "active_until": _iso(new.timestamps(new.active_until)),
-            "purchase_rate_per_day": [str(x) for x in new.purchase_rate],
+            **_person_truth_columns(new),
+            "purchase_rate_per_day": [str(x) for x in new.purchase_rate],  # text, as the base's file reads
             "dropout_probability": [str(x) for x in new.dropout],
         }
     )
@@ -1378,24 +1367,31 @@ def _write_consents(w: _World, writer: _Writer) -> None:
     )
 
 
+def _person_truth_columns(w: _World) -> dict:
+    """persons.csv's columns of who each simulated person is (their behaviour's parameters follow)."""
+    return {
+        "person_id": w.person_id,
+        "first_name": w.first_name,
+        "last_name": w.last_name,
+        "gender": w.gender,
+        "birth_date": [d.isoformat() for d in w.birth_date],
+        "country": w.country,
+        "email": w.email,
+        "phone_e164": w.phone,
+        "household_id": w.household.astype(str),
+        "landline_e164": w.landline.astype(str),
+        "acquired_at": _iso(w.timestamps(w.acquired_day)),
+        "active_until": _iso(w.timestamps(w.active_until)),
+    }
+
+
 def _write_truth(w: _World, writer: _Writer) -> None:
     writer.truth.mkdir(parents=True, exist_ok=True)
     truth = pl.concat(writer.truth_rows).unique(["source", "table", "record_id"], keep="first", maintain_order=True)
     truth.write_csv(writer.truth / "record_truth.csv")
     pl.DataFrame(
         {
-            "person_id": w.person_id,
-            "first_name": w.first_name,
-            "last_name": w.last_name,
-            "gender": w.gender,
-            "birth_date": [d.isoformat() for d in w.birth_date],
-            "country": w.country,
-            "email": w.email,
-            "phone_e164": w.phone,
-            "household_id": w.household.astype(str),
-            "landline_e164": w.landline.astype(str),
-            "acquired_at": _iso(w.timestamps(w.acquired_day)),
-            "active_until": _iso(w.timestamps(w.active_until)),
+            **_person_truth_columns(w),
             "purchase_rate_per_day": w.purchase_rate,
             "dropout_probability": w.dropout,
         }

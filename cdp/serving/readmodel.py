@@ -29,10 +29,12 @@ Layout:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,12 +143,7 @@ def write_read_model(
     path.unlink(missing_ok=True)
     secret = _secret(encryption_key())
     cipher = _cipher(secret)
-    target = sqlite3.connect(path, isolation_level=None)
-    try:
-        target.execute(f"pragma page_size = {PAGE_SIZE}")
-        target.execute("pragma journal_mode = off")  # a new file, renamed only when whole: no journal needed
-        target.execute("pragma synchronous = off")  # the publisher fsyncs the file before the rename
-        target.execute(f"pragma cache_size = -{WRITE_CACHE_KIB}")  # a batch's documents land in any order
+    with _new_file(path, page_size=PAGE_SIZE) as target:
         target.execute("begin")
         target.execute(
             "create table full_documents (document_id integer primary key, profile_id text not null, "
@@ -221,11 +218,6 @@ def write_read_model(
         target.execute("insert into publication values (?, ?, ?, ?)", [run_id, published_at, documents, identifiers])
         target.execute("commit")
         con.execute("drop table temp.read_model_ids")
-    except BaseException:
-        target.close()
-        path.unlink(missing_ok=True)
-        raise
-    target.close()
     return ReadModelCounts(documents=documents, identifiers=identifiers)
 
 
@@ -240,37 +232,48 @@ def reuse_read_model(
         return None
     path.unlink(missing_ok=True)
     shutil.copyfile(previous, path)
+    try:
+        with _new_file(path) as target:
+            (old_run_id, documents, identifiers), *_ = target.execute(
+                "select run_id, profiles, identifiers from publication"
+            ).fetchall()
+            if old_run_id != previous_run_id:
+                raise LookupError(f"read model of run {old_run_id}, store of run {previous_run_id}")
+            # Every document says which run published it, right after its profile id (documents.py).
+            old, new = (f'"published_run_id":{to_json_text(r)},"scope":' for r in (old_run_id, run_id))
+            target.execute("begin")
+            for table in ("full_documents", "masked_documents"):
+                stamped = target.execute(
+                    f"update {table} set document = replace(document, ?, ?) where instr(document, ?) > 0",
+                    [old, new, old],
+                ).rowcount
+                if stamped != documents:
+                    raise LookupError(f"{table}: {stamped} of {documents} documents carry the run id")
+            target.execute("update publication set run_id = ?, published_at = ?", [run_id, published_at])
+            target.execute("commit")
+    except (sqlite3.Error, LookupError, ValueError):
+        return None  # the file is removed: the caller renders the read model anew
+    return ReadModelCounts(documents=documents, identifiers=identifiers)
+
+
+@contextlib.contextmanager
+def _new_file(path: Path, page_size: int | None = None) -> Iterator[sqlite3.Connection]:
+    """A connection to the read model file being written at `path`: without a journal (a new file, renamed
+    into place only when whole) or syncs (the publisher fsyncs it before the rename). Closed at the end,
+    and the file removed when the writing fails."""
     target = sqlite3.connect(path, isolation_level=None)
     try:
-        target.execute("pragma journal_mode = off")  # a new file, renamed only when whole
-        target.execute("pragma synchronous = off")  # the publisher fsyncs it before the rename
-        target.execute(f"pragma cache_size = -{WRITE_CACHE_KIB}")
-        (old_run_id, documents, identifiers), *_ = target.execute(
-            "select run_id, profiles, identifiers from publication"
-        ).fetchall()
-        if old_run_id != previous_run_id:
-            raise LookupError(f"read model of run {old_run_id}, store of run {previous_run_id}")
-        # Every document says which run published it, right after its profile id (documents.py).
-        old, new = (f'"published_run_id":{to_json_text(r)},"scope":' for r in (old_run_id, run_id))
-        target.execute("begin")
-        for table in ("full_documents", "masked_documents"):
-            stamped = target.execute(
-                f"update {table} set document = replace(document, ?, ?) where instr(document, ?) > 0", [old, new, old]
-            ).rowcount
-            if stamped != documents:
-                raise LookupError(f"{table}: {stamped} of {documents} documents carry the run id")
-        target.execute("update publication set run_id = ?, published_at = ?", [run_id, published_at])
-        target.execute("commit")
-    except (sqlite3.Error, LookupError, ValueError):
-        target.close()
-        path.unlink(missing_ok=True)
-        return None
+        if page_size:
+            target.execute(f"pragma page_size = {page_size}")
+        target.execute("pragma journal_mode = off")
+        target.execute("pragma synchronous = off")
+        target.execute(f"pragma cache_size = -{WRITE_CACHE_KIB}")  # a batch's documents land in any order
+        yield target
     except BaseException:
         target.close()
         path.unlink(missing_ok=True)
         raise
     target.close()
-    return ReadModelCounts(documents=documents, identifiers=identifiers)
 
 
 @dataclass(frozen=True)
