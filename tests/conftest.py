@@ -60,6 +60,17 @@ def destination_server():
     server.stop()
 
 
+@pytest.fixture
+def server(destination_server, monkeypatch):
+    """The destination server with a clean state for this test, and the secrets sync specs name by env var."""
+    destination_server.reset_state()
+    if destination_server.server is None:
+        destination_server.start()
+    monkeypatch.setenv("TEST_HOOK_SECRET", destination_server.secret)
+    monkeypatch.setenv("TEST_API_TOKEN", destination_server.token)
+    return destination_server
+
+
 E2E_FIXTURES = {"runs", "make_workspace"}
 # With pytest-xdist (`make test` runs two workers): where the workers write each test's work unit for the
 # controller's scheduler. (xdist's own --dist loadgroup reads groups from node ids, which pytest 9 no longer

@@ -21,15 +21,6 @@ PERSON = PEOPLE[3]
 
 
 @pytest.fixture
-def server(destination_server, monkeypatch):
-    destination_server.reset_state()
-    if destination_server.server is None:
-        destination_server.start()
-    monkeypatch.setenv("TEST_API_TOKEN", destination_server.token)
-    return destination_server
-
-
-@pytest.fixture
 def warehouse(tmp_path, server, monkeypatch):
     syncs = tmp_path / "syncs"
     syncs.mkdir()
